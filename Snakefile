@@ -1,0 +1,32 @@
+# robustlm: adversarial training of BERT-like language models, reproduced end to end.
+# Configuration: config/config.yaml (small default run) or --configfile config/paper.yaml (the paper's grid).
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from robustlm.config import ConfigError, validate_config
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        rules.tables.output,
+    default_target: True

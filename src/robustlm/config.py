@@ -1,0 +1,110 @@
+"""Run configuration: schema validation with readable errors, and the canonical per-job parameters.
+
+Every job receives only the settings it depends on, serialized canonically (sorted keys), so that
+Snakemake's params-based rerun trigger reruns exactly the jobs whose settings changed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the offending key."""
+
+
+def _key_path(path) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(f"'{where}.{key}'" if error.absolute_path else f"'{key}'" for key in unexpected)
+        return f"unknown config key {keys}; allowed here: {', '.join(allowed) or 'none'}"
+    if error.validator == "required":
+        return f"config key '{where}' is missing a required entry: {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Set the schema's `default`s for absent keys (after validation, so the schema is satisfied)."""
+    if "$ref" in schema:
+        resolved = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            resolved = resolved[part]
+        schema = resolved
+    if not isinstance(instance, dict):
+        return
+    properties = schema.get("properties", {})
+    for key, subschema in properties.items():
+        if key not in instance and "default" in subschema:
+            instance[key] = subschema["default"]
+        if key in instance:
+            _fill_defaults(instance[key], subschema, root)
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate `config` against the JSON schema and fill defaults; raise ConfigError listing every problem."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration must be a mapping, got {type(config).__name__}")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(_describe(e) for e in errors))
+    _fill_defaults(config, schema, schema)
+    return config
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict:
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return validate_config(config, schema_path)
+
+
+def mirror_dir(config: dict) -> Path | None:
+    """The air-gapped mirror, if any: $ROBUSTLM_MIRROR, else the config's `mirror`."""
+    location = os.environ.get("ROBUSTLM_MIRROR") or config.get("mirror")
+    return Path(location).resolve() if location else None
+
+
+def canonical(params: dict) -> str:
+    """Order-independent serialization used as a Snakemake param (YAML key order must not trigger reruns)."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
+    sizes = config["datasets"][dataset]
+    return {
+        "model": config["model"],
+        "dataset": dataset,
+        "data_seed": config["data_seed"],
+        "train_size": sizes.get("train_size"),
+        "validation_size": sizes.get("validation_size"),
+        "defense": defense,
+        "defense_params": config["defenses"][defense],
+        "seed": int(seed),
+        "training": config["training"],
+    }
+
+
+def evaluate_params(config: dict, dataset: str) -> dict:
+    test_sets = {dataset: config["datasets"][dataset].get("test_size")}
+    test_sets.update({name: spec.get("test_size") for name, spec in config["ood_datasets"].items()})
+    return {
+        "in_distribution": dataset,
+        "test_sizes": test_sets,
+        "data_seed": config["data_seed"],
+        "max_length": config["training"]["max_length"],
+        "batch_size": config["evaluation"]["batch_size"],
+    }

@@ -1,0 +1,84 @@
+"""Embedding-space adversarial training, Algorithm 1 of Altinisik et al.: PGD-AT and LDS.
+
+delta ~ N(0, sigma^2) on the input embeddings; S ascent steps delta <- Pi(delta + mu * g_adv) with Pi the
+projection onto the per-example L2 ball ||delta|| <= epsilon; then the update on
+l(f(x), y) + w * l_adv, where l_adv is the task loss at x + delta (PGD-AT) or the divergence between
+f(x) and f(x + delta) (LDS).
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+
+from .base import Defense, model_inputs
+
+
+def project_l2(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Scale each example's perturbation (all its tokens and dimensions) into the L2 ball of radius epsilon."""
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return delta * (epsilon / norms).clamp(max=1.0).view(-1, *([1] * (delta.dim() - 1)))
+
+
+def kl_divergence(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+    """KL(p(x) || p(x + delta)); zero when the logits agree."""
+    return F.kl_div(F.log_softmax(perturbed_logits, dim=-1), F.log_softmax(clean_logits, dim=-1),
+                    reduction=reduction, log_target=True)
+
+
+class EmbeddingSpaceAdversary(Defense):
+    def __init__(self, steps: int, epsilon: float, step_size: float, init_std: float, adversarial_weight: float = 1.0):
+        super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
+                         adversarial_weight=adversarial_weight)
+        self.steps, self.epsilon, self.step_size, self.init_std = steps, epsilon, step_size, init_std
+        self.adversarial_weight = adversarial_weight
+
+    @property
+    def extra_passes(self) -> int:
+        return self.steps + 1
+
+    @abstractmethod
+    def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean") -> torch.Tensor:
+        """l_adv of Algorithm 1 (`reduction` "sum" for the ascent, "mean" for the update)."""
+
+    def perturbation(self, model, embeddings, inputs, clean_logits, labels) -> torch.Tensor:
+        """The S-step ascent of Algorithm 1 (gradients w.r.t. delta only; parameters untouched)."""
+        mask = inputs["attention_mask"].unsqueeze(-1).to(embeddings.dtype)
+        delta = project_l2(torch.randn_like(embeddings) * self.init_std * mask, self.epsilon)
+        for _ in range(self.steps):
+            delta.requires_grad_(True)
+            logits = model(inputs_embeds=embeddings.detach() + delta, **inputs).logits
+            # summed, so each example's delta follows its own loss regardless of batch size
+            objective = self.adversarial_loss(logits, clean_logits.detach(), labels, reduction="sum")
+            (gradient,) = torch.autograd.grad(objective, delta)
+            delta = project_l2((delta + self.step_size * gradient) * mask, self.epsilon).detach()
+        return delta
+
+    def loss(self, model, batch):
+        inputs = model_inputs(batch)
+        embeddings = model.get_input_embeddings()(inputs.pop("input_ids"))
+        labels = batch["labels"]
+        clean_logits = model(inputs_embeds=embeddings, **inputs).logits
+        delta = self.perturbation(model, embeddings, inputs, clean_logits, labels)
+        perturbed_logits = model(inputs_embeds=embeddings + delta, **inputs).logits
+        return F.cross_entropy(clean_logits, labels) + self.adversarial_weight * self.adversarial_loss(
+            perturbed_logits, clean_logits, labels)
+
+
+class PgdAt(EmbeddingSpaceAdversary):
+    """PGD-AT: the task loss at x + delta."""
+
+    name = "pgd_at"
+
+    def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
+        return F.cross_entropy(perturbed_logits, labels, reduction=reduction)
+
+
+class Lds(EmbeddingSpaceAdversary):
+    """LDS: local distributional smoothness, KL between f(x) and f(x + delta)."""
+
+    name = "lds"
+
+    def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
+        return kl_divergence(clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction)

@@ -1,0 +1,78 @@
+"""Batched inference (length-sorted, dynamically padded) shared by validation during training and `rule evaluate`."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import datasets
+from .models import load_classifier, load_tokenizer
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") -> dict[str, torch.Tensor]:
+    batch = tokenizer.pad({"input_ids": sequences}, return_tensors="pt")
+    batch = {key: value.to(device) for key, value in batch.items() if key in ("input_ids", "attention_mask")}
+    if labels is not None:
+        batch["labels"] = torch.as_tensor(labels, device=device)
+    return batch
+
+
+def autocast(device: torch.device):
+    """bf16 on GPU, fp32 elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> np.ndarray:
+    """Class probabilities in input order; batches are formed from length-sorted inputs to minimise padding."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
+    probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        with autocast(device):
+            logits = model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits
+        probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model.train(was_training)
+    return probabilities
+
+
+def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], metrics_path: Path,
+                   predictions_path: Path, device: str | None = None) -> dict:
+    """Clean accuracy of one fine-tuned model on its in-distribution test set and every OOD test set.
+
+    Per-example predictions are kept: the attack stage attacks only examples every model gets right."""
+    started = time.perf_counter()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(str(model_dir))
+    model = load_classifier(str(model_dir)).to(device)
+    predictions, accuracy, examples, subsampled = [], {}, {}, {}
+    for name, size in params["test_sizes"].items():
+        full = datasets.read_split(data_paths[name], "test")
+        test = datasets.select(full, size, params["data_seed"])
+        subsampled[name] = len(test) < len(full)
+        probabilities = predict_proba(model, tokenizer, encode(tokenizer, test.text, params["max_length"]),
+                                      params["batch_size"], device)
+        predicted = probabilities.argmax(1)
+        accuracy[name] = float((predicted == test.label.to_numpy()).mean())
+        examples[name] = len(test)
+        predictions.append(pd.DataFrame({
+            "id": test.id, "test_set": name, "label": test.label, "prediction": predicted,
+            "probability": probabilities[np.arange(len(test)), predicted],
+        }))
+    pd.concat(predictions, ignore_index=True).to_parquet(predictions_path, index=False)
+    metrics = {"in_distribution": params["in_distribution"], "accuracy": accuracy, "examples": examples,
+               "subsampled": subsampled,
+               "max_length": params["max_length"], "device": str(device),
+               "seconds": time.perf_counter() - started}
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics

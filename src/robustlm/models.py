@@ -1,0 +1,49 @@
+"""Locating and loading the pretrained encoder: a local directory, the mirror's models/, or a hub id."""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+class ModelError(RuntimeError):
+    """The model named in the config cannot be found or loaded."""
+
+
+def resolve_model(name: str, mirror: Path | None) -> str:
+    """An existing local directory, else <mirror>/<name> or <mirror>/models/<name>, else `name` as a hub id."""
+    candidates = [Path(name)]
+    if mirror is not None:
+        candidates += [mirror / name, mirror / "models" / name]
+    for candidate in candidates:
+        if candidate.is_dir():
+            check_model_dir(candidate)
+            return str(candidate.resolve())
+    if mirror is not None and (name.startswith(("models/", "./", "/")) or Path(name).suffix):
+        raise ModelError(f"model '{name}' not found locally or under the mirror {mirror}")
+    return name
+
+
+def check_model_dir(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model directory {path} has no config.json; it is not a Hugging Face model directory")
+    if not any((path / weights).is_file() for weights in WEIGHT_FILES):
+        raise ModelError(
+            f"model directory {path} has no weights (expected one of {', '.join(WEIGHT_FILES)}); "
+            "re-copy the model or point `model:` at a complete directory"
+        )
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def load_classifier(name_or_path: str, num_labels: int = 2):
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc

@@ -1,0 +1,154 @@
+"""The paper's Tables 3 (fine-tuning run time) and 4 (generalization), a paper-vs-ours comparison and a
+figure, assembled from whatever runs the config produced. Every number carries the deviations from the
+paper's setup that affect it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import paper  # noqa: E402
+
+
+def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFrame:
+    """One row per (trained_on, defense, seed, test_set), pairing the two metrics files of a run directory."""
+    evaluations = {path.parent: json.loads(path.read_text()) for path in eval_metrics}
+    rows = []
+    for path in train_metrics:
+        train = json.loads(path.read_text())
+        evaluation = evaluations[path.parent]
+        for test_set, accuracy in evaluation["accuracy"].items():
+            rows.append({
+                "trained_on": train["dataset"], "defense": train["defense"], "seed": train["seed"],
+                "test_set": test_set, "accuracy": 100 * accuracy, "test_examples": evaluation["examples"][test_set],
+                "train_minutes": train["train_seconds"] / 60, "examples_per_second": train["examples_per_second"],
+                "passes_per_step": train["passes_per_step"], "device": train["device"],
+                "deviations": "; ".join(paper.training_deviations(train) + paper.evaluation_deviations(evaluation, test_set)),
+            })
+    return pd.DataFrame(rows)
+
+
+def _defense_order(defenses) -> list[str]:
+    known = list(paper.ROW_NAMES)
+    return sorted(set(defenses), key=lambda d: (known.index(d) if d in known else len(known), d))
+
+
+def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 4: accuracy (%) per training set, defense and test set, mean and std over seeds."""
+    table = (runs.groupby(["trained_on", "defense", "test_set"], sort=False)
+             .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"), seeds=("seed", "nunique"),
+                  test_examples=("test_examples", "first"), deviations=("deviations", "first"))
+             .reset_index())
+    table["paper_accuracy"] = [
+        paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
+        for row in table.itertuples()
+    ]
+    table.insert(1, "model", table.defense.map(paper.row_name))
+    return _sorted(table, ["trained_on", "defense", "test_set"])
+
+
+def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 3: fine-tuning minutes, throughput, and slowdown relative to the baseline of the same run."""
+    per_run = runs.drop_duplicates(["trained_on", "defense", "seed"])
+    table = (per_run.groupby(["trained_on", "defense"], sort=False)
+             .agg(minutes_mean=("train_minutes", "mean"), minutes_std=("train_minutes", "std"),
+                  examples_per_second=("examples_per_second", "mean"), passes_per_step=("passes_per_step", "first"),
+                  seeds=("seed", "nunique"), device=("device", "first"), deviations=("deviations", "first"))
+             .reset_index())
+    baseline = table[table.defense == "baseline"].set_index("trained_on").minutes_mean
+    table["slowdown_vs_baseline"] = table.minutes_mean / table.trained_on.map(baseline)
+    table["paper_minutes"] = [paper.TABLE3_MINUTES.get(r.trained_on, {}).get(r.defense) for r in table.itertuples()]
+    paper_baseline = table.trained_on.map(lambda d: paper.TABLE3_MINUTES.get(d, {}).get("baseline"))
+    table["paper_slowdown_vs_baseline"] = table.paper_minutes / paper_baseline
+    table["paper_hardware"] = paper.PAPER_HARDWARE
+    table["deviations"] = table.deviations.str.split("; ").map(lambda notes: "; ".join(n for n in notes if "subsample of the" not in n))
+    table.insert(1, "model", table.defense.map(paper.row_name))
+    return _sorted(table, ["trained_on", "defense"])
+
+
+def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.DataFrame:
+    """Every number the paper gives next to ours. Run times are compared as slowdown over the baseline,
+    the only form that transfers across hardware and model size."""
+    accuracy = pd.DataFrame({
+        "trained_on": generalization.trained_on, "model": generalization.model,
+        "metric": "accuracy % on " + generalization.test_set,
+        "paper": generalization.paper_accuracy, "ours": generalization.accuracy_mean,
+        "deviations": generalization.deviations,
+    })
+    cost = pd.DataFrame({
+        "trained_on": runtime.trained_on, "model": runtime.model, "metric": "run time / baseline run time",
+        "paper": runtime.paper_slowdown_vs_baseline, "ours": runtime.slowdown_vs_baseline,
+        "deviations": runtime.deviations + "; hardware " + runtime.device + " (paper: " + paper.PAPER_HARDWARE + ")",
+    })
+    table = pd.concat([accuracy, cost], ignore_index=True).dropna(subset=["paper"])
+    table["difference"] = table.ours - table.paper
+    return table[["trained_on", "model", "metric", "paper", "ours", "difference", "deviations"]]
+
+
+def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    order = {d: i for i, d in enumerate(_defense_order(table.defense))}
+    return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(drop=True)
+
+
+def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame) -> str:
+    wide = generalization.assign(
+        cell=[f"{m:.2f}" + (f" ± {s:.2f}" if s == s else "") + (f" (paper {p:.2f})" if p == p and p is not None else "")
+              for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)]
+    ).pivot_table(index="model", columns=["trained_on", "test_set"], values="cell", aggfunc="first", sort=False)
+    wide.columns = [f"trained on {a}: {b}" for a, b in wide.columns]
+    parts = [
+        "## Table 4: generalization (accuracy %, mean ± std over seeds)\n", wide.to_markdown(), "\n",
+        "## Table 3: fine-tuning run time\n",
+        runtime[["trained_on", "model", "minutes_mean", "examples_per_second", "passes_per_step",
+                 "slowdown_vs_baseline", "paper_minutes", "paper_slowdown_vs_baseline", "device"]]
+        .to_markdown(index=False, floatfmt=".2f"), "\n",
+        "## Paper vs. ours\n", comparison.to_markdown(index=False, floatfmt=".2f"), "\n",
+        "## Deviations from the paper's setup\n",
+        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _figure(generalization: pd.DataFrame, path: Path) -> None:
+    trained_on = list(dict.fromkeys(generalization.trained_on))
+    fig, axes = plt.subplots(1, len(trained_on), figsize=(5.5 * len(trained_on), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], trained_on):
+        subset = generalization[generalization.trained_on == dataset]
+        models = list(dict.fromkeys(subset.model))
+        test_sets = list(dict.fromkeys(subset.test_set))
+        width = 0.8 / len(test_sets)
+        for k, test_set in enumerate(test_sets):
+            rows = subset[subset.test_set == test_set].set_index("model").reindex(models)
+            xs = [i + k * width for i in range(len(models))]
+            ax.bar(xs, rows.accuracy_mean, width, yerr=rows.accuracy_std.fillna(0), label=f"ours: {test_set}")
+            ax.scatter(xs, rows.paper_accuracy, marker="_", s=400, color="black", zorder=3,
+                       label="paper" if k == 0 else None)
+        ax.set_xticks([i + width * (len(test_sets) - 1) / 2 for i in range(len(models))], models, rotation=30)
+        ax.set_title(f"fine-tuned on {dataset}")
+        ax.set_ylabel("accuracy (%)")
+        low = min(subset.accuracy_mean.min(), subset.paper_accuracy.min(skipna=True) if subset.paper_accuracy.notna().any() else 100)
+        ax.set_ylim(max(0, low - 10), 100)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_tables(train_metrics: list[Path], eval_metrics: list[Path], outputs: dict[str, Path]) -> None:
+    runs = load_runs(train_metrics, eval_metrics)
+    generalization = generalization_table(runs)
+    runtime = runtime_table(runs)
+    comparison = paper_vs_ours(generalization, runtime)
+    for path in outputs.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    generalization.to_csv(outputs["generalization"], index=False, float_format="%.4f")
+    runtime.to_csv(outputs["runtime"], index=False, float_format="%.4f")
+    comparison.to_csv(outputs["paper_vs_ours"], index=False, float_format="%.4f")
+    outputs["markdown"].write_text(_markdown(generalization, runtime, comparison))
+    _figure(generalization, outputs["figure"])
+    print(outputs["markdown"].read_text())

@@ -1,0 +1,221 @@
+"""The one fine-tuning loop. A defense only supplies the loss of a step; everything else — data order,
+optimisation, checkpointing, resumption, timing — lives here.
+
+A job killed at any point resumes from its last completed epoch: checkpoints (model, optimizer, scheduler,
+RNG state, timings) are written atomically to a directory outside the job's declared outputs, and the
+epoch order is a pure function of (seed, epoch), so a resumed run sees the data an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import datasets
+from .defenses import Defense, build_defense
+from .evaluation import autocast, collate, encode, predict_proba
+from .models import load_classifier, load_tokenizer
+
+log = logging.getLogger(__name__)
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    step: int = 0
+    train_seconds: float = 0.0
+    examples_seen: int = 0
+    tokens_seen: int = 0
+    best_validation_accuracy: float = -1.0
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def set_seed(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled batches of similar length (sorted within windows of 50 batches) to cut padding.
+
+    Deterministic in (seed, epoch) so that a resumed run replays exactly the order it would have seen."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: Path, params: dict, model, optimizer, scheduler, state: TrainState) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_save(
+        {
+            "params": params,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "state": asdict(state),
+        },
+        directory / f"epoch-{state.epoch:03d}.pt",
+    )
+    for stale in sorted(directory.glob("epoch-*.pt"))[:-KEEP_CHECKPOINTS]:
+        stale.unlink()
+
+
+def load_latest_checkpoint(directory: Path, params: dict) -> dict | None:
+    """The newest readable checkpoint of a run with these `params`.
+
+    An unreadable one (a partial write) is reported and skipped; checkpoints of a run with other settings
+    (the config changed since) are discarded, since resuming them would mix two experiments."""
+    for path in sorted(directory.glob("epoch-*.pt"), reverse=True):
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises several types for truncated files
+            log.warning("checkpoint %s is unreadable (%s); falling back to the previous one", path, exc)
+            continue
+        if checkpoint.get("params") != params:
+            log.warning("checkpoints in %s are from different settings; starting afresh", directory)
+            shutil.rmtree(directory)
+            return None
+        checkpoint["path"] = path
+        return checkpoint
+    return None
+
+
+def _save_model_dir(model, tokenizer, target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, checkpoint_dir: Path,
+              metrics_path: Path, device: str | None = None) -> dict:
+    """Fine-tune `model_path` on the train split of `data_path` with the defense in `params`."""
+    started = time.perf_counter()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    settings = params["training"]
+    set_seed(params["seed"])
+    defense: Defense = build_defense(params["defense"], params["defense_params"])
+
+    train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
+    validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
+                                 params["data_seed"])
+    tokenizer = load_tokenizer(model_path)
+    train_ids = encode(tokenizer, train.text, settings["max_length"])
+    validation_ids = encode(tokenizer, validation.text, settings["max_length"])
+    train_labels = train.label.to_numpy()
+
+    model = load_classifier(model_path).to(device)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
+    steps_per_epoch = -(-len(train_ids) // settings["batch_size"])
+    total_steps = steps_per_epoch * settings["epochs"]
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
+
+    state = TrainState()
+    best_dir = checkpoint_dir / "best"
+    checkpoint = load_latest_checkpoint(checkpoint_dir, params)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        state = TrainState(**checkpoint["state"])
+        log.info("resuming from %s: %d of %d epochs done", checkpoint["path"], state.epoch, settings["epochs"])
+    resumed_from_epoch = state.epoch
+
+    lengths = [len(ids) for ids in train_ids]
+    model.train()
+    for epoch in range(state.epoch + 1, settings["epochs"] + 1):
+        epoch_start, losses = time.perf_counter(), []
+        progress = tqdm(epoch_batches(lengths, settings["batch_size"], params["seed"], epoch),
+                        desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
+        for batch_indices in progress:
+            batch = collate(tokenizer, [train_ids[i] for i in batch_indices], train_labels[batch_indices], device)
+            with autocast(device):
+                loss = defense.loss(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+            state.step += 1
+            state.examples_seen += len(batch_indices)
+            state.tokens_seen += int(batch["attention_mask"].sum())
+        epoch_loss = torch.stack(losses).mean().item()  # one host sync per epoch, not per step
+        state.train_seconds += time.perf_counter() - epoch_start
+
+        probabilities = predict_proba(model, tokenizer, validation_ids, settings["batch_size"] * 2, device)
+        accuracy = float((probabilities.argmax(1) == validation.label.to_numpy()).mean())
+        state.epoch = epoch
+        state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": accuracy})
+        log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, accuracy)
+        if accuracy > state.best_validation_accuracy:
+            state.best_validation_accuracy, state.best_epoch = accuracy, epoch
+            _save_model_dir(model, tokenizer, best_dir)
+        save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, state)
+
+    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.copytree(best_dir, output_dir)
+    metrics = {
+        "dataset": params["dataset"],
+        "defense": params["defense"],
+        "defense_params": params["defense_params"],
+        "seed": params["seed"],
+        "model": params["model"],
+        "device": str(device),
+        "epochs": settings["epochs"],
+        "max_length": settings["max_length"],
+        "train_size": params["train_size"],
+        "train_examples": len(train_ids),
+        "validation_examples": len(validation_ids),
+        "train_seconds": state.train_seconds,
+        "examples_per_second": state.examples_seen / max(state.train_seconds, 1e-9),
+        "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),
+        "passes_per_step": 1 + defense.extra_passes,
+        "best_validation_accuracy": state.best_validation_accuracy,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "resumed_from_epoch": resumed_from_epoch,
+        "job_seconds": time.perf_counter() - started,
+    }
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics

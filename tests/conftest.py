@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("ROBUSTLM_MIRROR", REPO.parent / "shared" / "mirror")).resolve()
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+MINILM = MIRROR / "models" / "minilm-l6-h384-uncased-mlm"
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    if not MIRROR.is_dir():
+        pytest.fail(f"the data mirror is expected at {MIRROR} (set ROBUSTLM_MIRROR)")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, mirror) -> Path:
+    """A randomly initialised 2-layer BERT with the mirror's tokenizer: fast enough for loop tests."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def tiny_config(mirror: Path) -> dict:
+    """A few dozen examples, one epoch, two defenses: the whole workflow in about a minute on CPU."""
+    return {
+        "mirror": str(mirror),
+        "model": "models/minilm-l6-h384-uncased-mlm",
+        "data_seed": 0,
+        "datasets": {"mr": {"train_size": 48, "validation_size": 16, "test_size": 32}},
+        "ood_datasets": {"yelp": {"test_size": 16}},
+        "defenses": {"baseline": {}, "pgd_at": {"steps": 1, "epsilon": 0.003, "step_size": 0.001, "init_std": 1e-5}},
+        "seeds": [1],
+        "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
+        "evaluation": {"batch_size": 32},
+    }
+
+
+@pytest.fixture
+def workdir(tmp_path, mirror) -> Path:
+    """A scratch workflow directory holding a tiny config.yaml."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(mirror), sort_keys=False))
+    return tmp_path
+
+
+def copy_mirror_subset(mirror: Path, target: Path, relative_paths: list[str]) -> Path:
+    for relative in relative_paths:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mirror / relative, target / relative)
+    return target

@@ -1,0 +1,74 @@
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from robustlm.config import ConfigError, canonical, load_config, train_params, validate_config
+from robustlm.defenses import DEFENSES
+
+from conftest import REPO, SCHEMA
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(REPO / "config" / name, SCHEMA)
+    assert config["defenses"]
+    assert config["training"]["warmup_ratio"] >= 0  # defaults are filled
+
+
+def test_schema_lists_exactly_the_registered_defenses():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert set(schema["properties"]["defenses"]["properties"]) == set(DEFENSES)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["defenses"].update(fgsm={}), ["'defenses.fgsm'", "baseline, lds, pgd_at"]),
+        (lambda c: c["training"].update(epoch=3), ["'training.epoch'", "epochs"]),
+        (lambda c: c["datasets"].update(sst2={}), ["'datasets.sst2'", "imdb, mr"]),
+        (lambda c: c["training"].update(batch_size="32"), ["'training.batch_size'", "not of type 'integer'"]),
+        (lambda c: c["defenses"]["pgd_at"].update(epsilon=-0.1), ["'defenses.pgd_at.epsilon'"]),
+        (lambda c: c.update(seeds=[]), ["'seeds'"]),
+        (lambda c: c.update(defenses={}), ["'defenses'"]),
+        (lambda c: c["training"].pop("epochs"), ["'training'", "'epochs' is a required property"]),
+    ],
+)
+def test_bad_configs_name_the_key(default_config, mutate, expected):
+    mutate(default_config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config, SCHEMA)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_snakemake_stops_before_any_job_with_a_clean_message(tmp_path, default_config):
+    default_config["defenses"]["pgd"] = {}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(default_config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "bad.yaml"), "--directory", str(tmp_path),
+         "-s", str(REPO / "Snakefile")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "unknown config key 'defenses.pgd'; allowed here: baseline, lds, pgd_at" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_job_params_are_canonical_and_scoped_to_their_defense(default_config):
+    config = validate_config(default_config, SCHEMA)
+    reordered = validate_config(yaml.safe_load(yaml.safe_dump(config, sort_keys=True)), SCHEMA)
+    reordered["defenses"] = dict(reversed(list(reordered["defenses"].items())))
+    for defense in config["defenses"]:
+        assert canonical(train_params(config, "imdb", defense, 1)) == canonical(train_params(reordered, "imdb", defense, 1))
+
+    changed = copy.deepcopy(config)
+    changed["defenses"]["pgd_at"]["epsilon"] = 0.01
+    differs = {d for d in config["defenses"]
+               if canonical(train_params(config, "imdb", d, 1)) != canonical(train_params(changed, "imdb", d, 1))}
+    assert differs == {"pgd_at"}
+    assert json.loads(canonical(train_params(changed, "imdb", "pgd_at", 1)))["defense_params"]["epsilon"] == 0.01

@@ -1,0 +1,122 @@
+import pandas as pd
+import pytest
+
+from robustlm import datasets
+from robustlm.datasets.base import DataSourceError, normalized
+
+from conftest import copy_mirror_subset
+
+
+@pytest.fixture(scope="module")
+def prepared(mirror):
+    return {name: datasets.prepare(name, mirror, seed=0) for name in ("imdb", "mr", "yelp")}
+
+
+def counts(frame):
+    return frame.split.value_counts().to_dict()
+
+
+def test_imdb_official_splits_with_seeded_validation(prepared):
+    frame, manifest = prepared["imdb"]
+    assert counts(frame) == {"test": 25000, "train": 22500, "validation": 2500}
+    assert frame.groupby("split").label.mean().between(0.49, 0.51).all()
+    assert not frame.text.str.contains("<br").any()
+    assert manifest["source"]["kind"] == "mirror"
+    assert frame.id.is_unique
+
+
+def test_mr_holds_out_the_textfooler_sample(prepared, mirror):
+    frame, _ = prepared["mr"]
+    test = frame[frame.split == "test"]
+    assert len(test) == 1000
+    training = frame[frame.split != "test"]
+    assert not set(training.text.map(normalized)) & set(test.text.map(normalized))
+    assert 9000 < len(training) <= 10662 - 1000
+    assert abs(len(frame[frame.split == "validation"]) - 0.1 * len(training)) <= 1
+    assert training.label.mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_yelp_is_the_textfooler_ood_sample(prepared):
+    frame, _ = prepared["yelp"]
+    assert counts(frame) == {"test": 1000}
+    assert set(frame.label) == {0, 1}
+    assert not frame.text.str.contains(r"\\n", regex=False).any()
+
+
+def test_validation_carve_depends_only_on_seed(mirror):
+    first, _ = datasets.prepare("mr", mirror, seed=0)
+    again, _ = datasets.prepare("mr", mirror, seed=0)
+    other, _ = datasets.prepare("mr", mirror, seed=1)
+    ids = lambda f: set(f.id[f.split == "validation"])
+    assert ids(first) == ids(again) != ids(other)
+
+
+def test_select_is_seeded_and_order_independent(prepared):
+    frame, _ = prepared["mr"]
+    train = frame[frame.split == "train"]
+    picked = datasets.select(train, 50, seed=3)
+    shuffled = datasets.select(train.sample(frac=1, random_state=9), 50, seed=3)
+    assert picked.id.tolist() == shuffled.id.tolist()
+    assert len(picked) == 50
+    assert len(datasets.select(train, None, seed=3)) == len(train)
+
+
+def test_missing_source_file_names_it_with_checksum(tmp_path):
+    with pytest.raises(DataSourceError) as error:
+        datasets.prepare("yelp", tmp_path, seed=0)
+    message = str(error.value)
+    assert str(tmp_path / "datasets/textfooler/yelp") in message
+    assert "befbfa6f" in message and "TextFooler repository" in message
+
+
+def test_corrupt_source_file_is_rejected(tmp_path, mirror):
+    copy_mirror_subset(mirror, tmp_path, ["datasets/textfooler/yelp"])
+    target = tmp_path / "datasets/textfooler/yelp"
+    target.write_text(target.read_text()[:-500])
+    with pytest.raises(DataSourceError, match="corrupt data file .*expected befbfa6f"):
+        datasets.prepare("yelp", tmp_path, seed=0)
+
+
+def test_truncated_parquet_is_reported(tmp_path, prepared):
+    frame, _ = prepared["yelp"]
+    path = tmp_path / "yelp.parquet"
+    frame.to_parquet(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataSourceError, match="rerun its prepare_data job"):
+        datasets.read_split(path, "test")
+
+
+class FakeHubSplit:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows["text"])
+
+    def __getitem__(self, column):
+        return self.rows[column]
+
+    def shuffle(self, seed):
+        return self
+
+    def select(self, indices):
+        return FakeHubSplit({k: [v[i] for i in indices] for k, v in self.rows.items()})
+
+
+def test_hub_source_gives_the_same_schema(monkeypatch):
+    def fake_load(hub_id):
+        split = lambda n: FakeHubSplit({"text": [f"{hub_id} review {i}<br />end" for i in range(n)], "label": [i % 2 for i in range(n)]})
+        return {"train": split(40), "validation": split(6), "test": split(1200)}
+
+    monkeypatch.setattr(datasets.base, "load_hub_dataset", fake_load)
+    for module in (datasets.imdb, datasets.mr, datasets.yelp):
+        monkeypatch.setattr(module, "load_hub_dataset", fake_load)
+    imdb, manifest = datasets.prepare("imdb", None, seed=0)
+    assert counts(imdb) == {"train": 36, "validation": 4, "test": 1200}
+    assert manifest["source"] == {"kind": "hub", "hub_id": "imdb", "note": ""}
+    assert not imdb.text.str.contains("<br").any()
+    mr, _ = datasets.prepare("mr", None, seed=0)
+    assert counts(mr) == {"train": 40, "validation": 6, "test": 1200}
+    yelp, manifest = datasets.prepare("yelp", None, seed=0)
+    assert counts(yelp) == {"test": 1000} and "seeded" in manifest["source"]["note"]
+    assert list(yelp.columns) == list(imdb.columns) == ["id", "text", "label", "split"]

@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from robustlm import datasets
+from robustlm.training import epoch_batches, fine_tune
+
+PARAMS = {
+    "model": "tiny", "dataset": "mr", "data_seed": 0, "train_size": 96, "validation_size": 32,
+    "defense": "baseline", "defense_params": {}, "seed": 7,
+    "training": {"max_length": 24, "batch_size": 16, "epochs": 3, "learning_rate": 1e-3, "weight_decay": 0.01,
+                 "warmup_ratio": 0.1, "max_grad_norm": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def mr_data(tmp_path_factory, mirror) -> Path:
+    path = tmp_path_factory.mktemp("data") / "mr.parquet"
+    datasets.prepare("mr", mirror, seed=0)[0].to_parquet(path)
+    return path
+
+
+def run_fine_tune(tiny_model, data, root: Path, params=PARAMS) -> dict:
+    return fine_tune(params, str(tiny_model), data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
+
+
+def weights(root: Path) -> dict:
+    return load_file(root / "model" / "model.safetensors")
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    lengths = list(np.random.default_rng(0).integers(1, 50, size=203))
+    batches = epoch_batches(lengths, 8, seed=1, epoch=2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(203))
+    assert all(len(b) <= 8 for b in batches)
+    again = epoch_batches(lengths, 8, seed=1, epoch=2)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, epoch_batches(lengths, 8, seed=1, epoch=3)))
+
+
+def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
+    metrics = run_fine_tune(tiny_model, mr_data, tmp_path)
+    assert metrics["train_examples"] == 96 and metrics["validation_examples"] == 32
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["best_validation_accuracy"] == max(h["validation_accuracy"] for h in metrics["history"])
+    assert metrics["examples_per_second"] > 0 and metrics["passes_per_step"] == 1
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert (tmp_path / "model" / "config.json").is_file()
+
+
+KILL_AFTER_FIRST_CHECKPOINT = """
+import sys, time, threading, os
+from pathlib import Path
+import robustlm.training as training
+original = training.save_checkpoint
+def save_then_die(directory, *args):
+    original(directory, *args)
+    os.kill(os.getpid(), 9)  # SIGKILL right after the first epoch's checkpoint
+training.save_checkpoint = save_then_die
+import json
+params, model, data, root = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+training.fine_tune(params, model, data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
+"""
+
+
+def test_killed_job_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tiny_model, mr_data, tmp_path):
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, json.dumps(PARAMS), str(tiny_model), str(mr_data),
+         str(tmp_path / "interrupted")],
+        capture_output=True, text=True,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name for p in (tmp_path / "interrupted" / "checkpoints").glob("epoch-*.pt")] == ["epoch-001.pt"]
+    assert not (tmp_path / "interrupted" / "metrics.json").exists()
+
+    resumed = run_fine_tune(tiny_model, mr_data, tmp_path / "interrupted")
+    assert resumed["resumed_from_epoch"] == 1
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+
+    uninterrupted = run_fine_tune(tiny_model, mr_data, tmp_path / "straight")
+    assert uninterrupted["resumed_from_epoch"] == 0
+    assert [h["validation_accuracy"] for h in resumed["history"]] == [h["validation_accuracy"] for h in uninterrupted["history"]]
+    a, b = weights(tmp_path / "interrupted"), weights(tmp_path / "straight")
+    assert all(torch.equal(a[name], b[name]) for name in a), "resumed run diverged from the uninterrupted one"
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_model, mr_data, tmp_path, caplog):
+    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": 2}}
+    run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    newest = tmp_path / "checkpoints" / "epoch-002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    metrics = run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    assert "epoch-002.pt is unreadable" in caplog.text
+    assert metrics["resumed_from_epoch"] == 1
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(tiny_model, mr_data, tmp_path):
+    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": 1}}
+    run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    changed = {**params, "training": {**params["training"], "learning_rate": 5e-4}}
+    assert run_fine_tune(tiny_model, mr_data, tmp_path, changed)["resumed_from_epoch"] == 0

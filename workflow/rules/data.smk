@@ -1,0 +1,18 @@
+# The only rule that may touch the network (hub downloads when no mirror is configured): run it on the
+# login node, never inside a compute job.
+localrules:
+    prepare_data,
+
+
+rule prepare_data:
+    output:
+        data="results/data/{dataset}.parquet",
+        manifest="results/data/{dataset}.json",
+    params:
+        spec=canonical({"data_seed": config["data_seed"]}),
+    log:
+        "results/logs/prepare_data/{dataset}.log",
+    conda:
+        "../../envs/robustlm.yaml"
+    script:
+        "../scripts/prepare_data.py"

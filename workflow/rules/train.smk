@@ -1,0 +1,19 @@
+rule train:
+    input:
+        data="results/data/{dataset}.parquet",
+    output:
+        model=directory(f"{RUNS}/model"),
+        metrics=f"{RUNS}/train_metrics.json",
+    params:
+        spec=lambda wc: canonical(train_params(config, wc.dataset, wc.defense, wc.seed)),
+        # outside the declared outputs, so Snakemake does not delete them before a rerun resumes from them
+        checkpoints="results/checkpoints/{dataset}/{defense}/seed{seed}",
+    log:
+        "results/logs/train/{dataset}/{defense}/seed{seed}.log",
+    threads: 4
+    resources:
+        **rule_resources("train", gpu=1, mem_mb=16000, runtime=240),
+    conda:
+        "../../envs/robustlm.yaml"
+    script:
+        "../scripts/train.py"

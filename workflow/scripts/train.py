@@ -1,0 +1,21 @@
+import json
+from pathlib import Path
+
+import torch
+
+from robustlm.config import mirror_dir
+from robustlm.logs import to_file
+from robustlm.models import resolve_model
+from robustlm.training import fine_tune
+
+with to_file(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    params = json.loads(snakemake.params.spec)
+    fine_tune(
+        params,
+        model_path=resolve_model(params["model"], mirror_dir(snakemake.config)),
+        data_path=Path(snakemake.input.data),
+        output_dir=Path(snakemake.output.model),
+        checkpoint_dir=Path(snakemake.params.checkpoints),
+        metrics_path=Path(snakemake.output.metrics),
+    )
