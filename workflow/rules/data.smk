@@ -13,6 +13,6 @@ rule prepare_data:
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:
-        "../../envs/robustlm.yaml"
+        "../../envs/data.yaml"
     script:
         "../scripts/prepare_data.py"

@@ -14,6 +14,6 @@ rule evaluate:
     resources:
         **rule_resources("evaluate", gpu=1, mem_mb=8000, runtime=60),
     conda:
-        "../../envs/robustlm.yaml"
+        "../../envs/train.yaml"
     script:
         "../scripts/evaluate.py"

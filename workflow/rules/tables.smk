@@ -31,6 +31,6 @@ rule tables:
     log:
         "results/logs/tables.log",
     conda:
-        "../../envs/robustlm.yaml"
+        "../../envs/tables.yaml"
     script:
         "../scripts/tables.py"

@@ -14,6 +14,6 @@ rule train:
     resources:
         **rule_resources("train", gpu=1, mem_mb=16000, runtime=240),
     conda:
-        "../../envs/robustlm.yaml"
+        "../../envs/train.yaml"
     script:
         "../scripts/train.py"

@@ -1,0 +1,104 @@
+"""The workflow itself, through Snakemake: a tiny end-to-end run, then what a dry run would rerun after edits."""
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
+        capture_output=True, text=True,
+    )
+
+
+def planned_jobs(workdir) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    result = snakemake(workdir, "--dry-run")
+    assert result.returncode == 0, result.stderr + result.stdout
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if match and match.group(1) != "all":
+            wildcards = re.search(r"wildcards: (.*)", block)
+            jobs.add((match.group(1), wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+def edit_config(workdir, edit):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    edit(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, mirror):
+    from conftest import tiny_config
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(mirror), sort_keys=False))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_tiny_run_produces_the_paper_tables(finished_run):
+    tables = finished_run / "results" / "tables"
+    generalization = pd.read_csv(tables / "table4_generalization.csv")
+    assert set(zip(generalization.defense, generalization.test_set)) == {
+        ("baseline", "mr"), ("baseline", "yelp"), ("pgd_at", "mr"), ("pgd_at", "yelp")}
+    assert generalization.accuracy_mean.between(0, 100).all()
+    assert generalization.set_index(["defense", "test_set"]).loc[("baseline", "mr"), "paper_accuracy"] == 85.27
+    assert generalization.deviations.str.contains("minilm-l6-h384-uncased-mlm").all()
+    assert generalization.test_examples.tolist() == [32, 16, 32, 16]
+
+    runtime = pd.read_csv(tables / "table3_runtime.csv").set_index("defense")
+    assert runtime.loc["baseline", "slowdown_vs_baseline"] == 1.0
+    assert runtime.loc["pgd_at", "passes_per_step"] == 3  # clean + 1 ascent step + adversarial
+    assert runtime.loc["pgd_at", "paper_slowdown_vs_baseline"] == pytest.approx(69.0 / 38.2)
+
+    markdown = (tables / "tables.md").read_text()
+    assert "Table 4" in markdown and "PGD-AT" in markdown and "85.27" in markdown
+    predictions = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
+    assert len(predictions) == 48 and set(predictions.test_set) == {"mr", "yelp"}
+
+
+def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
+    assert planned_jobs(finished_run) == set()
+    edit_config(finished_run, lambda c: c.update(dict(reversed(list(c.items())))))
+    (finished_run / "config.yaml").write_text(
+        yaml.safe_dump(yaml.safe_load((finished_run / "config.yaml").read_text()), sort_keys=True))
+    assert planned_jobs(finished_run) == set()
+
+
+def test_changing_one_defense_reruns_only_its_jobs(finished_run):
+    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.01))
+    assert planned_jobs(finished_run) == {
+        ("train", "dataset=mr, defense=pgd_at, seed=1"),
+        ("evaluate", "dataset=mr, defense=pgd_at, seed=1"),
+        ("tables", ""),
+    }
+    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.003))
+
+
+def test_changing_a_shared_setting_reruns_every_model(finished_run):
+    edit_config(finished_run, lambda c: c["training"].update(max_length=48))
+    jobs = planned_jobs(finished_run)
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "tables"}
+    assert len([job for job in jobs if job[0] == "train"]) == 2
+    edit_config(finished_run, lambda c: c["training"].update(max_length=32))
+
+
+def test_report_builds_with_captions(finished_run):
+    result = snakemake(finished_run, "--report", str(finished_run / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (finished_run / "report.html").read_text()
+    assert "Table 4 (generalization)" in html or "Table 4 (generalization)" in html.replace("&nbsp;", " ")
