@@ -45,5 +45,5 @@ def load_classifier(name_or_path: str, num_labels: int = 2):
 
     try:
         return AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # missing files, corrupt safetensors, mismatched shapes: one clear message
         raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc

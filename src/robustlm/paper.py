@@ -55,7 +55,6 @@ def training_deviations(train_metrics: dict) -> list[str]:
         notes.append(f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_EPOCHS})")
     if train_metrics.get("train_size") is not None:
         notes.append(f"{train_metrics['train_examples']} training examples (subsample)")
-    notes.append(f"max length {train_metrics['max_length']}")
     return notes
 
 

@@ -28,9 +28,13 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
                 "test_set": test_set, "accuracy": 100 * accuracy, "test_examples": evaluation["examples"][test_set],
                 "train_minutes": train["train_seconds"] / 60, "examples_per_second": train["examples_per_second"],
                 "passes_per_step": train["passes_per_step"], "device": train["device"],
-                "deviations": "; ".join(paper.training_deviations(train) + paper.evaluation_deviations(evaluation, test_set)),
+                "deviations": _join(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
             })
     return pd.DataFrame(rows)
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
 
 
 def _defense_order(defenses) -> list[str]:
@@ -66,7 +70,8 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     paper_baseline = table.trained_on.map(lambda d: paper.TABLE3_MINUTES.get(d, {}).get("baseline"))
     table["paper_slowdown_vs_baseline"] = table.paper_minutes / paper_baseline
     table["paper_hardware"] = paper.PAPER_HARDWARE
-    table["deviations"] = table.deviations.str.split("; ").map(lambda notes: "; ".join(n for n in notes if "subsample of the" not in n))
+    # test-set subsampling does not affect training time
+    table["deviations"] = table.deviations.map(lambda notes: _join(*(n for n in notes.split("; ") if "subsample of the" not in n)))
     table.insert(1, "model", table.defense.map(paper.row_name))
     return _sorted(table, ["trained_on", "defense"])
 
@@ -83,7 +88,8 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
     cost = pd.DataFrame({
         "trained_on": runtime.trained_on, "model": runtime.model, "metric": "run time / baseline run time",
         "paper": runtime.paper_slowdown_vs_baseline, "ours": runtime.slowdown_vs_baseline,
-        "deviations": runtime.deviations + "; hardware " + runtime.device + " (paper: " + paper.PAPER_HARDWARE + ")",
+        "deviations": [_join(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
+                       for notes, device in zip(runtime.deviations, runtime.device)],
     })
     table = pd.concat([accuracy, cost], ignore_index=True).dropna(subset=["paper"])
     table["difference"] = table.ours - table.paper
