@@ -27,9 +27,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/regression.smk"
 
 
 rule all:
     input:
         rules.tables.output,
+        rules.regression_study.output if "regression_study" in config else [],
     default_target: True

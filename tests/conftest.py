@@ -54,6 +54,9 @@ def tiny_config(mirror: Path) -> dict:
         "seeds": [1],
         "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
         "evaluation": {"batch_size": 32},
+        "regression_study": {"seed": 0, "runs": 3, "samples": 20, "theta": 0.5, "noise_levels": [0.1], "epochs": 300,
+                             "switch_epoch": 250, "learning_rate": 0.005, "steps": 3, "epsilon": 0.1, "step_size": 0.1,
+                             "init_std": 0.01},
     }
 
 

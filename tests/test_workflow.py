@@ -67,6 +67,8 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
 
     markdown = (tables / "tables.md").read_text()
     assert "Table 4" in markdown and "PGD-AT" in markdown and "85.27" in markdown
+    table1 = pd.read_csv(finished_run / "results/regression/table1.csv")
+    assert list(table1.method) == ["OLS", "PGD-AT", "LDS"]
     predictions = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
     assert len(predictions) == 48 and set(predictions.test_set) == {"mr", "yelp"}
 
