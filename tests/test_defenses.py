@@ -1,13 +1,30 @@
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import torch
 
 from robustlm.defenses import DEFENSES, build_defense
 from robustlm.defenses.embedding import kl_divergence, project_l2
+from robustlm.defenses.smoothness import Tat, symmetric_kl
 from robustlm.evaluation import collate
 from robustlm.models import load_classifier, load_tokenizer
 
 EMBEDDING_PARAMS = {"steps": 3, "epsilon": 0.05, "step_size": 10.0, "init_std": 0.01}
+SMOOTHNESS_PARAMS = {"steps": 2, "epsilon": 0.01, "step_size": 0.1, "init_std": 0.001}
+FREELB_PARAMS = {"steps": 3, "step_size": 0.1, "init_magnitude": 0.05, "epsilon": 0.08}
+TRAINING_PARAMS = {
+    "baseline": {},
+    "pgd_at": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
+    "lds": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
+    "freelb": {"steps": 2, "step_size": 0.01, "init_magnitude": 0.01, "epsilon": 0.01},
+    "smart": SMOOTHNESS_PARAMS,
+    "tat": SMOOTHNESS_PARAMS,
+}
+
+
+def test_every_registered_defense_is_exercised():
+    assert set(TRAINING_PARAMS) == set(DEFENSES)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -23,18 +40,19 @@ def test_projection_keeps_every_example_inside_the_ball(seed):
     assert torch.allclose(projected[inside], delta[inside])  # already feasible: untouched
 
 
-def test_kl_is_zero_at_zero_perturbation_and_its_gradient_matches_finite_differences():
+@pytest.mark.parametrize("divergence", [kl_divergence, symmetric_kl])
+def test_divergence_is_zero_at_zero_perturbation_and_its_gradient_matches_finite_differences(divergence):
     torch.manual_seed(0)
     clean = torch.randn(4, 3, dtype=torch.float64)
-    assert kl_divergence(clean, clean.clone()).abs().item() < 1e-12
+    assert divergence(clean, clean.clone()).abs().item() < 1e-12
     perturbed = (clean + 0.3 * torch.randn_like(clean)).requires_grad_(True)
-    (gradient,) = torch.autograd.grad(kl_divergence(clean, perturbed), perturbed)
+    (gradient,) = torch.autograd.grad(divergence(clean, perturbed), perturbed)
     numeric = torch.zeros_like(clean)
     h = 1e-6
     for index in np.ndindex(*clean.shape):
         bump = torch.zeros_like(clean)
         bump[index] = h
-        numeric[index] = (kl_divergence(clean, perturbed.detach() + bump) - kl_divergence(clean, perturbed.detach() - bump)) / (2 * h)
+        numeric[index] = (divergence(clean, perturbed.detach() + bump) - divergence(clean, perturbed.detach() - bump)) / (2 * h)
     assert torch.allclose(gradient, numeric, atol=1e-7)
 
 
@@ -71,19 +89,83 @@ def test_adversarial_term_is_nonnegative_and_increases_the_loss(name, model_and_
     assert adversarial.item() > clean.item()
 
 
+@pytest.mark.parametrize("name", ["smart", "tat"])
+def test_smoothness_perturbation_stays_in_the_linf_ball(name, model_and_batch):
+    model, batch = model_and_batch
+    defense = build_defense(name, SMOOTHNESS_PARAMS)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
+    embeddings = model.get_input_embeddings()(batch["input_ids"])
+    clean_logits = model(inputs_embeds=embeddings, **inputs).logits
+    defense.observe(clean_logits, batch["labels"])
+    delta = defense.perturbation(model, embeddings, inputs, clean_logits, batch["labels"])
+    assert delta.abs().max() <= SMOOTHNESS_PARAMS["epsilon"]
+    assert delta.abs().max() == pytest.approx(SMOOTHNESS_PARAMS["epsilon"])  # normalised steps reach the bound
+    assert (delta[batch["attention_mask"] == 0] == 0).all()
+
+
+def test_tat_targets_avoid_the_gold_label_and_follow_the_tally():
+    tat = Tat(**SMOOTHNESS_PARAMS)
+    tat.observe(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+    assert torch.allclose(tat.error_tally, torch.tensor([[0, .5, .5], [.5, 0, .5], [.5, .5, 0]]))
+    tat.error_tally = torch.tensor([[0.0, 0.8, 0.2], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 2]).repeat(20000)
+    targets = tat.sample_targets(labels)
+    assert not (targets == labels).any()
+    for gold, expected in enumerate(tat.error_tally):
+        drawn = torch.bincount(targets[labels == gold], minlength=3).double() / 20000
+        assert torch.allclose(drawn, expected.double(), atol=0.015)
+
+
+def test_tat_tally_is_re_estimated_from_the_epochs_predictions():
+    tat = Tat(**SMOOTHNESS_PARAMS)
+    logits = torch.tensor([[0.0, 5, 0], [0, 0, 5], [0, 0, 5], [0, 0, 5], [5, 0, 0], [0, 5, 0], [0, 0, 5]])
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 2])  # class 0: one error towards 1, three towards 2; 1 and 2: none
+    tat.observe(logits, labels)
+    tat.on_epoch_end()
+    assert torch.allclose(tat.error_tally, torch.tensor([[0, .25, .75], [.5, 0, .5], [.5, .5, 0]]))
+    assert tat.epoch_confusion.sum() == 0
+    restored = Tat(**SMOOTHNESS_PARAMS)
+    restored.load_state_dict(tat.state_dict())
+    assert torch.equal(restored.error_tally, tat.error_tally)
+
+
+def test_freelb_free_gradients_equal_the_plain_autograd_objective(tiny_model, model_and_batch):
+    _, batch = model_and_batch
+    model = load_classifier(str(tiny_model)).eval()  # no dropout, so both passes see the same network
+    freelb = build_defense("freelb", FREELB_PARAMS)
+    torch.manual_seed(3)
+    freelb.loss(model, batch).backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch.manual_seed(3)
+    freelb.backward(model, batch, nullcontext)
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter.grad, reference[name], atol=1e-6), name
+
+
+def test_freelb_perturbation_stays_in_the_l2_ball(model_and_batch):
+    model, batch = model_and_batch
+    freelb = build_defense("freelb", {**FREELB_PARAMS, "step_size": 5.0})
+    embeddings = model.get_input_embeddings()(batch["input_ids"]).detach()
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    delta = freelb.initial_perturbation(embeddings, mask)
+    for _ in range(3):
+        delta = freelb.ascend(delta, torch.randn_like(delta), mask)
+        assert (delta.flatten(1).norm(dim=1) <= FREELB_PARAMS["epsilon"] * (1 + 1e-5)).all()
+    assert (delta[batch["attention_mask"] == 0] == 0).all()
+
+
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, model_and_batch):
     _, batch = model_and_batch
     torch.manual_seed(0)
     model = load_classifier(str(tiny_model))
-    params = {} if name == "baseline" else {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3}
-    defense = build_defense(name, params)
+    defense = build_defense(name, TRAINING_PARAMS[name])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(25):
-        loss = defense.loss(model, batch)
-        loss.backward()
+        losses.append(defense.backward(model, batch, nullcontext).item())
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])

@@ -15,6 +15,9 @@ ROW_NAMES = {
     "bert_attack": "BERT_Attack",
     "lds": "LDS",
     "pgd_at": "PGD-AT",
+    "freelb": "FreeLB",
+    "smart": "SMART/VAT",
+    "tat": "TAT",
 }
 
 #: Table 3: fine-tuning minutes over 4 epochs on a V100, per training set

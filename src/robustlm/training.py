@@ -1,4 +1,4 @@
-"""The one fine-tuning loop. A defense only supplies the loss of a step; everything else — data order,
+"""The one fine-tuning loop. A defense only supplies the gradients of a step; everything else — data order,
 optimisation, checkpointing, resumption, timing — lives here.
 
 A job killed at any point resumes from its last completed epoch: checkpoints (model, optimizer, scheduler,
@@ -70,7 +70,8 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory: Path, params: dict, model, optimizer, scheduler, state: TrainState) -> None:
+def save_checkpoint(directory: Path, params: dict, model, optimizer, scheduler, defense: Defense,
+                    state: TrainState) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     _atomic_save(
         {
@@ -78,6 +79,7 @@ def save_checkpoint(directory: Path, params: dict, model, optimizer, scheduler, 
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "defense": defense.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "state": asdict(state),
@@ -154,6 +156,7 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        defense.load_state_dict(checkpoint["defense"])
         torch.set_rng_state(checkpoint["torch_rng"])
         if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
@@ -169,14 +172,12 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
                         desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
         for batch_indices in progress:
             batch = collate(tokenizer, [train_ids[i] for i in batch_indices], train_labels[batch_indices], device)
-            with autocast(device):
-                loss = defense.loss(model, batch)
-            loss.backward()
+            loss = defense.backward(model, batch, lambda: autocast(device))
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings["max_grad_norm"])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
+            losses.append(loss)
             state.step += 1
             state.examples_seen += len(batch_indices)
             state.tokens_seen += int(batch["attention_mask"].sum())
@@ -186,12 +187,13 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         probabilities = predict_proba(model, tokenizer, validation_ids, settings["batch_size"] * 2, device)
         accuracy = float((probabilities.argmax(1) == validation.label.to_numpy()).mean())
         state.epoch = epoch
+        defense.on_epoch_end()
         state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": accuracy})
         log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, accuracy)
         if accuracy > state.best_validation_accuracy:
             state.best_validation_accuracy, state.best_epoch = accuracy, epoch
             _save_model_dir(model, tokenizer, best_dir)
-        save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, state)
+        save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, defense, state)
 
     shutil.rmtree(output_dir, ignore_errors=True)
     shutil.copytree(best_dir, output_dir)

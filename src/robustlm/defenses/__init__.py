@@ -5,8 +5,10 @@ from __future__ import annotations
 from .base import Defense
 from .baseline import Baseline
 from .embedding import Lds, PgdAt
+from .freelb import FreeLB
+from .smoothness import Smart, Tat
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (Baseline, PgdAt, Lds)}
+DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (Baseline, PgdAt, Lds, FreeLB, Smart, Tat)}
 
 
 def build_defense(name: str, params: dict) -> Defense:

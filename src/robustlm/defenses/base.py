@@ -1,11 +1,15 @@
-"""A defense is the training objective of one step: the loop calls `loss(model, batch)` and backpropagates it."""
+"""A defense is the training objective of one step. The loop calls `backward(model, batch, autocast)`, which
+accumulates the step's parameter gradients; most defenses only define `loss` and inherit the default."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from contextlib import AbstractContextManager
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
+
+Autocast = Callable[[], AbstractContextManager]
 
 
 class Defense(ABC):
@@ -23,6 +27,23 @@ class Defense(ABC):
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar loss for `batch` (input_ids, attention_mask, [token_type_ids], labels)."""
 
+    def backward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: Autocast) -> torch.Tensor:
+        """Accumulate this step's parameter gradients; return the loss (detached) for logging."""
+        with autocast():
+            loss = self.loss(model, batch)
+        loss.backward()
+        return loss.detach()
+
+    def on_epoch_end(self) -> None:
+        """Called after every epoch (TAT updates its confusion tally here)."""
+
+    def state_dict(self) -> dict:
+        """State that must survive a resume (saved in the training checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value for key, value in batch.items() if key != "labels"}
@@ -31,3 +52,13 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def clean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(**model_inputs(batch)).logits
     return F.cross_entropy(logits, batch["labels"]), logits
+
+
+def embedded_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Word embeddings of the batch and the remaining model inputs, for perturbing in embedding space."""
+    inputs = model_inputs(batch)
+    return model.get_input_embeddings()(inputs.pop("input_ids")), inputs
+
+
+def padding_mask(inputs: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return inputs["attention_mask"].unsqueeze(-1).to(like.dtype)

@@ -12,7 +12,7 @@ from abc import abstractmethod
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, model_inputs
+from .base import Defense, embedded_inputs, padding_mask
 
 
 def project_l2(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -44,7 +44,7 @@ class EmbeddingSpaceAdversary(Defense):
 
     def perturbation(self, model, embeddings, inputs, clean_logits, labels) -> torch.Tensor:
         """The S-step ascent of Algorithm 1 (gradients w.r.t. delta only; parameters untouched)."""
-        mask = inputs["attention_mask"].unsqueeze(-1).to(embeddings.dtype)
+        mask = padding_mask(inputs, embeddings)
         delta = project_l2(torch.randn_like(embeddings) * self.init_std * mask, self.epsilon)
         for _ in range(self.steps):
             delta.requires_grad_(True)
@@ -56,8 +56,7 @@ class EmbeddingSpaceAdversary(Defense):
         return delta
 
     def loss(self, model, batch):
-        inputs = model_inputs(batch)
-        embeddings = model.get_input_embeddings()(inputs.pop("input_ids"))
+        embeddings, inputs = embedded_inputs(model, batch)
         labels = batch["labels"]
         clean_logits = model(inputs_embeds=embeddings, **inputs).logits
         delta = self.perturbation(model, embeddings, inputs, clean_logits, labels)
