@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustlm.defenses import DEFENSES, build_defense
+from robustlm.defenses import DEFENSES, TrainingContext, build_defense
 from robustlm.defenses.embedding import kl_divergence, project_l2
 from robustlm.defenses.smoothness import Tat, symmetric_kl
 from robustlm.evaluation import collate
@@ -20,6 +20,10 @@ TRAINING_PARAMS = {
     "freelb": {"steps": 2, "step_size": 0.01, "init_magnitude": 0.01, "epsilon": 0.01},
     "smart": SMOOTHNESS_PARAMS,
     "tat": SMOOTHNESS_PARAMS,
+    "adv_base": {"beta": 1.0, "steps": 2, "step_size": 1.0, "init_std": 1.0},
+    "rift": {"beta": 1.0, "steps": 2, "step_size": 1.0, "init_std": 1.0, "alpha": 0.1},
+    "adv_ptwd": {"beta": 1.0, "steps": 2, "step_size": 1.0, "init_std": 1.0, "pretrained_weight_decay": 0.01},
+    "adv_mixout": {"beta": 1.0, "steps": 2, "step_size": 1.0, "init_std": 1.0, "mixout_probability": 0.1},
 }
 
 
@@ -157,12 +161,13 @@ def test_freelb_perturbation_stays_in_the_l2_ball(model_and_batch):
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
-def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, model_and_batch):
+def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, model_and_batch, mirror):
     _, batch = model_and_batch
     torch.manual_seed(0)
     model = load_classifier(str(tiny_model))
     defense = build_defense(name, TRAINING_PARAMS[name])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    defense.prepare(TrainingContext(model=model, tokenizer=load_tokenizer(str(tiny_model)), mirror=mirror))
+    optimizer = torch.optim.AdamW([*model.parameters(), *defense.trainable_parameters()], lr=3e-3)
     losses = []
     for _ in range(25):
         losses.append(defense.backward(model, batch, nullcontext).item())

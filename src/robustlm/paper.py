@@ -18,6 +18,10 @@ ROW_NAMES = {
     "freelb": "FreeLB",
     "smart": "SMART/VAT",
     "tat": "TAT",
+    "adv_base": "Adv-Base",
+    "rift": "RIFT",
+    "adv_ptwd": "Adv-PTWD",
+    "adv_mixout": "Adv-Mixout",
 }
 
 #: Table 3: fine-tuning minutes over 4 epochs on a V100, per training set

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from . import datasets
-from .defenses import Defense, build_defense
+from .defenses import Defense, TrainingContext, build_defense
 from .evaluation import autocast, collate, encode, predict_proba
 from .models import load_classifier, load_tokenizer
 
@@ -120,7 +120,7 @@ def _save_model_dir(model, tokenizer, target: Path) -> None:
 
 
 def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, checkpoint_dir: Path,
-              metrics_path: Path, device: str | None = None) -> dict:
+              metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
     """Fine-tune `model_path` on the train split of `data_path` with the defense in `params`."""
     started = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -137,10 +137,12 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
     train_labels = train.label.to_numpy()
 
     model = load_classifier(model_path).to(device)
+    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
     ]
     optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
     steps_per_epoch = -(-len(train_ids) // settings["batch_size"])

@@ -11,11 +11,13 @@ from robustlm.training import fine_tune
 with to_file(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = json.loads(snakemake.params.spec)
+    mirror = mirror_dir(snakemake.config)
     fine_tune(
         params,
-        model_path=resolve_model(params["model"], mirror_dir(snakemake.config)),
+        model_path=resolve_model(params["model"], mirror),
         data_path=Path(snakemake.input.data),
         output_dir=Path(snakemake.output.model),
         checkpoint_dir=Path(snakemake.params.checkpoints),
         metrics_path=Path(snakemake.output.metrics),
+        mirror=mirror,
     )

@@ -2,13 +2,15 @@
 hyperparameters a closed entry under `defenses` in workflow/schemas/config.schema.yaml."""
 from __future__ import annotations
 
-from .base import Defense
+from .ascc import AdvBase, AdvMixout, AdvPtwd, Rift
+from .base import Defense, TrainingContext
 from .baseline import Baseline
 from .embedding import Lds, PgdAt
 from .freelb import FreeLB
 from .smoothness import Smart, Tat
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (Baseline, PgdAt, Lds, FreeLB, Smart, Tat)}
+DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (
+    Baseline, PgdAt, Lds, FreeLB, Smart, Tat, AdvBase, Rift, AdvPtwd, AdvMixout)}
 
 
 def build_defense(name: str, params: dict) -> Defense:

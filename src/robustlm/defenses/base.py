@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 Autocast = Callable[[], AbstractContextManager]
+
+
+@dataclass
+class TrainingContext:
+    """What a defense may need beyond its hyperparameters: the pre-trained model (before any update),
+    its tokenizer, and the resource mirror."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    mirror: Path | None
 
 
 class Defense(ABC):
@@ -22,6 +34,13 @@ class Defense(ABC):
     def extra_passes(self) -> int:
         """Forward+backward passes per step beyond the clean one, recorded as training cost."""
         return 0
+
+    def prepare(self, context: TrainingContext) -> None:
+        """Called once with the pre-trained model, before training starts or resumes."""
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the defense adds (e.g. projection heads), optimised alongside the model's."""
+        return []
 
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
