@@ -55,30 +55,35 @@ def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
     assert (tmp_path / "model" / "config.json").is_file()
 
 
-KILL_AFTER_FIRST_CHECKPOINT = """
-import sys, time, threading, os
+KILL_AFTER_CHECKPOINTS = """
+import json, os, sys
 from pathlib import Path
 import robustlm.training as training
-original = training.save_checkpoint
-def save_then_die(directory, *args):
+original, saved = training.save_checkpoint, []
+def save_then_maybe_die(directory, *args):
     original(directory, *args)
-    os.kill(os.getpid(), 9)  # SIGKILL right after the first epoch's checkpoint
-training.save_checkpoint = save_then_die
-import json
+    saved.append(1)
+    if len(saved) == int(sys.argv[5]):
+        os.kill(os.getpid(), 9)  # SIGKILL right after this epoch's checkpoint
+training.save_checkpoint = save_then_maybe_die
 params, model, data, root = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 training.fine_tune(params, model, data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
 """
 
 
-def test_killed_job_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tiny_model, mr_data, tmp_path):
+def kill_after(epochs: int, params, tiny_model, mr_data, root: Path) -> None:
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, json.dumps(PARAMS), str(tiny_model), str(mr_data),
-         str(tmp_path / "interrupted")],
+        [sys.executable, "-c", KILL_AFTER_CHECKPOINTS, json.dumps(params), str(tiny_model), str(mr_data), str(root),
+         str(epochs)],
         capture_output=True, text=True,
     )
     assert killed.returncode == -9, killed.stderr
+    assert not (root / "metrics.json").exists()
+
+
+def test_killed_job_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tiny_model, mr_data, tmp_path):
+    kill_after(1, PARAMS, tiny_model, mr_data, tmp_path / "interrupted")
     assert [p.name for p in (tmp_path / "interrupted" / "checkpoints").glob("epoch-*.pt")] == ["epoch-001.pt"]
-    assert not (tmp_path / "interrupted" / "metrics.json").exists()
 
     resumed = run_fine_tune(tiny_model, mr_data, tmp_path / "interrupted")
     assert resumed["resumed_from_epoch"] == 1
@@ -89,20 +94,20 @@ def test_killed_job_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run
     assert [h["validation_accuracy"] for h in resumed["history"]] == [h["validation_accuracy"] for h in uninterrupted["history"]]
     a, b = weights(tmp_path / "interrupted"), weights(tmp_path / "straight")
     assert all(torch.equal(a[name], b[name]) for name in a), "resumed run diverged from the uninterrupted one"
+    assert not (tmp_path / "interrupted" / "checkpoints").exists()  # cleaned up once the outputs exist
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_model, mr_data, tmp_path, caplog):
-    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": 2}}
-    run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    kill_after(2, PARAMS, tiny_model, mr_data, tmp_path)
     newest = tmp_path / "checkpoints" / "epoch-002.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
-    metrics = run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    metrics = run_fine_tune(tiny_model, mr_data, tmp_path)
     assert "epoch-002.pt is unreadable" in caplog.text
     assert metrics["resumed_from_epoch"] == 1
 
 
-def test_checkpoints_of_other_settings_are_not_resumed(tiny_model, mr_data, tmp_path):
-    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": 1}}
-    run_fine_tune(tiny_model, mr_data, tmp_path, params)
-    changed = {**params, "training": {**params["training"], "learning_rate": 5e-4}}
+def test_checkpoints_of_other_settings_are_not_resumed(tiny_model, mr_data, tmp_path, caplog):
+    kill_after(1, PARAMS, tiny_model, mr_data, tmp_path)
+    changed = {**PARAMS, "training": {**PARAMS["training"], "learning_rate": 5e-4}}
     assert run_fine_tune(tiny_model, mr_data, tmp_path, changed)["resumed_from_epoch"] == 0
+    assert "from different settings" in caplog.text

@@ -2,8 +2,9 @@
 optimisation, checkpointing, resumption, timing — lives here.
 
 A job killed at any point resumes from its last completed epoch: checkpoints (model, optimizer, scheduler,
-RNG state, timings) are written atomically to a directory outside the job's declared outputs, and the
-epoch order is a pure function of (seed, epoch), so a resumed run sees the data an uninterrupted one would.
+defense and RNG state, timings) are written atomically to a directory outside the job's declared outputs,
+and the epoch order is a pure function of (seed, epoch), so a resumed run sees the data an uninterrupted
+one would. The checkpoints are deleted once the job's outputs are written.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
@@ -145,10 +147,9 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
     ]
     optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
+    parameters = [p for group in groups for p in group["params"]]
     steps_per_epoch = -(-len(train_ids) // settings["batch_size"])
     total_steps = steps_per_epoch * settings["epochs"]
-    from transformers import get_linear_schedule_with_warmup
-
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
 
     state = TrainState()
@@ -175,14 +176,14 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         for batch_indices in progress:
             batch = collate(tokenizer, [train_ids[i] for i in batch_indices], train_labels[batch_indices], device)
             loss = defense.backward(model, batch, lambda: autocast(device))
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings["max_grad_norm"])
+            torch.nn.utils.clip_grad_norm_(parameters, settings["max_grad_norm"])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss)
             state.step += 1
             state.examples_seen += len(batch_indices)
-            state.tokens_seen += int(batch["attention_mask"].sum())
+            state.tokens_seen += sum(lengths[i] for i in batch_indices)
         epoch_loss = torch.stack(losses).mean().item()  # one host sync per epoch, not per step
         state.train_seconds += time.perf_counter() - epoch_start
 
@@ -222,4 +223,5 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         "job_seconds": time.perf_counter() - started,
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(checkpoint_dir)  # the outputs are complete: resuming is no longer needed
     return metrics
