@@ -12,7 +12,7 @@ from robustlm.defenses import DEFENSES
 from conftest import REPO, SCHEMA
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "defenses_small.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(REPO / "config" / name, SCHEMA)
     assert config["defenses"]
