@@ -1,9 +1,17 @@
 # robustlm: adversarial training of BERT-like language models, reproduced end to end.
 # Configuration: config/config.yaml (small default run) or --configfile config/paper.yaml (the paper's grid).
+import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+# Every job runs the library of this checkout, also inside `--sdm conda` environments (envs/*.yaml hold
+# only its dependencies): the Snakefile and the job processes it starts import it from src/.
+SOURCE = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SOURCE)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SOURCE, os.environ.get("PYTHONPATH")])))
 
 from robustlm.config import ConfigError, validate_config
 
