@@ -28,6 +28,11 @@ def kl_divergence(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, re
 
 
 class EmbeddingSpaceAdversary(Defense):
+    """Perturb the word embeddings by projected ascent, then train on the clean loss plus an adversarial term.
+
+    The hooks (`project`, `direction`, `ascent_objective`, `adversarial_loss`) are Algorithm 1's choices;
+    the smoothness regularisers (smoothness.py) make other ones."""
+
     def __init__(self, steps: int, epsilon: float, step_size: float, init_std: float, adversarial_weight: float = 1.0):
         super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
                          adversarial_weight=adversarial_weight)
@@ -38,27 +43,40 @@ class EmbeddingSpaceAdversary(Defense):
     def extra_passes(self) -> int:
         return self.steps + 1
 
+    def project(self, delta: torch.Tensor) -> torch.Tensor:
+        return project_l2(delta, self.epsilon)
+
+    def direction(self, gradient: torch.Tensor) -> torch.Tensor:
+        """The ascent step's direction (Algorithm 1: the raw gradient)."""
+        return gradient
+
     @abstractmethod
     def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean") -> torch.Tensor:
-        """l_adv of Algorithm 1 (`reduction` "sum" for the ascent, "mean" for the update)."""
+        """l_adv, the term added to the clean loss in the parameter update."""
+
+    def ascent_objective(self, perturbed_logits, clean_logits, labels) -> torch.Tensor:
+        # summed, so each example's delta follows its own loss regardless of batch size
+        return self.adversarial_loss(perturbed_logits, clean_logits, labels, reduction="sum")
 
     def perturbation(self, model, embeddings, inputs, clean_logits, labels) -> torch.Tensor:
-        """The S-step ascent of Algorithm 1 (gradients w.r.t. delta only; parameters untouched)."""
+        """S ascent steps from a Gaussian start (gradients w.r.t. delta only; parameters untouched)."""
         mask = padding_mask(inputs, embeddings)
-        delta = project_l2(torch.randn_like(embeddings) * self.init_std * mask, self.epsilon)
+        delta = self.project(torch.randn_like(embeddings) * self.init_std * mask)
         for _ in range(self.steps):
             delta.requires_grad_(True)
             logits = model(inputs_embeds=embeddings.detach() + delta, **inputs).logits
-            # summed, so each example's delta follows its own loss regardless of batch size
-            objective = self.adversarial_loss(logits, clean_logits.detach(), labels, reduction="sum")
-            (gradient,) = torch.autograd.grad(objective, delta)
-            delta = project_l2((delta + self.step_size * gradient) * mask, self.epsilon).detach()
+            (gradient,) = torch.autograd.grad(self.ascent_objective(logits, clean_logits.detach(), labels), delta)
+            delta = self.project((delta + self.step_size * self.direction(gradient)) * mask).detach()
         return delta
+
+    def observe(self, clean_logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Hook for defenses that learn from the training predictions (TAT)."""
 
     def loss(self, model, batch):
         embeddings, inputs = embedded_inputs(model, batch)
         labels = batch["labels"]
         clean_logits = model(inputs_embeds=embeddings, **inputs).logits
+        self.observe(clean_logits.detach(), labels)
         delta = self.perturbation(model, embeddings, inputs, clean_logits, labels)
         perturbed_logits = model(inputs_embeds=embeddings + delta, **inputs).logits
         return F.cross_entropy(clean_logits, labels) + self.adversarial_weight * self.adversarial_loss(

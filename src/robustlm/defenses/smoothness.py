@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, embedded_inputs, padding_mask
+from .embedding import EmbeddingSpaceAdversary
 
 
 def project_linf(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -32,44 +32,15 @@ def normalized(gradient: torch.Tensor) -> torch.Tensor:
     return gradient / scale.view(-1, *([1] * (gradient.dim() - 1)))
 
 
-class SmoothnessRegularizer(Defense):
-    def __init__(self, steps: int = 1, epsilon: float = 1e-5, step_size: float = 1e-4, init_std: float = 1e-5,
-                 adversarial_weight: float = 1.0):
-        super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
-                         adversarial_weight=adversarial_weight)
-        self.steps, self.epsilon, self.step_size, self.init_std = steps, epsilon, step_size, init_std
-        self.adversarial_weight = adversarial_weight
+class SmoothnessRegularizer(EmbeddingSpaceAdversary):
+    def project(self, delta):
+        return project_linf(delta, self.epsilon)
 
-    @property
-    def extra_passes(self) -> int:
-        return self.steps + 1
+    def direction(self, gradient):
+        return normalized(gradient)
 
-    def ascent_direction(self, perturbed_logits, clean_logits, labels) -> torch.Tensor:
-        """The objective whose gradient w.r.t. delta moves the perturbation (summed over the batch)."""
-        return symmetric_kl(clean_logits, perturbed_logits, reduction="sum")
-
-    def perturbation(self, model, embeddings, inputs, clean_logits, labels) -> torch.Tensor:
-        mask = padding_mask(inputs, embeddings)
-        delta = project_linf(torch.randn_like(embeddings) * self.init_std * mask, self.epsilon)
-        for _ in range(self.steps):
-            delta.requires_grad_(True)
-            logits = model(inputs_embeds=embeddings.detach() + delta, **inputs).logits
-            objective = self.ascent_direction(logits, clean_logits.detach(), labels)
-            (gradient,) = torch.autograd.grad(objective, delta)
-            delta = project_linf((delta + self.step_size * normalized(gradient)) * mask, self.epsilon).detach()
-        return delta
-
-    def loss(self, model, batch):
-        embeddings, inputs = embedded_inputs(model, batch)
-        labels = batch["labels"]
-        clean_logits = model(inputs_embeds=embeddings, **inputs).logits
-        self.observe(clean_logits.detach(), labels)
-        delta = self.perturbation(model, embeddings, inputs, clean_logits, labels)
-        perturbed_logits = model(inputs_embeds=embeddings + delta, **inputs).logits
-        return F.cross_entropy(clean_logits, labels) + self.adversarial_weight * symmetric_kl(clean_logits, perturbed_logits)
-
-    def observe(self, clean_logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Hook for defenses that learn from the training predictions."""
+    def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
+        return symmetric_kl(clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction)
 
 
 class Smart(SmoothnessRegularizer):
@@ -102,7 +73,7 @@ class Tat(SmoothnessRegularizer):
         # one target per example for all K steps; the ascent then treats it as its label
         return super().perturbation(model, embeddings, inputs, clean_logits, self.sample_targets(labels))
 
-    def ascent_direction(self, perturbed_logits, clean_logits, targets):
+    def ascent_objective(self, perturbed_logits, clean_logits, targets):
         # stepping *down* the cross-entropy towards the target (Algorithm 1, lines 5-6)
         return -F.cross_entropy(perturbed_logits, targets, reduction="sum")
 
