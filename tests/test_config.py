@@ -73,3 +73,14 @@ def test_job_params_are_canonical_and_scoped_to_their_defense(default_config):
                if canonical(train_params(config, "imdb", d, 1)) != canonical(train_params(changed, "imdb", d, 1))}
     assert differs == {"pgd_at"}
     assert json.loads(canonical(train_params(changed, "imdb", "pgd_at", 1)))["defense_params"]["epsilon"] == 0.01
+
+
+def test_a_config_file_on_the_command_line_replaces_the_default():
+    """config/config.yaml's datasets and studies must not leak into a run of another config."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", "--configfile", "config/defenses_small.yaml"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dataset=mr, defense=rift" in result.stdout
+    assert "dataset=imdb" not in result.stdout and "regression_study" not in result.stdout
