@@ -48,10 +48,10 @@ def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
              .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"), seeds=("seed", "nunique"),
                   test_examples=("test_examples", "first"), deviations=("deviations", "first"))
              .reset_index())
-    table["paper_accuracy"] = [
+    table["paper_accuracy"] = pd.Series([
         paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
         for row in table.itertuples()
-    ]
+    ], dtype=float)
     table.insert(1, "model", table.defense.map(paper.row_name))
     return _sorted(table, ["trained_on", "defense", "test_set"])
 
@@ -66,8 +66,9 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
              .reset_index())
     baseline = table[table.defense == "baseline"].set_index("trained_on").minutes_mean
     table["slowdown_vs_baseline"] = table.minutes_mean / table.trained_on.map(baseline)
-    table["paper_minutes"] = [paper.TABLE3_MINUTES.get(r.trained_on, {}).get(r.defense) for r in table.itertuples()]
-    paper_baseline = table.trained_on.map(lambda d: paper.TABLE3_MINUTES.get(d, {}).get("baseline"))
+    table["paper_minutes"] = pd.Series([paper.TABLE3_MINUTES.get(r.trained_on, {}).get(r.defense)
+                                        for r in table.itertuples()], dtype=float)
+    paper_baseline = table.trained_on.map(lambda d: paper.TABLE3_MINUTES.get(d, {}).get("baseline")).astype(float)
     table["paper_slowdown_vs_baseline"] = table.paper_minutes / paper_baseline
     table["paper_hardware"] = paper.PAPER_HARDWARE
     # test-set subsampling does not affect training time
@@ -103,7 +104,7 @@ def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame) -> str:
     wide = generalization.assign(
-        cell=[f"{m:.2f}" + (f" ± {s:.2f}" if s == s else "") + (f" (paper {p:.2f})" if p == p and p is not None else "")
+        cell=[f"{m:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else "") + (f" (paper {p:.2f})" if pd.notna(p) else "")
               for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)]
     ).pivot_table(index="model", columns=["trained_on", "test_set"], values="cell", aggfunc="first", sort=False)
     wide.columns = [f"trained on {a}: {b}" for a, b in wide.columns]
@@ -137,7 +138,7 @@ def _figure(generalization: pd.DataFrame, path: Path) -> None:
         ax.set_xticks([i + width * (len(test_sets) - 1) / 2 for i in range(len(models))], models, rotation=30)
         ax.set_title(f"fine-tuned on {dataset}")
         ax.set_ylabel("accuracy (%)")
-        low = min(subset.accuracy_mean.min(), subset.paper_accuracy.min(skipna=True) if subset.paper_accuracy.notna().any() else 100)
+        low = pd.concat([subset.accuracy_mean, subset.paper_accuracy]).min()  # NaN (no paper value) is skipped
         ax.set_ylim(max(0, low - 10), 100)
         ax.legend(fontsize=8)
     fig.tight_layout()
