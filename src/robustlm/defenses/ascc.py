@@ -191,7 +191,7 @@ class AdvMixout(AdvBase):
     def prepare(self, context):
         super().prepare(context)
         encoder = context.model.base_model
-        for name, module in list(encoder.named_modules()):
+        for module in list(encoder.modules()):
             for child_name, child in list(module.named_children()):
                 if type(child) is nn.Linear:
                     setattr(module, child_name, MixoutLinear(child, self.mixout_probability))
