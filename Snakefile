@@ -34,6 +34,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/attack.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/regression.smk"
 
@@ -41,5 +42,6 @@ include: "workflow/rules/regression.smk"
 rule all:
     input:
         rules.tables.output,
+        rules.robustness_tables.output if "attacks" in config else [],
         rules.regression_study.output if "regression_study" in config else [],
     default_target: True

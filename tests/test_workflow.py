@@ -1,4 +1,5 @@
 """The workflow itself, through Snakemake: a tiny end-to-end run, then what a dry run would rerun after edits."""
+import json
 import re
 import subprocess
 import sys
@@ -73,6 +74,28 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     assert len(predictions) == 48 and set(predictions.test_set) == {"mr", "yelp"}
 
 
+def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
+    sample = pd.read_parquet(finished_run / "results/attacks/mr/sample.parquet")
+    evaluated = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
+    assert len(sample) == 4 and set(sample.id) <= set(evaluated.id[evaluated.test_set == "mr"])
+    for defense in ("baseline", "pgd_at"):
+        attack_dir = finished_run / f"results/runs/mr/{defense}/seed1/attacks/textfooler"
+        examples = pd.read_csv(attack_dir / "adversarial_examples.csv")
+        assert list(examples.id) == list(sample.id)
+        summary = json.loads((attack_dir / "attack_summary.json").read_text())
+        assert summary["shards"] == 2 and summary["examples"] == 4
+        assert {s["component"] for s in summary["substitutions"]} == {
+            "WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
+    assert not list((finished_run / "results/checkpoints").rglob("*.jsonl"))  # removed once a shard is written
+    table2 = pd.read_csv(finished_run / "results/tables/table2_robustness.csv")
+    assert set(zip(table2.attack, table2.defense)) == {
+        ("textfooler", "baseline"), ("textfooler", "pgd_at"), ("average", "baseline"), ("average", "pgd_at")}
+    assert table2.asr_mean.between(0, 100).all()
+    substitutions = pd.read_csv(finished_run / "results/tables/attack_substitutions.csv")
+    assert set(substitutions.component) == {"WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
+    assert "Table 2" in (finished_run / "results/tables/table2_robustness.md").read_text()
+
+
 def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
     assert planned_jobs(finished_run) == set()
     edit_config(finished_run, lambda c: c.update(dict(reversed(list(c.items())))))
@@ -87,14 +110,26 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         ("train", "dataset=mr, defense=pgd_at, seed=1"),
         ("evaluate", "dataset=mr, defense=pgd_at, seed=1"),
         ("tables", ""),
+        ("attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler, shard=0, shards=2"),
+        ("attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler, shard=1, shards=2"),
+        ("gather_attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler"),
+        ("robustness_tables", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.003))
+
+
+def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
+    edit_config(finished_run, lambda c: c["attacks"].update(query_budget=80))
+    jobs = planned_jobs(finished_run)
+    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables"}
+    assert len([job for job in jobs if job[0] == "attack"]) == 4  # 2 models x 2 shards
+    edit_config(finished_run, lambda c: c["attacks"].update(query_budget=60))
 
 
 def test_changing_a_shared_setting_reruns_every_model(finished_run):
     edit_config(finished_run, lambda c: c["training"].update(max_length=48))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"train", "evaluate", "tables"}
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "tables", "attack", "gather_attack", "robustness_tables"}
     assert len([job for job in jobs if job[0] == "train"]) == 2
     edit_config(finished_run, lambda c: c["training"].update(max_length=32))
 

@@ -108,3 +108,22 @@ def evaluate_params(config: dict, dataset: str) -> dict:
         "max_length": config["training"]["max_length"],
         "batch_size": config["evaluation"]["batch_size"],
     }
+
+
+def attack_sample_params(config: dict, dataset: str) -> dict:
+    """Drawn from the test examples `rule evaluate` scores, so clean and attacked numbers share examples."""
+    return {"examples": config["attacks"]["examples"], "seed": config["attacks"]["seed"],
+            "test_size": config["datasets"][dataset].get("test_size"), "data_seed": config["data_seed"]}
+
+
+def attack_params(config: dict, attack: str) -> dict:
+    settings = config["attacks"]
+    return {
+        "attack": attack,
+        "seed": settings["seed"],
+        "query_budget": settings["query_budget"],
+        "query_batch_size": settings["query_batch_size"],
+        "masked_lm": settings["masked_lm"],
+        "sentence_encoder": settings["sentence_encoder"],
+        "max_length": config["training"]["max_length"],
+    }

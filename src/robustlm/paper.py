@@ -1,4 +1,4 @@
-"""Numbers published by Altinisik et al. (Tables 3 and 4) and the paper's setup, for side-by-side reporting."""
+"""Numbers published by Altinisik et al. (Tables 2, 3 and 4) and the paper's setup, for side-by-side reporting."""
 from __future__ import annotations
 
 PAPER_MODEL = "bert-base-uncased"
@@ -22,6 +22,37 @@ ROW_NAMES = {
     "rift": "RIFT",
     "adv_ptwd": "Adv-PTWD",
     "adv_mixout": "Adv-Mixout",
+}
+
+#: our attack key -> the paper's name
+ATTACK_NAMES = {"textfooler": "TextFooler", "a2t": "A2T", "bae": "BAE", "pso": "PSO", "pwws": "PWWS",
+                "genetic": "Genetic", "bert_attack": "BERT-Attack", "a2t_mlm": "A2T-MLM"}
+
+#: sample size of the paper's attacks (A2T protocol)
+PAPER_ATTACK_EXAMPLES = 1000
+
+#: Table 2: attack success rate (%) per attack, dataset and defense ("average" over the four attacks)
+TABLE2_ASR = {
+    "textfooler": {"mr": {"baseline": 82.1, "a2t": 77.9, "a2t_mlm": 79.7, "bert_attack": 79.3, "ssmba": 79.8,
+                          "back_translation": 72.8, "lds": 88.6, "pgd_at": 87.8},
+                   "imdb": {"baseline": 80.6, "a2t": 86.5, "a2t_mlm": 65.3, "bert_attack": 72.8, "ssmba": 81.3,
+                            "back_translation": 45.9, "lds": 91.5, "pgd_at": 94.7}},
+    "a2t": {"mr": {"baseline": 33.8, "a2t": 27.6, "a2t_mlm": 30.8, "bert_attack": 26.5, "ssmba": 34.2,
+                   "back_translation": 30.4, "lds": 22.3, "pgd_at": 20.9},
+            "imdb": {"baseline": 59.5, "a2t": 51.1, "a2t_mlm": 43.7, "bert_attack": 49.4, "ssmba": 59.2,
+                     "back_translation": 36.4, "lds": 56.9, "pgd_at": 43.0}},
+    "bae": {"mr": {"baseline": 52.1, "a2t": 44.1, "a2t_mlm": 45.5, "bert_attack": 44.0, "ssmba": 49.2,
+                   "back_translation": 47.1, "lds": 55.3, "pgd_at": 52.9},
+            "imdb": {"baseline": 68.8, "a2t": 65.0, "a2t_mlm": 52.5, "bert_attack": 57.9, "ssmba": 61.5,
+                     "back_translation": 41.4, "lds": 66.5, "pgd_at": 61.0}},
+    "pso": {"mr": {"baseline": 79.8, "a2t": 75.0, "a2t_mlm": 72.7, "bert_attack": 74.7, "ssmba": 78.1,
+                   "back_translation": 75.6, "lds": 79.8, "pgd_at": 80.7},
+            "imdb": {"baseline": 46.4, "a2t": 35.3, "a2t_mlm": 35.4, "bert_attack": 30.2, "ssmba": 41.8,
+                     "back_translation": 42.8, "lds": 70.8, "pgd_at": 66.2}},
+    "average": {"mr": {"baseline": 62.0, "a2t": 56.1, "a2t_mlm": 57.2, "bert_attack": 56.1, "ssmba": 60.3,
+                       "back_translation": 56.5, "lds": 61.5, "pgd_at": 60.5},
+                "imdb": {"baseline": 63.8, "a2t": 59.5, "a2t_mlm": 49.2, "bert_attack": 52.6, "ssmba": 61.0,
+                         "back_translation": 41.6, "lds": 71.4, "pgd_at": 66.2}},
 }
 
 #: Table 3: fine-tuning minutes over 4 epochs on a V100, per training set
@@ -62,6 +93,13 @@ def training_deviations(train_metrics: dict) -> list[str]:
         notes.append(f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_EPOCHS})")
     if train_metrics.get("train_size") is not None:
         notes.append(f"{train_metrics['train_examples']} training examples (subsample)")
+    return notes
+
+
+def attack_deviations(substitutions: list[dict], scored_examples: int) -> list[str]:
+    notes = [substitution["replacement"] for substitution in substitutions]
+    if scored_examples != PAPER_ATTACK_EXAMPLES:
+        notes.append(f"{scored_examples} attacked examples (paper: {PAPER_ATTACK_EXAMPLES})")
     return notes
 
 

@@ -1,21 +1,31 @@
-from robustlm.config import canonical, evaluate_params, train_params
+from robustlm.config import attack_params, attack_sample_params, canonical, evaluate_params, train_params
 
 DATASETS = sorted(config["datasets"])
 OOD_DATASETS = sorted(config["ood_datasets"])
 DEFENSES = sorted(config["defenses"])
 SEEDS = sorted(config["seeds"])
 RUNS = "results/runs/{dataset}/{defense}/seed{seed}"
+ATTACKS = config["attacks"]["recipes"] if "attacks" in config else []
+ATTACK_RUN = f"{RUNS}/attacks/{{attack}}"
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS + OOD_DATASETS),
     defense="|".join(DEFENSES),
     seed=r"\d+",
+    attack="|".join(ATTACKS) or "no-attacks",
+    shard=r"\d+",
+    shards=r"\d+",
 
 
 def run_outputs(pattern):
     """`pattern` (relative to a run directory) for every dataset x defense x seed of the config."""
     return expand(f"{RUNS}/{pattern}", dataset=DATASETS, defense=DEFENSES, seed=SEEDS)
+
+
+def attack_outputs(pattern):
+    """`pattern` (relative to an attack directory) for every run of the config and every attack."""
+    return expand(f"{ATTACK_RUN}/{pattern}", dataset=DATASETS, defense=DEFENSES, seed=SEEDS, attack=ATTACKS)
 
 
 def rule_resources(family, **defaults):

