@@ -93,14 +93,15 @@ def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame) -> str:
         name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
         cell=[f"{m:.1f}" + (f" ± {s:.1f}" if pd.notna(s) else "") + (f" (paper {p:.1f})" if pd.notna(p) else "")
               for m, s, p in zip(table.asr_mean, table.asr_std, table.paper_asr)])
-    wide = cells.pivot_table(index=["name", "dataset"], columns="model", values="cell", aggfunc="first", sort=False)
+    wide = (cells.pivot_table(index=["name", "dataset"], columns="model", values="cell", aggfunc="first", sort=False)
+            .reset_index().rename(columns={"name": "attack"}))
     counts = table[table.attack != AVERAGE].groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
-    examples = ", ".join(f"{d}: {r.kept} of {r.sampled} sampled" for d, r in counts.iterrows())
+    examples = ", ".join(f"{d}: {int(r.kept)} of {int(r.sampled)} sampled" for d, r in counts.iterrows())
     parts = [
         "## Table 2: robustness (attack success rate %, lower is better; mean ± std over seeds)\n",
         f"Scored on the sampled test examples every model classifies correctly ({examples}); "
         f"paper: {paper.PAPER_ATTACK_EXAMPLES}.\n",
-        wide.to_markdown(), "\n",
+        wide.to_markdown(index=False), "\n",
         "## Attack resources substituted offline\n",
         substitutions.to_markdown(index=False) if len(substitutions) else "None: every attack used its published resources.",
         "\n", "## Deviations from the paper's setup\n",
