@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import _defense_order, _join  # noqa: E402
+from .tables import defense_order, join_notes  # noqa: E402
 
 AVERAGE = "average"
 
@@ -46,7 +46,7 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
             "device": summary["device"],
             "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
             "substitutions": summary["substitutions"],
-            "deviations": _join(*paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))),
+            "deviations": join_notes(*paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))),
         })
     return pd.DataFrame(rows)
 
@@ -62,8 +62,10 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
                        attack_minutes=("attack_minutes", "mean"), deviations=("deviations", "first"))
                   .reset_index())
     # the paper averages its four attacks: so do we when they all ran, else the average is over what ran
-    paper_attacks = sorted(set(paper.TABLE2_ASR) - {AVERAGE})
-    averaged = per_attack[per_attack.attack.isin(paper_attacks)] if set(paper_attacks) <= set(per_attack.attack) else per_attack
+    # and has no paper number to compare with
+    paper_attacks = set(paper.TABLE2_ASR) - {AVERAGE}
+    paper_average = paper_attacks <= set(per_attack.attack)
+    averaged = per_attack[per_attack.attack.isin(paper_attacks)] if paper_average else per_attack
     average = (averaged.groupby(["dataset", "defense"], sort=False)
                .agg(asr_mean=("asr_mean", "mean"), examples=("examples", "first"),
                     attacks=("attack", lambda names: ", ".join(names)))
@@ -71,11 +73,11 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     table = pd.concat([per_attack, average], ignore_index=True)
     table["paper_asr"] = pd.Series([paper.TABLE2_ASR.get(r.attack, {}).get(r.dataset, {}).get(r.defense)
                                     for r in table.itertuples()], dtype=float)
-    comparable = table.attacks.map(lambda names: sorted(str(names).split(", ")) == paper_attacks)
-    table.loc[(table.attack == AVERAGE) & ~comparable, "paper_asr"] = float("nan")
+    if not paper_average:
+        table.loc[table.attack == AVERAGE, "paper_asr"] = float("nan")
     table.insert(3, "model", table.defense.map(paper.row_name))
     order = {"attack": {a: i for i, a in enumerate([*paper.ATTACK_NAMES, AVERAGE])},
-             "defense": {d: i for i, d in enumerate(_defense_order(table.defense))}}
+             "defense": {d: i for i, d in enumerate(defense_order(table.defense))}}
     return (table.sort_values(["attack", "dataset", "defense"],
                               key=lambda column: column.map(order[column.name]) if column.name in order else column)
             .reset_index(drop=True))

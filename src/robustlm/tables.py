@@ -28,16 +28,16 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
                 "test_set": test_set, "accuracy": 100 * accuracy, "test_examples": evaluation["examples"][test_set],
                 "train_minutes": train["train_seconds"] / 60, "examples_per_second": train["examples_per_second"],
                 "passes_per_step": train["passes_per_step"], "device": train["device"],
-                "deviations": _join(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
+                "deviations": join_notes(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
             })
     return pd.DataFrame(rows)
 
 
-def _join(*notes: str) -> str:
+def join_notes(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
-def _defense_order(defenses) -> list[str]:
+def defense_order(defenses) -> list[str]:
     known = list(paper.ROW_NAMES)
     return sorted(set(defenses), key=lambda d: (known.index(d) if d in known else len(known), d))
 
@@ -72,7 +72,7 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["paper_slowdown_vs_baseline"] = table.paper_minutes / paper_baseline
     table["paper_hardware"] = paper.PAPER_HARDWARE
     # test-set subsampling does not affect training time
-    table["deviations"] = table.deviations.map(lambda notes: _join(*(n for n in notes.split("; ") if "subsample of the" not in n)))
+    table["deviations"] = table.deviations.map(lambda notes: join_notes(*(n for n in notes.split("; ") if "subsample of the" not in n)))
     table.insert(1, "model", table.defense.map(paper.row_name))
     return _sorted(table, ["trained_on", "defense"])
 
@@ -89,7 +89,7 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
     cost = pd.DataFrame({
         "trained_on": runtime.trained_on, "model": runtime.model, "metric": "run time / baseline run time",
         "paper": runtime.paper_slowdown_vs_baseline, "ours": runtime.slowdown_vs_baseline,
-        "deviations": [_join(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
+        "deviations": [join_notes(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
                        for notes, device in zip(runtime.deviations, runtime.device)],
     })
     table = pd.concat([accuracy, cost], ignore_index=True).dropna(subset=["paper"])
@@ -98,7 +98,7 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
 
 
 def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    order = {d: i for i, d in enumerate(_defense_order(table.defense))}
+    order = {d: i for i, d in enumerate(defense_order(table.defense))}
     return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(drop=True)
 
 

@@ -6,7 +6,9 @@ the attack sample with per-example checkpoints and gathers the shards into Table
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,6 @@ def prepare_textattack(mirror) -> None:
     TextAttack's first import runs `nltk.download` for its taggers and corpora; offline those come from
     the mirror's nltk_data instead, so nltk is pointed there and the post-install step marked as done.
     """
-    import os
-    from pathlib import Path
-
     if mirror is None:
         return
     nltk_data = str(Path(mirror) / "nltk_data")

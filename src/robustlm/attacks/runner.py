@@ -74,10 +74,7 @@ def describe(result, example, seconds: float) -> dict:
 
 
 def fingerprint(*parts) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
-    return digest.hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def model_fingerprint(model_dir: Path) -> str:

@@ -43,4 +43,3 @@ class ClassifierWrapper(HuggingFaceModelWrapper):
     def _tokenize(self, inputs):
         ids = self.tokenizer(list(inputs), truncation=True, max_length=self.max_length)["input_ids"]
         return [self.tokenizer.convert_ids_to_tokens(sequence) for sequence in ids]
-
