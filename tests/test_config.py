@@ -22,6 +22,8 @@ def test_shipped_configs_are_valid(name):
 def test_schema_lists_exactly_the_registered_defenses():
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(schema["properties"]["defenses"]["properties"]) == set(DEFENSES)
+    token_level = {name for name, defense in DEFENSES.items() if defense.token_level}
+    assert set(schema["properties"]["lca"]["properties"]["defenses"]["items"]["enum"]) == token_level
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,9 @@ def test_schema_lists_exactly_the_registered_defenses():
         (lambda c: c.update(seeds=[]), ["'seeds'"]),
         (lambda c: c.update(defenses={}), ["'defenses'"]),
         (lambda c: c["training"].pop("epochs"), ["'training'", "'epochs' is a required property"]),
+        (lambda c: c["lca"].update(defenses=["rift"]), ["'lca.defenses.0'", "'rift' is not one of"]),
+        (lambda c: c["lca"].update(defenses=["baseline", "freelb"]), ["'lca.defenses'", "['freelb'] not configured"]),
+        (lambda c: c["lca"]["training"].update(learning_rate=0), ["'lca.training.learning_rate'"]),
     ],
 )
 def test_bad_configs_name_the_key(default_config, mutate, expected):

@@ -75,7 +75,7 @@ def test_embedding_perturbation_stays_in_the_ball_and_off_padding(name, model_an
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
     embeddings = model.get_input_embeddings()(batch["input_ids"])
     clean_logits = model(inputs_embeds=embeddings, **inputs).logits
-    delta = defense.perturbation(model, embeddings, inputs, clean_logits, batch["labels"])
+    delta = defense.perturbation(model, embeddings, inputs, clean_logits, batch["labels"], None)
     assert (delta.flatten(1).norm(dim=1) <= EMBEDDING_PARAMS["epsilon"] * (1 + 1e-5)).all()
     assert delta.flatten(1).norm(dim=1).min() > 0.5 * EMBEDDING_PARAMS["epsilon"]  # the ascent reached the boundary
     assert (delta[batch["attention_mask"] == 0] == 0).all()
@@ -101,7 +101,7 @@ def test_smoothness_perturbation_stays_in_the_linf_ball(name, model_and_batch):
     embeddings = model.get_input_embeddings()(batch["input_ids"])
     clean_logits = model(inputs_embeds=embeddings, **inputs).logits
     defense.observe(clean_logits, batch["labels"])
-    delta = defense.perturbation(model, embeddings, inputs, clean_logits, batch["labels"])
+    delta = defense.perturbation(model, embeddings, inputs, clean_logits, batch["labels"], None)
     assert delta.abs().max() <= SMOOTHNESS_PARAMS["epsilon"]
     assert delta.abs().max() == pytest.approx(SMOOTHNESS_PARAMS["epsilon"])  # normalised steps reach the bound
     assert (delta[batch["attention_mask"] == 0] == 0).all()

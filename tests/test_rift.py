@@ -103,7 +103,7 @@ def test_adversarial_example_raises_the_divergence(tiny_model, setup):
     torch.manual_seed(1)
     random_point = convex_combination(weight, candidates, torch.randn(candidates.shape))
     torch.manual_seed(1)
-    ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean)
+    ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
     before = kl_divergence(clean, model(inputs_embeds=random_point, **inputs).logits)
     after = kl_divergence(clean, model(inputs_embeds=ascended, **inputs).logits)
     assert after > before

@@ -74,6 +74,21 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     assert len(predictions) == 48 and set(predictions.test_set) == {"mr", "yelp"}
 
 
+def test_tiny_run_analyses_the_neurons_of_each_tagger(finished_run):
+    tables = finished_run / "results" / "tables"
+    association = pd.read_csv(tables / "table5_lca_association.csv")
+    assert set(zip(association.tag, association.defense)) == {
+        (tag, defense) for tag in ("NN", "DT", "IN") for defense in ("baseline", "pgd_at")}
+    assert (association.match <= association.total).all() and (association.total <= 5 * 3).all()
+    ablation = pd.read_csv(tables / "table7_lca_ablation.csv").set_index("defense")
+    assert (ablation.neurons_kept == 5).all() and (ablation.neurons == 7 * 384).all()
+    assert ablation.loc["baseline", "paper_top_accuracy"] == 34.2
+    metrics = json.loads((finished_run / "results/lca/pgd_at/seed1/train_metrics.json").read_text())
+    assert metrics["train_examples"] == 40 and metrics["passes_per_step"] == 3 and 0 <= metrics["test_word_accuracy"] <= 1
+    assert not list((finished_run / "results/lca").rglob("*.hdf5"))  # activations are temporary
+    assert "Table 5" in (tables / "lca.md").read_text()
+
+
 def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
     sample = pd.read_parquet(finished_run / "results/attacks/mr/sample.parquet")
     evaluated = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
@@ -114,8 +129,20 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         ("attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler, shard=1, shards=2"),
         ("gather_attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler"),
         ("robustness_tables", ""),
+        ("lca_finetune", "defense=pgd_at, seed=1"),
+        ("lca_extract", "defense=pgd_at, seed=1"),
+        ("lca_probe", "defense=pgd_at, seed=1"),
+        ("lca_tables", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.003))
+
+
+def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished_run):
+    edit_config(finished_run, lambda c: c["lca"].update(words_per_neuron=2))
+    assert planned_jobs(finished_run) == {
+        ("lca_extract", "defense=baseline, seed=1"), ("lca_extract", "defense=pgd_at, seed=1"),  # temp() activations
+        ("lca_probe", "defense=baseline, seed=1"), ("lca_probe", "defense=pgd_at, seed=1"), ("lca_tables", "")}
+    edit_config(finished_run, lambda c: c["lca"].pop("words_per_neuron"))
 
 
 def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):

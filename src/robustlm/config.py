@@ -5,6 +5,7 @@ Snakemake's params-based rerun trigger reruns exactly the jobs whose settings ch
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
     properties = schema.get("properties", {})
     for key, subschema in properties.items():
         if key not in instance and "default" in subschema:
-            instance[key] = subschema["default"]
+            instance[key] = copy.deepcopy(subschema["default"])
         if key in instance:
             _fill_defaults(instance[key], subschema, root)
 
@@ -61,6 +62,10 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(_describe(e) for e in errors))
     _fill_defaults(config, schema, schema)
+    unconfigured = [name for name in config.get("lca", {}).get("defenses", []) if name not in config["defenses"]]
+    if unconfigured:
+        raise ConfigError(f"config key 'lca.defenses': {unconfigured} not configured under 'defenses' "
+                          "(the analysis trains with their hyperparameters from there)")
     return config
 
 
@@ -127,3 +132,33 @@ def attack_params(config: dict, attack: str) -> dict:
         "sentence_encoder": settings["sentence_encoder"],
         "max_length": config["training"]["max_length"],
     }
+
+
+def lca_train_params(config: dict, defense: str, seed: int) -> dict:
+    """A POS tagger's settings, shaped like `train_params` (the same loop trains both)."""
+    settings = config["lca"]
+    return {
+        "model": config["model"],
+        "dataset": "treebank",
+        "data_seed": settings["split_seed"],
+        "train_size": settings.get("train_size"),
+        "validation_size": settings.get("validation_size"),
+        "test_size": settings.get("test_size"),
+        "defense": defense,
+        "defense_params": config["defenses"][defense],
+        "seed": int(seed),
+        "training": settings["training"],
+    }
+
+
+def lca_extract_params(config: dict) -> dict:
+    """Which treebank sentences the activations are extracted for."""
+    settings = config["lca"]
+    return {"split_seed": settings["split_seed"], "train_size": settings.get("train_size"),
+            "test_size": settings.get("test_size")}
+
+
+def lca_probe_params(config: dict) -> dict:
+    settings = config["lca"]
+    analysis = ("probe", "seed", "tags", "top_neurons_per_tag", "words_per_neuron", "ablation_neurons")
+    return {**lca_extract_params(config), **{key: settings[key] for key in analysis}}

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from . import datasets
+from .defenses.base import IGNORED_LABEL
 from .models import load_classifier, load_tokenizer
 
 
@@ -21,8 +22,22 @@ def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") ->
     batch = tokenizer.pad({"input_ids": sequences}, return_tensors="pt")
     batch = {key: value.to(device) for key, value in batch.items() if key in ("input_ids", "attention_mask")}
     if labels is not None:
-        batch["labels"] = torch.as_tensor(labels, device=device)
+        batch["labels"] = label_tensor(labels, batch["input_ids"].shape[1]).to(device)
     return batch
+
+
+def is_token_level(labels) -> bool:
+    return np.ndim(labels[0]) > 0
+
+
+def label_tensor(labels, width: int) -> torch.Tensor:
+    """One class per sequence [B], or one per token [B, width], padded with IGNORED_LABEL."""
+    if not is_token_level(labels):
+        return torch.as_tensor(np.asarray(labels))
+    padded = torch.full((len(labels), width), IGNORED_LABEL, dtype=torch.long)
+    for row, token_labels in enumerate(labels):
+        padded[row, : len(token_labels)] = torch.as_tensor(token_labels)
+    return padded
 
 
 def autocast(device: torch.device):
@@ -44,6 +59,33 @@ def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int,
         probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     model.train(was_training)
     return probabilities
+
+
+@torch.no_grad()
+def predict_tokens(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> list[np.ndarray]:
+    """The predicted class of every token of every sequence (input order, unpadded)."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
+    predictions: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        with autocast(device):
+            classes = model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits.argmax(-1).cpu().numpy()
+        for row, index in enumerate(chunk):
+            predictions[index] = classes[row, : len(sequences[index])]
+    model.train(was_training)
+    return predictions
+
+
+def accuracy(model, tokenizer, sequences: list[list[int]], labels, batch_size: int, device: torch.device) -> float:
+    """Share of correct predictions: per sequence, or per labelled token (a tagger's word accuracy)."""
+    if not is_token_level(labels):
+        return float((predict_proba(model, tokenizer, sequences, batch_size, device).argmax(1) == np.asarray(labels)).mean())
+    predicted = np.concatenate(predict_tokens(model, tokenizer, sequences, batch_size, device))
+    gold = np.concatenate([np.asarray(token_labels) for token_labels in labels])
+    scored = gold != IGNORED_LABEL
+    return float((predicted[scored] == gold[scored]).mean())
 
 
 def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], metrics_path: Path,

@@ -47,3 +47,15 @@ def load_classifier(name_or_path: str, num_labels: int = 2):
         return AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
     except Exception as exc:  # missing files, corrupt safetensors, mismatched shapes: one clear message
         raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc
+
+
+def load_tagger(name_or_path: str, tags: list[str]):
+    """A token classifier over `tags` (their names saved in the model config)."""
+    from transformers import AutoModelForTokenClassification
+
+    try:
+        return AutoModelForTokenClassification.from_pretrained(
+            name_or_path, num_labels=len(tags), id2label=dict(enumerate(tags)),
+            label2id={tag: index for index, tag in enumerate(tags)})
+    except Exception as exc:
+        raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc

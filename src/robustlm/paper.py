@@ -1,4 +1,4 @@
-"""Numbers published by Altinisik et al. (Tables 2, 3 and 4) and the paper's setup, for side-by-side reporting."""
+"""Numbers published by Altinisik et al. (Tables 2-5 and 7) and the paper's setup, for side-by-side reporting."""
 from __future__ import annotations
 
 PAPER_MODEL = "bert-base-uncased"
@@ -107,3 +107,33 @@ def evaluation_deviations(eval_metrics: dict, test_set: str) -> list[str]:
     if eval_metrics.get("subsampled", {}).get(test_set):
         return [f"{eval_metrics['examples'][test_set]}-example subsample of the {test_set} test set"]
     return []
+
+
+#: Table 5: (match, total) of each POS tag's top-neuron words, per defense
+TABLE5_ASSOCIATION = {
+    "JJ": {"baseline": (2, 15), "lds": (2, 15), "pgd_at": (6, 10)},
+    "JJR": {"baseline": (3, 9), "lds": (4, 9), "pgd_at": (7, 13)},
+    "MD": {"baseline": (0, 5), "lds": (3, 5), "pgd_at": (2, 5)},
+    "VBD": {"baseline": (5, 5), "lds": (0, 5), "pgd_at": (0, 5)},
+    ":": {"baseline": (0, 5), "lds": (1, 5), "pgd_at": (3, 5)},
+    "VBZ": {"baseline": (4, 10), "lds": (7, 9), "pgd_at": (9, 10)},
+    "RB": {"baseline": (9, 10), "lds": (9, 10), "pgd_at": (6, 10)},
+    "VBG": {"baseline": (10, 12), "lds": (14, 18), "pgd_at": (15, 15)},
+}
+
+#: Table 7: accuracy (%) of a probe on the top-10 ranked neurons only
+TABLE7_TOP10_ACCURACY = {"baseline": 34.2, "lds": 38.6, "pgd_at": 35.3}
+
+#: what the paper leaves open about its LCA: recorded next to the numbers it affects
+PAPER_TREEBANK = "Penn Treebank (its tagger's training size and epochs are not given)"
+
+
+def lca_deviations(train_metrics: dict, words_per_neuron: int) -> list[str]:
+    """How a POS tagger and its analysis differ from (or fill in) the paper's setup."""
+    notes = []
+    if train_metrics["model"] != PAPER_MODEL:
+        notes.append(f"model {train_metrics['model']} (paper: {PAPER_MODEL})")
+    notes.append(f"tagger trained on {train_metrics['train_examples']} sentences of the nltk WSJ sample for "
+                 f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_TREEBANK})")
+    notes.append(f"{words_per_neuron} top words per neuron (paper: not given)")
+    return notes

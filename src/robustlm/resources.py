@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,3 +24,13 @@ def counterfitted_neighbors(mirror: Path | None) -> dict[str, list[str]]:
             f"directory holding {COUNTERFITTED_NEIGHBORS.relative_path} (from {COUNTERFITTED_NEIGHBORS.obtain})"
         )
     return json.loads(COUNTERFITTED_NEIGHBORS.verified(Path(mirror)).read_text())
+
+
+def use_mirror_nltk_data(mirror: Path) -> None:
+    """Point nltk at the mirror's nltk_data (searched first), so corpora load without the downloader."""
+    nltk_data = str(Path(mirror) / "nltk_data")
+    os.environ["NLTK_DATA"] = nltk_data
+    import nltk  # reads NLTK_DATA on first import only
+
+    if nltk_data not in nltk.data.path:
+        nltk.data.path.insert(0, nltk_data)

@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
-from .evaluation import autocast, collate, encode, predict_proba
+from .evaluation import accuracy, autocast, collate, encode, is_token_level
 from .models import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -121,24 +122,44 @@ def _save_model_dir(model, tokenizer, target: Path) -> None:
     os.replace(tmp, target)
 
 
+@dataclass
+class TrainingData:
+    """A tokenized task: input ids and labels (a class per sequence, or a list with one per token) of the
+    train and validation splits, and how to load the pretrained model with the task's output head."""
+
+    train_ids: list[list[int]]
+    train_labels: list
+    validation_ids: list[list[int]]
+    validation_labels: list
+    load_model: Callable[[str], torch.nn.Module]
+
+
 def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, checkpoint_dir: Path,
               metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
-    """Fine-tune `model_path` on the train split of `data_path` with the defense in `params`."""
+    """Fine-tune `model_path` for sentiment on the train split of `data_path` with the defense in `params`."""
+    tokenizer = load_tokenizer(model_path)
+    max_length = params["training"]["max_length"]
+    train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
+    validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
+                                 params["data_seed"])
+    data = TrainingData(encode(tokenizer, train.text, max_length), train.label.tolist(),
+                        encode(tokenizer, validation.text, max_length), validation.label.tolist(), load_classifier)
+    return train_model(params, data, model_path, tokenizer, output_dir, checkpoint_dir, metrics_path, device, mirror)
+
+
+def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, output_dir: Path, checkpoint_dir: Path,
+                metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
+    """Train with the defense in `params` on `data`; keep the best-validation model in `output_dir`."""
     started = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = params["training"]
     set_seed(params["seed"])
     defense: Defense = build_defense(params["defense"], params["defense_params"])
+    if is_token_level(data.train_labels) and not defense.token_level:
+        raise ValueError(f"defense '{params['defense']}' is defined for sequence classification only")
+    train_ids, train_labels = data.train_ids, data.train_labels
 
-    train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
-    validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
-                                 params["data_seed"])
-    tokenizer = load_tokenizer(model_path)
-    train_ids = encode(tokenizer, train.text, settings["max_length"])
-    validation_ids = encode(tokenizer, validation.text, settings["max_length"])
-    train_labels = train.label.to_numpy()
-
-    model = load_classifier(model_path).to(device)
+    model = data.load_model(model_path).to(device)
     defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
@@ -174,7 +195,7 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         progress = tqdm(epoch_batches(lengths, settings["batch_size"], params["seed"], epoch),
                         desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
         for batch_indices in progress:
-            batch = collate(tokenizer, [train_ids[i] for i in batch_indices], train_labels[batch_indices], device)
+            batch = collate(tokenizer, [train_ids[i] for i in batch_indices], [train_labels[i] for i in batch_indices], device)
             loss = defense.backward(model, batch, lambda: autocast(device))
             torch.nn.utils.clip_grad_norm_(parameters, settings["max_grad_norm"])
             optimizer.step()
@@ -187,14 +208,14 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         epoch_loss = torch.stack(losses).mean().item()  # one host sync per epoch, not per step
         state.train_seconds += time.perf_counter() - epoch_start
 
-        probabilities = predict_proba(model, tokenizer, validation_ids, settings["batch_size"] * 2, device)
-        accuracy = float((probabilities.argmax(1) == validation.label.to_numpy()).mean())
+        validation_accuracy = accuracy(model, tokenizer, data.validation_ids, data.validation_labels,
+                                       settings["batch_size"] * 2, device)
         state.epoch = epoch
         defense.on_epoch_end()
-        state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": accuracy})
-        log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, accuracy)
-        if accuracy > state.best_validation_accuracy:
-            state.best_validation_accuracy, state.best_epoch = accuracy, epoch
+        state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": validation_accuracy})
+        log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, validation_accuracy)
+        if validation_accuracy > state.best_validation_accuracy:
+            state.best_validation_accuracy, state.best_epoch = validation_accuracy, epoch
             _save_model_dir(model, tokenizer, best_dir)
         save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, defense, state)
 
@@ -211,7 +232,7 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
         "max_length": settings["max_length"],
         "train_size": params["train_size"],
         "train_examples": len(train_ids),
-        "validation_examples": len(validation_ids),
+        "validation_examples": len(data.validation_ids),
         "train_seconds": state.train_seconds,
         "examples_per_second": state.examples_seen / max(state.train_seconds, 1e-9),
         "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),

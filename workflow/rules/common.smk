@@ -1,4 +1,5 @@
-from robustlm.config import attack_params, attack_sample_params, canonical, evaluate_params, train_params
+from robustlm.config import (attack_params, attack_sample_params, canonical, evaluate_params, lca_extract_params,
+                             lca_probe_params, lca_train_params, train_params)
 
 DATASETS = sorted(config["datasets"])
 OOD_DATASETS = sorted(config["ood_datasets"])
@@ -7,6 +8,8 @@ SEEDS = sorted(config["seeds"])
 RUNS = "results/runs/{dataset}/{defense}/seed{seed}"
 ATTACKS = config["attacks"]["recipes"] if "attacks" in config else []
 ATTACK_RUN = f"{RUNS}/attacks/{{attack}}"
+LCA_DEFENSES = config["lca"]["defenses"] if "lca" in config else []
+LCA_RUN = "results/lca/{defense}/seed{seed}"
 
 
 wildcard_constraints:
@@ -26,6 +29,11 @@ def run_outputs(pattern):
 def attack_outputs(pattern):
     """`pattern` (relative to an attack directory) for every run of the config and every attack."""
     return expand(f"{ATTACK_RUN}/{pattern}", dataset=DATASETS, defense=DEFENSES, seed=SEEDS, attack=ATTACKS)
+
+
+def lca_outputs(pattern):
+    """`pattern` (relative to an analysed tagger's directory) for every LCA defense and seed."""
+    return expand(f"{LCA_RUN}/{pattern}", defense=LCA_DEFENSES, seed=SEEDS)
 
 
 def rule_resources(family, **defaults):

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..resources import use_mirror_nltk_data
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -52,12 +54,7 @@ def prepare_textattack(mirror) -> None:
     """
     if mirror is None:
         return
-    nltk_data = str(Path(mirror) / "nltk_data")
-    os.environ["NLTK_DATA"] = nltk_data
-    import nltk  # reads NLTK_DATA on first import only
-
-    if nltk_data not in nltk.data.path:
-        nltk.data.path.insert(0, nltk_data)
+    use_mirror_nltk_data(mirror)
     cache = Path(os.environ.get("TA_CACHE_DIR", Path.home() / ".cache" / "textattack"))
     cache.mkdir(parents=True, exist_ok=True)
     (cache / TEXTATTACK_POST_INSTALL_MARKER).touch()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..resources import counterfitted_neighbors
-from .base import Defense, TrainingContext, model_inputs
+from .base import Defense, TrainingContext, at, labelled_positions, model_inputs
 from .embedding import kl_divergence
 
 
@@ -79,13 +79,13 @@ class AdvBase(Defense):
         self.neighbors = neighbor_table(context.tokenizer.get_vocab(), counterfitted_neighbors(context.mirror),
                                         embeddings.num_embeddings).to(embeddings.weight.device)
 
-    def adversarial_embeddings(self, model, input_ids, inputs, clean_logits) -> torch.Tensor:
+    def adversarial_embeddings(self, model, input_ids, inputs, clean_logits, positions) -> torch.Tensor:
         weight = model.get_input_embeddings().weight
         candidates = self.neighbors[input_ids]
         scores = torch.randn(candidates.shape, device=weight.device) * self.init_std
         for _ in range(self.steps):
             scores.requires_grad_(True)
-            logits = model(inputs_embeds=convex_combination(weight.detach(), candidates, scores), **inputs).logits
+            logits = at(model(inputs_embeds=convex_combination(weight.detach(), candidates, scores), **inputs).logits, positions)
             (gradient,) = torch.autograd.grad(kl_divergence(clean_logits.detach(), logits, reduction="sum"), scores)
             scores = (scores + self.step_size * gradient.sign()).detach()
         return convex_combination(weight, candidates, scores)
@@ -93,10 +93,12 @@ class AdvBase(Defense):
     def loss(self, model, batch):
         inputs = model_inputs(batch)
         input_ids = inputs.pop("input_ids")
-        clean_logits = model(input_ids=input_ids, **inputs).logits
-        adversarial = model(inputs_embeds=self.adversarial_embeddings(model, input_ids, inputs, clean_logits),
+        positions = labelled_positions(batch["labels"])
+        clean_logits = at(model(input_ids=input_ids, **inputs).logits, positions)
+        adversarial = model(inputs_embeds=self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions),
                             **inputs, output_hidden_states=True)
-        robust_task = F.cross_entropy(clean_logits, batch["labels"]) + self.beta * kl_divergence(clean_logits, adversarial.logits)
+        robust_task = (F.cross_entropy(clean_logits, at(batch["labels"], positions))
+                       + self.beta * kl_divergence(clean_logits, at(adversarial.logits, positions)))
         return robust_task + self.regularizer(model, batch, adversarial)
 
     def regularizer(self, model, batch, adversarial) -> torch.Tensor | float:
@@ -110,6 +112,7 @@ def projection_head(hidden: int, dimension: int) -> nn.Module:
 
 class Rift(AdvBase):
     name = "rift"
+    token_level = False  # its mutual-information term is between sentence ([CLS]) features
 
     def __init__(self, beta: float, steps: int, step_size: float, init_std: float, alpha: float,
                  temperature: float = 0.2, projection_dim: int = 128, conditional: bool = True):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 Autocast = Callable[[], AbstractContextManager]
+IGNORED_LABEL = -100  # token positions without a label: sub-word continuations, special tokens, padding
 
 
 @dataclass
@@ -26,6 +27,8 @@ class TrainingContext:
 
 class Defense(ABC):
     name: ClassVar[str]
+    # whether the objective is defined per token too (POS tagging for the neuron analysis), not only per sequence
+    token_level: ClassVar[bool] = True
 
     def __init__(self, **params):
         self.params = params
@@ -44,7 +47,8 @@ class Defense(ABC):
 
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar loss for `batch` (input_ids, attention_mask, [token_type_ids], labels)."""
+        """Scalar loss for `batch` (input_ids, attention_mask, [token_type_ids], labels): labels are one class per
+        sequence [B], or one per token [B, T] with IGNORED_LABEL where nothing is scored."""
 
     def backward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: Autocast) -> torch.Tensor:
         """Accumulate this step's parameter gradients; return the loss (detached) for logging."""
@@ -68,9 +72,20 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value for key, value in batch.items() if key != "labels"}
 
 
-def clean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = model(**model_inputs(batch)).logits
-    return F.cross_entropy(logits, batch["labels"]), logits
+def labelled_positions(labels: torch.Tensor) -> torch.Tensor | None:
+    """Where token labels are set ([B, T] mask); None for sequence labels, where every example is scored."""
+    return labels != IGNORED_LABEL if labels.dim() == 2 else None
+
+
+def at(values: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """Predictions (or labels) at the scored positions, flattened to [N, ...]: every loss then reads one
+    row per scored sequence or token, so each defense serves both tasks with one formula."""
+    return values if positions is None else values[positions]
+
+
+def clean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    positions = labelled_positions(batch["labels"])
+    return F.cross_entropy(at(model(**model_inputs(batch)).logits, positions), at(batch["labels"], positions))
 
 
 def embedded_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:

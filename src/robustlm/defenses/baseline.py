@@ -9,4 +9,4 @@ class Baseline(Defense):
     name = "baseline"
 
     def loss(self, model, batch):
-        return clean_loss(model, batch)[0]
+        return clean_loss(model, batch)

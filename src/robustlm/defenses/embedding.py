@@ -12,7 +12,7 @@ from abc import abstractmethod
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, embedded_inputs, padding_mask
+from .base import Defense, at, embedded_inputs, labelled_positions, padding_mask
 
 
 def project_l2(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -58,13 +58,13 @@ class EmbeddingSpaceAdversary(Defense):
         # summed, so each example's delta follows its own loss regardless of batch size
         return self.adversarial_loss(perturbed_logits, clean_logits, labels, reduction="sum")
 
-    def perturbation(self, model, embeddings, inputs, clean_logits, labels) -> torch.Tensor:
+    def perturbation(self, model, embeddings, inputs, clean_logits, labels, positions) -> torch.Tensor:
         """S ascent steps from a Gaussian start (gradients w.r.t. delta only; parameters untouched)."""
         mask = padding_mask(inputs, embeddings)
         delta = self.project(torch.randn_like(embeddings) * self.init_std * mask)
         for _ in range(self.steps):
             delta.requires_grad_(True)
-            logits = model(inputs_embeds=embeddings.detach() + delta, **inputs).logits
+            logits = at(model(inputs_embeds=embeddings.detach() + delta, **inputs).logits, positions)
             (gradient,) = torch.autograd.grad(self.ascent_objective(logits, clean_logits.detach(), labels), delta)
             delta = self.project((delta + self.step_size * self.direction(gradient)) * mask).detach()
         return delta
@@ -74,11 +74,12 @@ class EmbeddingSpaceAdversary(Defense):
 
     def loss(self, model, batch):
         embeddings, inputs = embedded_inputs(model, batch)
-        labels = batch["labels"]
-        clean_logits = model(inputs_embeds=embeddings, **inputs).logits
+        positions = labelled_positions(batch["labels"])
+        labels = at(batch["labels"], positions)
+        clean_logits = at(model(inputs_embeds=embeddings, **inputs).logits, positions)
         self.observe(clean_logits.detach(), labels)
-        delta = self.perturbation(model, embeddings, inputs, clean_logits, labels)
-        perturbed_logits = model(inputs_embeds=embeddings + delta, **inputs).logits
+        delta = self.perturbation(model, embeddings, inputs, clean_logits, labels, positions)
+        perturbed_logits = at(model(inputs_embeds=embeddings + delta, **inputs).logits, positions)
         return F.cross_entropy(clean_logits, labels) + self.adversarial_weight * self.adversarial_loss(
             perturbed_logits, clean_logits, labels)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, embedded_inputs, padding_mask
+from .base import Defense, at, embedded_inputs, labelled_positions, padding_mask
 from .embedding import project_l2
 
 
@@ -31,6 +31,11 @@ class FreeLB(Defense):
         norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
         return project_l2((delta + self.step_size * gradient / norms) * mask, self.epsilon).detach()
 
+    def step_loss(self, model, perturbed_embeddings, inputs, labels) -> torch.Tensor:
+        positions = labelled_positions(labels)
+        logits = model(inputs_embeds=perturbed_embeddings, **inputs).logits
+        return F.cross_entropy(at(logits, positions), at(labels, positions)) / self.steps
+
     def loss(self, model, batch):
         """The FreeLB objective (1/K) sum_t l(f(x + delta_t), y) by plain autograd. `backward` gives the same
         gradients with one backward pass per step instead of two; this form documents and tests it."""
@@ -40,7 +45,7 @@ class FreeLB(Defense):
         total = 0.0
         for _ in range(self.steps):
             delta.requires_grad_(True)
-            loss = F.cross_entropy(model(inputs_embeds=embeddings + delta, **inputs).logits, batch["labels"]) / self.steps
+            loss = self.step_loss(model, embeddings + delta, inputs, batch["labels"])
             (gradient,) = torch.autograd.grad(loss, delta, retain_graph=True)
             total = total + loss
             delta = self.ascend(delta, gradient, mask)
@@ -56,7 +61,7 @@ class FreeLB(Defense):
             delta.requires_grad_(True)
             with autocast():
                 embeddings, inputs = embedded_inputs(model, batch)  # re-embedded: each backward frees the graph
-                loss = F.cross_entropy(model(inputs_embeds=embeddings + delta, **inputs).logits, batch["labels"]) / self.steps
+                loss = self.step_loss(model, embeddings + delta, inputs, batch["labels"])
             loss.backward()  # accumulates the parameter gradients and delta.grad in one pass
             total += loss.detach()
             delta = self.ascend(delta, delta.grad, mask)

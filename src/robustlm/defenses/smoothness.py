@@ -69,9 +69,9 @@ class Tat(SmoothnessRegularizer):
         """y_t ~ e(y, .), which is zero on the gold label (Algorithm 1, line 3)."""
         return torch.multinomial(self.error_tally.to(labels.device)[labels], 1).squeeze(1)
 
-    def perturbation(self, model, embeddings, inputs, clean_logits, labels):
-        # one target per example for all K steps; the ascent then treats it as its label
-        return super().perturbation(model, embeddings, inputs, clean_logits, self.sample_targets(labels))
+    def perturbation(self, model, embeddings, inputs, clean_logits, labels, positions):
+        # one target per example (per token, when tagging) for all K steps; the ascent treats it as its label
+        return super().perturbation(model, embeddings, inputs, clean_logits, self.sample_targets(labels), positions)
 
     def ascent_objective(self, perturbed_logits, clean_logits, targets):
         # stepping *down* the cross-entropy towards the target (Algorithm 1, lines 5-6)

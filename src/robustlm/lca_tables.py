@@ -1,0 +1,148 @@
+"""Tables 5-7 of the neuron analysis and a figure, from each model's `lca.json` and its tagger's metrics, with
+the paper's numbers and the deviations from its setup next to ours."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import paper  # noqa: E402
+from .tables import defense_order, join_notes  # noqa: E402
+
+
+def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]:
+    """Each analysis with its tagger's metrics (paired by directory) and its deviations."""
+    metrics = {path.parent: json.loads(path.read_text()) for path in train_metrics}
+    loaded = []
+    for path in analyses:
+        analysis = json.loads(path.read_text())
+        tagger = metrics[path.parent]
+        analysis["tagger"] = tagger
+        analysis["deviations"] = join_notes(*paper.lca_deviations(tagger, analysis["words_per_neuron"]))
+        loaded.append(analysis)
+    return loaded
+
+
+def association_table(analyses: list[dict]) -> pd.DataFrame:
+    """Table 5: of the words that fire a tag's top neurons most, how many carry the tag in the test data."""
+    rows = []
+    for analysis in analyses:
+        for tag, result in analysis["tags"].items():
+            match, total = sum(result["tagged_in_test"]), len(result["words"])
+            paper_match, paper_total = paper.TABLE5_ASSOCIATION.get(tag, {}).get(analysis["defense"], (None, None))
+            rows.append({
+                "tag": tag, "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]),
+                "seed": analysis["seed"], "match": match, "total": total, "percent": 100 * match / total if total else None,
+                "paper_match": paper_match, "paper_total": paper_total,
+                "paper_percent": 100 * paper_match / paper_total if paper_total else None,
+                "deviations": analysis["deviations"],
+            })
+    return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
+
+
+def words_table(analyses: list[dict]) -> pd.DataFrame:
+    """Table 6: the top words per tag, each with its most frequent training tag (`matches`: that tag is this one)."""
+    rows = []
+    for analysis in analyses:
+        for tag, result in analysis["tags"].items():
+            for rank, (word, majority, tagged) in enumerate(zip(result["words"], result["training_majority_tag"],
+                                                                result["tagged_in_test"]), start=1):
+                rows.append({"tag": tag, "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]),
+                             "seed": analysis["seed"], "rank": rank, "word": word, "training_majority_tag": majority,
+                             "matches": majority == tag, "tagged_in_test": tagged})
+    return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
+
+
+def ablation_table(analyses: list[dict]) -> pd.DataFrame:
+    """Table 7: test accuracy (%) of probes on the top-ranked neurons only, against random and bottom neurons of
+    the same number, the probe on all neurons, and the tagger itself."""
+    rows = []
+    for analysis in analyses:
+        accuracy = analysis["probe_accuracy"]
+        rows.append({
+            "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]), "seed": analysis["seed"],
+            "neurons_kept": len(analysis["ablation_subsets"]["top"]),
+            "top_accuracy": 100 * accuracy["top"], "random_accuracy": 100 * accuracy["random"],
+            "bottom_accuracy": 100 * accuracy["bottom"], "all_neurons_accuracy": 100 * accuracy["all"],
+            "neurons": analysis["neurons"], "tagger_accuracy": 100 * analysis["tagger"]["test_word_accuracy"],
+            "paper_top_accuracy": paper.TABLE7_TOP10_ACCURACY.get(analysis["defense"]),
+            "deviations": analysis["deviations"],
+        })
+    return _ordered(pd.DataFrame(rows))
+
+
+def _ordered(table: pd.DataFrame, tag_order: list[str] | None = None) -> pd.DataFrame:
+    defenses = {d: i for i, d in enumerate(defense_order(table.defense))}
+    keys = (["tag"] if tag_order else []) + ["defense", "seed"]
+
+    def position(column: pd.Series) -> pd.Series:
+        if column.name == "tag":
+            return column.map(tag_order.index)
+        return column.map(defenses) if column.name == "defense" else column
+
+    return table.sort_values(keys, key=position, kind="stable").reset_index(drop=True)
+
+
+def _markdown(association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame) -> str:
+    cells = association.groupby(["tag", "model"], sort=False).agg(
+        match=("match", "sum"), total=("total", "sum"), paper_match=("paper_match", "first"),
+        paper_total=("paper_total", "first")).reset_index()
+    cells["cell"] = [f"{m}/{t} = {100 * m / t:.1f}%" + (f" (paper {pm:.0f}/{pt:.0f})" if pd.notna(pt) else "")
+                     for m, t, pm, pt in zip(cells.match, cells.total, cells.paper_match, cells.paper_total)]
+    table5 = cells.pivot_table(index="tag", columns="model", values="cell", aggfunc="first", sort=False)
+
+    first_seed = words[words.seed == words.seed.min()]
+    shown = first_seed.assign(shown=[f"**{w}**" if match else w for w, match in zip(first_seed.word, first_seed.matches)])
+    table6 = shown.groupby(["tag", "model"], sort=False).shown.agg(" ".join).reset_index().pivot_table(
+        index="tag", columns="model", values="shown", aggfunc="first", sort=False)
+
+    columns = ["model", "seed", "neurons_kept", "top_accuracy", "random_accuracy", "bottom_accuracy",
+               "all_neurons_accuracy", "neurons", "tagger_accuracy", "paper_top_accuracy"]
+    parts = [
+        "## Table 5: association strength of each POS tag's top neurons (match / total words)\n", table5.to_markdown(), "\n",
+        f"## Table 6: top words per tag (bold: most frequent training tag is the row's tag; seed {first_seed.seed.min()})\n",
+        table6.to_markdown(), "\n",
+        "## Table 7: probe accuracy (%) on the top-ranked neurons only, with random and bottom-ranked controls\n",
+        ablation[columns].to_markdown(index=False, floatfmt=".1f"), "\n",
+        "## Deviations from the paper's setup\n",
+        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _figure(association: pd.DataFrame, path: Path) -> None:
+    means = association.groupby(["tag", "model"], sort=False).agg(
+        percent=("percent", "mean"), paper_percent=("paper_percent", "first")).reset_index()
+    tags, models = list(dict.fromkeys(means.tag)), list(dict.fromkeys(means.model))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tags)), 4))
+    for k, model in enumerate(models):
+        rows = means[means.model == model].set_index("tag").reindex(tags)
+        xs = [i + k * width for i in range(len(tags))]
+        ax.bar(xs, rows.percent, width, label=f"ours: {model}")
+        ax.scatter(xs, rows.paper_percent, marker="_", s=300, color="black", zorder=3, label="paper" if k == 0 else None)
+    ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(tags))], tags)
+    ax.set_ylabel("top-neuron words carrying the tag (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_lca_tables(analyses: list[Path], train_metrics: list[Path], outputs: dict[str, Path]) -> None:
+    loaded = load_analyses(analyses, train_metrics)
+    association, words, ablation = association_table(loaded), words_table(loaded), ablation_table(loaded)
+    for path in outputs.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    association.to_csv(outputs["association"], index=False, float_format="%.2f")
+    words.to_csv(outputs["words"], index=False)
+    ablation.to_csv(outputs["ablation"], index=False, float_format="%.2f")
+    outputs["markdown"].write_text(_markdown(association, words, ablation))
+    _figure(association, outputs["figure"])
+    print(outputs["markdown"].read_text())
