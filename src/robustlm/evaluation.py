@@ -46,35 +46,33 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> np.ndarray:
-    """Class probabilities in input order; batches are formed from length-sorted inputs to minimise padding."""
+def batched_logits(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device):
+    """(input positions, logits) per batch of length-sorted inputs (least padding), the model in eval mode."""
     was_training = model.training
     model.eval()
     order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
-    probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         with autocast(device):
-            logits = model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits
-        probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            yield chunk, model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits
     model.train(was_training)
+
+
+def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> np.ndarray:
+    """Class probabilities in input order."""
+    probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
+    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device):
+        probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probabilities
 
 
-@torch.no_grad()
 def predict_tokens(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> list[np.ndarray]:
     """The predicted class of every token of every sequence (input order, unpadded)."""
-    was_training = model.training
-    model.eval()
-    order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
     predictions: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(sequences)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        with autocast(device):
-            classes = model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits.argmax(-1).cpu().numpy()
+    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device):
+        classes = logits.argmax(-1).cpu().numpy()
         for row, index in enumerate(chunk):
             predictions[index] = classes[row, : len(sequences[index])]
-    model.train(was_training)
     return predictions
 
 

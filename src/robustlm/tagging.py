@@ -14,6 +14,7 @@ from .evaluation import accuracy
 from .models import load_tagger, load_tokenizer
 from .training import TrainingData, train_model
 
+
 def first_subword_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
     """Each word's label on its first sub-word; IGNORED_LABEL on continuations and special tokens."""
     labels, previous = [], None
