@@ -35,17 +35,23 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{where}': {error.message}"
 
 
+def _resolve(schema: dict, root: dict) -> dict:
+    if "$ref" not in schema:
+        return schema
+    resolved = root
+    for part in schema["$ref"].removeprefix("#/").split("/"):
+        resolved = resolved[part]
+    return resolved
+
+
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
     """Set the schema's `default`s for absent keys (after validation, so the schema is satisfied)."""
-    if "$ref" in schema:
-        resolved = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            resolved = resolved[part]
-        schema = resolved
+    schema = _resolve(schema, root)
     if not isinstance(instance, dict):
         return
     properties = schema.get("properties", {})
     for key, subschema in properties.items():
+        subschema = _resolve(subschema, root)
         if key not in instance and "default" in subschema:
             instance[key] = copy.deepcopy(subschema["default"])
         if key in instance:
@@ -66,6 +72,11 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if unconfigured:
         raise ConfigError(f"config key 'lca.defenses': {unconfigured} not configured under 'defenses' "
                           "(the analysis trains with their hyperparameters from there)")
+    for name, settings in config["defenses"].items():
+        epochs = training_settings(config, name)["epochs"]
+        if settings.get("clean_epochs", 0) >= epochs:
+            raise ConfigError(f"config key 'defenses.{name}.clean_epochs': {settings['clean_epochs']} clean epochs leave no "
+                              f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'")
     return config
 
 
@@ -88,6 +99,16 @@ def canonical(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
+def training_settings(config: dict, defense: str) -> dict:
+    """`training`, with what the defense's own `training` block overrides."""
+    return {**config["training"], **config["defenses"][defense].get("training", {})}
+
+
+def defense_params(config: dict, defense: str) -> dict:
+    """The defense's hyperparameters (its constructor's arguments)."""
+    return {key: value for key, value in config["defenses"][defense].items() if key != "training"}
+
+
 def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
     sizes = config["datasets"][dataset]
     return {
@@ -97,9 +118,24 @@ def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
         "train_size": sizes.get("train_size"),
         "validation_size": sizes.get("validation_size"),
         "defense": defense,
-        "defense_params": config["defenses"][defense],
+        "defense_params": defense_params(config, defense),
         "seed": int(seed),
-        "training": config["training"],
+        "training": training_settings(config, defense),
+    }
+
+
+def augment_params(config: dict, dataset: str, defense: str) -> dict:
+    """What an augmentation shard depends on: the training subsample, the method and how texts are cut."""
+    method = {key: value for key, value in defense_params(config, defense).items() if key != "augmented_fraction"}
+    return {
+        "dataset": dataset,
+        "data_seed": config["data_seed"],
+        "train_size": config["datasets"][dataset].get("train_size"),
+        "defense": defense,
+        "defense_params": method,
+        "max_length": config["training"]["max_length"],
+        "batch_size": config["augmentation"]["batch_size"],
+        "seed": config["augmentation"]["seed"],
     }
 
 
@@ -145,7 +181,7 @@ def lca_train_params(config: dict, defense: str, seed: int) -> dict:
         "validation_size": settings.get("validation_size"),
         "test_size": settings.get("test_size"),
         "defense": defense,
-        "defense_params": config["defenses"][defense],
+        "defense_params": defense_params(config, defense),
         "seed": int(seed),
         "training": settings["training"],
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -35,7 +36,8 @@ KEEP_CHECKPOINTS = 2
 class TrainState:
     epoch: int = 0  # completed epochs
     step: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # optimisation plus any adversarial-example generation (the paper's fine-tuning time)
+    generation_seconds: float = 0.0
     examples_seen: int = 0
     tokens_seen: int = 0
     best_validation_accuracy: float = -1.0
@@ -132,19 +134,44 @@ class TrainingData:
     validation_ids: list[list[int]]
     validation_labels: list
     load_model: Callable[[str], torch.nn.Module]
+    train_texts: list[str] | None = None  # for defenses that perturb the raw text
+    augmentation: dict | None = None  # the manifest of the augmented training set, if any
 
 
 def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, checkpoint_dir: Path,
-              metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
-    """Fine-tune `model_path` for sentiment on the train split of `data_path` with the defense in `params`."""
+              metrics_path: Path, device: str | None = None, mirror: Path | None = None,
+              augmented_path: Path | None = None) -> dict:
+    """Fine-tune `model_path` for sentiment on the train split of `data_path` with the defense in `params`;
+    data-augmentation defenses train on `augmented_path` (the same training subsample plus its augmentations)."""
     tokenizer = load_tokenizer(model_path)
     max_length = params["training"]["max_length"]
     train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
+    augmentation = None
+    if augmented_path is not None:
+        train, augmentation = augmented_training_set(train, Path(augmented_path),
+                                                     params["defense_params"].get("augmented_fraction", 1.0),
+                                                     params["data_seed"])
     validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
                                  params["data_seed"])
     data = TrainingData(encode(tokenizer, train.text, max_length), train.label.tolist(),
-                        encode(tokenizer, validation.text, max_length), validation.label.tolist(), load_classifier)
+                        encode(tokenizer, validation.text, max_length), validation.label.tolist(), load_classifier,
+                        train_texts=train.text.tolist(), augmentation=augmentation)
     return train_model(params, data, model_path, tokenizer, output_dir, checkpoint_dir, metrics_path, device, mirror)
+
+
+def augmented_training_set(train: pd.DataFrame, augmented_path: Path, fraction: float, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The training subsample plus a seeded `fraction` of its augmentations (A2T's --pct-of-augmented)."""
+    from .augmentation import ORIGINAL
+
+    augmented = pd.read_parquet(augmented_path)
+    originals = augmented.augmentation == ORIGINAL
+    if sorted(augmented.id[originals]) != sorted(train.id):
+        raise ValueError(f"{augmented_path} was made from another training subsample than this run's; delete it "
+                         "and rerun its augment jobs")
+    kept = augmented[~originals].sample(frac=fraction, random_state=seed)
+    manifest = json.loads(augmented_path.with_suffix(".json").read_text())
+    manifest.update(augmentations_trained_on=len(kept), augmented_fraction=fraction)
+    return pd.concat([train, kept[train.columns]], ignore_index=True), manifest
 
 
 def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, output_dir: Path, checkpoint_dir: Path,
@@ -160,7 +187,10 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
     train_ids, train_labels = data.train_ids, data.train_labels
 
     model = data.load_model(model_path).to(device)
-    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror))
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror, train_texts=data.train_texts,
+                                    train_labels=train_labels, max_length=settings["max_length"], device=device,
+                                    seed=params["seed"], work_dir=checkpoint_dir))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
@@ -169,8 +199,8 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
     ]
     optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
     parameters = [p for group in groups for p in group["params"]]
-    steps_per_epoch = -(-len(train_ids) // settings["batch_size"])
-    total_steps = steps_per_epoch * settings["epochs"]
+    total_steps = sum(-(-(len(train_ids) + defense.planned_extra_examples(epoch, len(train_ids))) // settings["batch_size"])
+                      for epoch in range(1, settings["epochs"] + 1))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
 
     state = TrainState()
@@ -188,14 +218,20 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         log.info("resuming from %s: %d of %d epochs done", checkpoint["path"], state.epoch, settings["epochs"])
     resumed_from_epoch = state.epoch
 
-    lengths = [len(ids) for ids in train_ids]
     model.train()
     for epoch in range(state.epoch + 1, settings["epochs"] + 1):
         epoch_start, losses = time.perf_counter(), []
+        extra_texts, extra_labels = defense.extra_training_examples(epoch, model)
+        state.generation_seconds += time.perf_counter() - epoch_start
+        epoch_ids = train_ids + encode(tokenizer, extra_texts, settings["max_length"]) if extra_texts else train_ids
+        epoch_labels = train_labels + list(extra_labels)
+        adversarial = np.arange(len(epoch_ids)) >= len(train_ids)
+        lengths = [len(ids) for ids in epoch_ids]
         progress = tqdm(epoch_batches(lengths, settings["batch_size"], params["seed"], epoch),
                         desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
         for batch_indices in progress:
-            batch = collate(tokenizer, [train_ids[i] for i in batch_indices], [train_labels[i] for i in batch_indices], device)
+            batch = collate(tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device)
+            batch["adversarial"] = torch.as_tensor(adversarial[batch_indices], device=device)
             loss = defense.backward(model, batch, lambda: autocast(device))
             torch.nn.utils.clip_grad_norm_(parameters, settings["max_grad_norm"])
             optimizer.step()
@@ -234,13 +270,17 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         "train_examples": len(train_ids),
         "validation_examples": len(data.validation_ids),
         "train_seconds": state.train_seconds,
-        "examples_per_second": state.examples_seen / max(state.train_seconds, 1e-9),
-        "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),
+        "adversarial_generation_seconds": state.generation_seconds,
+        # throughput of the optimisation itself, without adversarial-example generation
+        "examples_per_second": state.examples_seen / max(state.train_seconds - state.generation_seconds, 1e-9),
+        "tokens_per_second": state.tokens_seen / max(state.train_seconds - state.generation_seconds, 1e-9),
         "passes_per_step": 1 + defense.extra_passes,
         "best_validation_accuracy": state.best_validation_accuracy,
         "best_epoch": state.best_epoch,
         "history": state.history,
         "resumed_from_epoch": resumed_from_epoch,
+        "defense_report": defense.report(),
+        "augmentation": data.augmentation,
         "job_seconds": time.perf_counter() - started,
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -1,9 +1,11 @@
-from robustlm.config import (attack_params, attack_sample_params, canonical, evaluate_params, lca_extract_params,
-                             lca_probe_params, lca_train_params, train_params)
+from robustlm.config import (attack_params, attack_sample_params, augment_params, canonical, evaluate_params,
+                             lca_extract_params, lca_probe_params, lca_train_params, train_params)
+from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
 DATASETS = sorted(config["datasets"])
 OOD_DATASETS = sorted(config["ood_datasets"])
 DEFENSES = sorted(config["defenses"])
+AUGMENTING_DEFENSES = [name for name in DEFENSES if REGISTERED_DEFENSES[name].augments_data]
 SEEDS = sorted(config["seeds"])
 RUNS = "results/runs/{dataset}/{defense}/seed{seed}"
 ATTACKS = config["attacks"]["recipes"] if "attacks" in config else []
@@ -38,3 +40,16 @@ def lca_outputs(pattern):
 
 def rule_resources(family, **defaults):
     return {**defaults, **config.get("resources", {}).get(family, {})}
+
+
+def augmented_training_set(wildcards):
+    """The augmented training file a data-augmentation defense trains on (nothing for the others)."""
+    if wildcards.defense in AUGMENTING_DEFENSES:
+        return f"results/augmented/{wildcards.dataset}/{wildcards.defense}.parquet"
+    return []
+
+
+def augmentation_shards(wildcards, extension):
+    shards = config["augmentation"]["shards"]
+    return expand(f"results/augmented/{{dataset}}/{{defense}}/shard{{shard}}of{{shards}}.{extension}",
+                  dataset=wildcards.dataset, defense=wildcards.defense, shard=range(shards), shards=shards)

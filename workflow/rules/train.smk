@@ -1,6 +1,7 @@
 rule train:
     input:
         data="results/data/{dataset}.parquet",
+        augmented=augmented_training_set,
     output:
         model=directory(f"{RUNS}/model"),
         metrics=f"{RUNS}/train_metrics.json",

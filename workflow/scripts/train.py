@@ -17,6 +17,8 @@ with to_file(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = json.loads(snakemake.params.spec)
     mirror = mirror_dir(snakemake.config)
+    # data-augmentation defenses train on the augmented training set as well
+    augmented = {"augmented_path": Path(snakemake.input.augmented)} if snakemake.input.get("augmented") else {}
     fine_tune_job(
         params,
         model_path=resolve_model(params["model"], mirror),
@@ -25,4 +27,5 @@ with to_file(snakemake.log[0]):
         checkpoint_dir=Path(snakemake.params.checkpoints),
         metrics_path=Path(snakemake.output.metrics),
         mirror=mirror,
+        **augmented,
     )

@@ -30,15 +30,20 @@ log = logging.getLogger(__name__)
 def load_attack(name: str, params: dict, model_dir: Path, mirror: Path | None, device: torch.device):
     """The attack `name` against the fine-tuned model in `model_dir`, with the query budget and batching of
     `params`; returns the TextAttack `Attack` and the substitutions made to build it offline."""
+    check_model_dir(model_dir)
+    return build_attack_on(name, params, load_classifier(str(model_dir)), load_tokenizer(str(model_dir)), mirror, device)
+
+
+def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | None, device: torch.device):
+    """The attack `name` against `model` as it is (input-space adversarial training attacks the model being
+    trained); `params` holds the query budget, batching, truncation and the resources of `attacks`."""
     prepare_textattack(mirror)
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # a progress bar per encode call otherwise
     from .offline import AttackResources, build_attack, resolve_sentence_encoder
     from .wrapper import ClassifierWrapper
 
     recipe = get(name)
-    check_model_dir(model_dir)
-    wrapper = ClassifierWrapper(load_classifier(str(model_dir)), load_tokenizer(str(model_dir)), params["max_length"],
-                                params["query_batch_size"], device)
+    wrapper = ClassifierWrapper(model, tokenizer, params["max_length"], params["query_batch_size"], device)
     attack_resources = AttackResources(
         neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
         sentence_encoder=resolve_sentence_encoder(params["sentence_encoder"]),
@@ -112,28 +117,39 @@ def read_checkpoint(path: Path, key: str) -> dict[str, dict]:
 
 
 def run_shard(attack, sample: pd.DataFrame, shard: int, shards: int, seed: int, checkpoint: Path, key: str) -> list[dict]:
-    """Attack every `shards`-th example of the sample starting at `shard`, appending each result to
-    `checkpoint` as it finishes so that a killed job resumes where it stopped."""
-    examples = sample.iloc[shard::shards]
+    """Attack every `shards`-th example of the sample starting at `shard` (resumable through `checkpoint`)."""
+    return attack_examples(attack, sample.iloc[shard::shards], seed, checkpoint, key)
+
+
+def attack_examples(attack, examples: pd.DataFrame, seed: int, checkpoint: Path, key: str,
+                    enough_successes: int | None = None) -> list[dict]:
+    """Attack `examples` (id, text, label) in order, appending each result to `checkpoint` as it finishes so
+    that a killed job resumes where it stopped; stop early once `enough_successes` attacks have succeeded."""
     done = read_checkpoint(checkpoint, key)
     # rewritten with the finished examples only, so that appending never follows a torn line
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     partial = checkpoint.with_suffix(".tmp")
     partial.write_text("".join(json.dumps(record) + "\n" for record in [{"key": key}, *done.values()]))
     os.replace(partial, checkpoint)
+    successes = sum(record["result"] == "successful" for record in done.values())
+    attacked = []
     with checkpoint.open("a") as handle:
         for example in examples.itertuples():
+            if enough_successes is not None and successes >= enough_successes:
+                break
+            attacked.append(example.id)
             if example.id in done:
                 continue
             seed_example(seed, example.id)
             started = time.perf_counter()
             result = attack.attack(example.text, int(example.label))
             done[example.id] = describe(result, example, time.perf_counter() - started)
+            successes += done[example.id]["result"] == "successful"
             handle.write(json.dumps(done[example.id]) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
             log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
-    return [done[example_id] for example_id in examples.id]
+    return [done[example_id] for example_id in attacked]
 
 
 def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -3,14 +3,18 @@ hyperparameters a closed entry under `defenses` in workflow/schemas/config.schem
 from __future__ import annotations
 
 from .ascc import AdvBase, AdvMixout, AdvPtwd, Rift
-from .base import Defense, TrainingContext
+from .back_translation import BackTranslation
+from .base import AugmentationContext, Defense, TrainingContext
 from .baseline import Baseline
 from .embedding import Lds, PgdAt
 from .freelb import FreeLB
+from .input_space import A2T, A2TMlm, BertAttackTraining
 from .smoothness import Smart, Tat
+from .ssmba import Ssmba
 
 DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (
-    Baseline, PgdAt, Lds, FreeLB, Smart, Tat, AdvBase, Rift, AdvPtwd, AdvMixout)}
+    Baseline, Ssmba, BackTranslation, A2T, A2TMlm, BertAttackTraining, PgdAt, Lds, FreeLB, Smart, Tat, AdvBase, Rift,
+    AdvPtwd, AdvMixout)}
 
 
 def build_defense(name: str, params: dict) -> Defense:

@@ -1,5 +1,8 @@
 """A defense is the training objective of one step. The loop calls `backward(model, batch, autocast)`, which
-accumulates the step's parameter gradients; most defenses only define `loss` and inherit the default."""
+accumulates the step's parameter gradients; most defenses only define `loss` and inherit the default.
+
+Two families also change the data: data augmentation (`augments_data`: `rule augment` calls `augment` once,
+before training) and input-space adversarial training (`extra_training_examples`, called before every epoch)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -17,18 +20,38 @@ IGNORED_LABEL = -100  # token positions without a label: sub-word continuations,
 
 @dataclass
 class TrainingContext:
-    """What a defense may need beyond its hyperparameters: the pre-trained model (before any update),
-    its tokenizer, and the resource mirror."""
+    """What a defense may need beyond its hyperparameters: the pre-trained model (before any update), its
+    tokenizer, the resource mirror, the raw training set (input-space attacks perturb its texts; None for
+    pre-tokenized tasks), and a directory for resumable intermediate state, deleted with the checkpoints."""
 
     model: torch.nn.Module
     tokenizer: object
     mirror: Path | None
+    train_texts: list[str] | None = None
+    train_labels: list | None = None
+    max_length: int = 512
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    work_dir: Path | None = None
+
+
+@dataclass
+class AugmentationContext:
+    """What `augment` may need: the resource mirror, the training truncation, a device, and a batch size."""
+
+    mirror: Path | None
+    max_length: int
+    device: torch.device
+    batch_size: int
+    seed: int
 
 
 class Defense(ABC):
     name: ClassVar[str]
     # whether the objective is defined per token too (POS tagging for the neuron analysis), not only per sequence
     token_level: ClassVar[bool] = True
+    # whether training reads an augmented copy of the training set made beforehand by `augment`
+    augments_data: ClassVar[bool] = False
 
     def __init__(self, **params):
         self.params = params
@@ -57,6 +80,23 @@ class Defense(ABC):
         loss.backward()
         return loss.detach()
 
+    def augment(self, texts: list[str], example_ids: list[str], context: AugmentationContext) -> list[list[str]]:
+        """New training texts made from each of `texts` (same label), for defenses that `augments_data`."""
+        raise NotImplementedError(f"defense '{self.name}' does not augment data")
+
+    def planned_extra_examples(self, epoch: int, train_size: int) -> int:
+        """How many examples `extra_training_examples` aims to add in `epoch` (sizes the LR schedule)."""
+        return 0
+
+    def extra_training_examples(self, epoch: int, model: torch.nn.Module) -> tuple[list[str], list]:
+        """Texts and labels trained on in `epoch` besides the training set, batched with it; the loop marks them
+        `batch["adversarial"]` (input-space adversarial training generates them against the current model)."""
+        return [], []
+
+    def report(self) -> dict:
+        """What the defense did beyond the loss (e.g. adversarial examples generated), kept in the run's metrics."""
+        return {}
+
     def on_epoch_end(self) -> None:
         """Called after every epoch (TAT updates its confusion tally here)."""
 
@@ -69,7 +109,7 @@ class Defense(ABC):
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {key: value for key, value in batch.items() if key != "labels"}
+    return {key: value for key, value in batch.items() if key not in ("labels", "adversarial")}
 
 
 def labelled_positions(labels: torch.Tensor) -> torch.Tensor | None:

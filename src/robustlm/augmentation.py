@@ -1,0 +1,65 @@
+"""The augmentation stage of the data-augmentation defenses (SSMBA, back-translation): each shard augments
+every `shards`-th example of the run's training subsample; the gathered training file holds the subsample
+(`augmentation` "original") and every augmentation, each with the example it came from (`source_id`)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import datasets
+from .datasets.base import COLUMNS
+from .defenses import AugmentationContext, build_defense
+
+AUGMENTED_COLUMNS = [*COLUMNS, "source_id", "augmentation"]
+ORIGINAL = "original"
+
+
+class AugmentationError(ValueError):
+    pass
+
+
+def training_subsample(data_path: Path, params: dict) -> pd.DataFrame:
+    return datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
+
+
+def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror: Path | None,
+                  device: torch.device) -> tuple[pd.DataFrame, dict]:
+    """Augmentations of one shard of the training subsample, and a report of how they were made."""
+    started = time.perf_counter()
+    examples = training_subsample(data_path, params).iloc[shard::shards]
+    defense = build_defense(params["defense"], params["defense_params"])
+    if not defense.augments_data:
+        raise AugmentationError(f"defense '{params['defense']}' does not augment data")
+    context = AugmentationContext(mirror=mirror, max_length=params["max_length"], device=device,
+                                  batch_size=params["batch_size"], seed=params["seed"])
+    augmented = defense.augment(examples.text.tolist(), examples.id.tolist(), context)
+    rows = [(f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
+            for example, texts in zip(examples.itertuples(), augmented) for k, text in enumerate(texts)]
+    report = {"source_ids": examples.id.tolist(), "method": defense.report(), "seconds": time.perf_counter() - started,
+              "device": str(device)}
+    return pd.DataFrame(rows, columns=AUGMENTED_COLUMNS), report
+
+
+def gather_shards(frames: list[pd.DataFrame], reports: list[dict], params: dict, data_path: Path) -> tuple[pd.DataFrame, dict]:
+    """One augmented training file; every example of the subsample must have been augmented by exactly one shard."""
+    expected = training_subsample(data_path, params).id
+    attempted = pd.Series([source for report in reports for source in report["source_ids"]])
+    duplicated = sorted(set(attempted[attempted.duplicated()]))
+    missing, unexpected = sorted(set(expected) - set(attempted)), sorted(set(attempted) - set(expected))
+    if duplicated or missing or unexpected:
+        raise AugmentationError(f"augmentation shards do not cover the training set exactly once: duplicated "
+                                f"{duplicated[:5]}, missing {missing[:5]}, not in the training set {unexpected[:5]}")
+    originals = training_subsample(data_path, params).assign(source_id=lambda frame: frame.id, augmentation=ORIGINAL)
+    augmentations = pd.concat(frames, ignore_index=True).sort_values("id", kind="stable")
+    frame = pd.concat([originals[AUGMENTED_COLUMNS], augmentations], ignore_index=True)
+    manifest = {
+        "dataset": params["dataset"], "defense": params["defense"], "settings": params,
+        "method": reports[0]["method"], "training_examples": len(expected), "augmentations": len(augmentations),
+        "examples_without_augmentation": int(len(expected) - augmentations.source_id.nunique()),
+        "shards": len(reports), "augmentation_seconds": sum(report["seconds"] for report in reports),
+        "device": reports[0]["device"],
+    }
+    return frame, manifest

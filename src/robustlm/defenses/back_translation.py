@@ -1,0 +1,133 @@
+"""Back-translation (en -> pivot -> en) behind one interface, two backends:
+
+- `apertium`: Debian's rule-based Apertium (`apertium` + `apertium-eng-<pivot>`), the only machine
+  translation available offline; deterministic, so one paraphrase per example.
+- `marian`: Hugging Face MarianMT models (A2T used en-de), sentence by sentence with sampling, on a cluster.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import torch
+
+from ..models import resolve_model
+from .augmentation import DataAugmentation
+from .base import AugmentationContext
+
+LINE_BREAKS = re.compile(r"\s*<br\s*/?>\s*|\s+")  # IMDB's markup and real line breaks: one text per line
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class TranslationError(RuntimeError):
+    pass
+
+
+def one_line(text: str) -> str:
+    return LINE_BREAKS.sub(" ", text).strip()
+
+
+class Apertium:
+    def __init__(self, pivot: str):
+        self.pivot = pivot
+        if shutil.which("apertium") is None:
+            raise TranslationError(f"back-translation backend 'apertium' needs Debian's `apertium` and `apertium-eng-{pivot}` "
+                                   f"(apt-get install apertium apertium-eng-{pivot}), or set `backend: marian`")
+        modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True).stdout.split()
+        missing = [mode for mode in (f"eng-{pivot}", f"{pivot}-eng") if mode not in modes]
+        if missing:
+            raise TranslationError(f"Apertium has no {', '.join(missing)} mode: apt-get install apertium-eng-{pivot}")
+
+    def describe(self) -> dict:
+        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", f"apertium-eng-{self.pivot}"],
+                                 capture_output=True, text=True).stdout if shutil.which("dpkg-query") else ""
+        return {"backend": "apertium", "pivot": self.pivot, "package": f"apertium-eng-{self.pivot} {version}".strip()}
+
+    def translate(self, texts: list[str], mode: str) -> list[str]:
+        # one process for all texts: Apertium keeps line breaks, so line i of the output translates line i
+        lines = [one_line(text) for text in texts]
+        result = subprocess.run(["apertium", "-u", mode], input="\n".join(lines) + "\n", capture_output=True, text=True)
+        translated = result.stdout.splitlines()
+        if result.returncode != 0 or len(translated) != len(lines):
+            raise TranslationError(f"apertium {mode} failed (exit {result.returncode}, {len(translated)} lines for "
+                                   f"{len(lines)}): {result.stderr.strip()[:500]}")
+        return translated
+
+    def round_trip(self, texts: list[str], context: AugmentationContext) -> list[str]:
+        return self.translate(self.translate(texts, f"eng-{self.pivot}"), f"{self.pivot}-eng")
+
+
+class Marian:
+    def __init__(self, forward_model: str, backward_model: str, temperature: float | None, context: AugmentationContext):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.names = (forward_model, backward_model)
+        self.temperature, self.context = temperature, context
+        self.models = []
+        for name in self.names:
+            path = resolve_model(name, context.mirror)
+            self.models.append((AutoTokenizer.from_pretrained(path), AutoModelForSeq2SeqLM.from_pretrained(path).to(context.device).eval()))
+
+    def describe(self) -> dict:
+        return {"backend": "marian", "forward_model": self.names[0], "backward_model": self.names[1],
+                "temperature": self.temperature}
+
+    @torch.no_grad()
+    def translate(self, sentences: list[str], tokenizer, model) -> list[str]:
+        translated = []
+        for start in range(0, len(sentences), self.context.batch_size):
+            batch = tokenizer(sentences[start : start + self.context.batch_size], truncation=True,
+                              max_length=self.context.max_length, padding=True, return_tensors="pt").to(self.context.device)
+            sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0} if self.temperature else {"num_beams": 1}
+            output = model.generate(**batch, max_new_tokens=self.context.max_length, **sampling)
+            translated += tokenizer.batch_decode(output, skip_special_tokens=True)
+        return translated
+
+    def round_trip(self, texts: list[str], context: AugmentationContext) -> list[str]:
+        """Sentence by sentence (MT models are trained on sentences, and long reviews exceed their length)."""
+        torch.manual_seed(context.seed)
+        sentences = [SENTENCE_END.split(one_line(text)) for text in texts]
+        flat = [sentence for text in sentences for sentence in text]
+        for tokenizer, model in self.models:
+            flat = self.translate(flat, tokenizer, model)
+        joined, start = [], 0
+        for text in sentences:
+            joined.append(" ".join(flat[start : start + len(text)]))
+            start += len(text)
+        return joined
+
+
+class BackTranslation(DataAugmentation):
+    name = "back_translation"
+
+    def __init__(self, backend: str = "apertium", pivot: str = "spa", forward_model: str = "Helsinki-NLP/opus-mt-en-de",
+                 backward_model: str = "Helsinki-NLP/opus-mt-de-en", temperature: float | None = 1.0, **params):
+        super().__init__(backend=backend, pivot=pivot, forward_model=forward_model, backward_model=backward_model,
+                         temperature=temperature, **params)
+        self.backend, self.pivot, self.temperature = backend, pivot, temperature
+        self.forward_model, self.backward_model = forward_model, backward_model
+        self.description: dict = {}
+
+    def translator(self, context: AugmentationContext):
+        if self.backend == "apertium":
+            return Apertium(self.pivot)
+        if self.backend == "marian":
+            return Marian(self.forward_model, self.backward_model, self.temperature, context)
+        raise TranslationError(f"unknown back-translation backend '{self.backend}' (apertium or marian)")
+
+    def augment(self, texts, example_ids, context):
+        translator = self.translator(context)
+        self.description = translator.describe()
+        samples = 1 if self.backend == "apertium" else self.samples_per_example  # Apertium is deterministic
+        augmented: list[list[str]] = [[] for _ in texts]
+        for draw in range(samples):
+            round_trips = translator.round_trip(texts, AugmentationContext(**{**vars(context), "seed": context.seed + draw}))
+            for paraphrases, text, paraphrase in zip(augmented, texts, round_trips):
+                # a paraphrase differing only in case is the same input to an uncased model
+                if paraphrase and paraphrase.lower() != one_line(text).lower() and paraphrase not in paraphrases:
+                    paraphrases.append(paraphrase)
+        return augmented
+
+    def report(self) -> dict:
+        return self.description

@@ -1,0 +1,38 @@
+AUGMENTED = "results/augmented/{dataset}/{defense}"
+
+
+rule augment:
+    input:
+        data="results/data/{dataset}.parquet",
+    output:
+        shard=f"{AUGMENTED}/shard{{shard}}of{{shards}}.parquet",
+        report=f"{AUGMENTED}/shard{{shard}}of{{shards}}.json",
+    params:
+        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
+    log:
+        "results/logs/augment/{dataset}/{defense}/shard{shard}of{shards}.log",
+    threads: 2
+    resources:
+        **rule_resources("augment", gpu=1, mem_mb=16000, runtime=240),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/augment.py"
+
+
+rule gather_augmentation:
+    input:
+        data="results/data/{dataset}.parquet",
+        shards=lambda wc: augmentation_shards(wc, "parquet"),
+        reports=lambda wc: augmentation_shards(wc, "json"),
+    output:
+        data=f"{AUGMENTED}.parquet",
+        manifest=f"{AUGMENTED}.json",
+    params:
+        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
+    log:
+        "results/logs/gather_augmentation/{dataset}/{defense}.log",
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/gather_augmentation.py"
