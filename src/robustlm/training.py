@@ -268,6 +268,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         "max_length": settings["max_length"],
         "train_size": params["train_size"],
         "train_examples": len(train_ids),
+        "examples_trained": state.examples_seen,  # over all epochs, adversarial examples included
         "validation_examples": len(data.validation_ids),
         "train_seconds": state.train_seconds,
         "adversarial_generation_seconds": state.generation_seconds,

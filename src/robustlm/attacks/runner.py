@@ -131,24 +131,22 @@ def attack_examples(attack, examples: pd.DataFrame, seed: int, checkpoint: Path,
     partial = checkpoint.with_suffix(".tmp")
     partial.write_text("".join(json.dumps(record) + "\n" for record in [{"key": key}, *done.values()]))
     os.replace(partial, checkpoint)
-    successes = sum(record["result"] == "successful" for record in done.values())
-    attacked = []
+    successes, attacked = 0, []
     with checkpoint.open("a") as handle:
         for example in examples.itertuples():
             if enough_successes is not None and successes >= enough_successes:
                 break
             attacked.append(example.id)
-            if example.id in done:
-                continue
-            seed_example(seed, example.id)
-            started = time.perf_counter()
-            result = attack.attack(example.text, int(example.label))
-            done[example.id] = describe(result, example, time.perf_counter() - started)
+            if example.id not in done:
+                seed_example(seed, example.id)
+                started = time.perf_counter()
+                result = attack.attack(example.text, int(example.label))
+                done[example.id] = describe(result, example, time.perf_counter() - started)
+                handle.write(json.dumps(done[example.id]) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
             successes += done[example.id]["result"] == "successful"
-            handle.write(json.dumps(done[example.id]) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
     return [done[example_id] for example_id in attacked]
 
 

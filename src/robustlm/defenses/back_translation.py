@@ -80,7 +80,8 @@ class Marian:
             batch = tokenizer(sentences[start : start + self.context.batch_size], truncation=True,
                               max_length=self.context.max_length, padding=True, return_tensors="pt").to(self.context.device)
             sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0} if self.temperature else {"num_beams": 1}
-            output = model.generate(**batch, max_new_tokens=self.context.max_length, **sampling)
+            output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    max_new_tokens=self.context.max_length, **sampling)
             translated += tokenizer.batch_decode(output, skip_special_tokens=True)
         return translated
 

@@ -1,0 +1,152 @@
+"""Data augmentation (AT-DA): SSMBA's corruption and reconstruction, back-translation backends, and the
+sharded augment stage feeding training."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from robustlm import datasets
+from robustlm.augmentation import ORIGINAL, AugmentationError, augment_shard, gather_shards
+from robustlm.defenses import AugmentationContext, build_defense
+from robustlm.defenses.back_translation import Apertium, TranslationError
+from robustlm.defenses.ssmba import corrupt
+from robustlm.models import load_tokenizer
+from robustlm.training import augmented_training_set
+
+from conftest import MINILM
+
+needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="Debian apertium not installed")
+MR_TEXTS = ["a gripping , funny and moving film about growing up in a small town",
+            "dull , tedious and far too long for what little it has to say",
+            "the best movie of the year , with a cast that never hits a false note",
+            "a waste of time and talent that nobody should have to sit through"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(str(MINILM))
+
+
+@pytest.fixture(scope="module")
+def mr_data(tmp_path_factory, mirror) -> Path:
+    frame, _ = datasets.prepare("mr", mirror, seed=0)
+    path = tmp_path_factory.mktemp("data") / "mr.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def context(mirror, seed=0, batch_size=8):
+    return AugmentationContext(mirror=mirror, max_length=48, device=torch.device("cpu"), batch_size=batch_size, seed=seed)
+
+
+def test_ssmba_corrupts_the_configured_share_of_tokens_split_80_10_10(tokenizer):
+    rng = np.random.default_rng(0)
+    ids = tokenizer(MR_TEXTS * 100)["input_ids"]
+    selected = masked = random = unchanged = candidates = 0
+    for sequence in ids:
+        noised, positions = corrupt(sequence, rng, tokenizer, 0.15, 0.1, 0.1)
+        assert 0 not in positions and len(sequence) - 1 not in positions  # never [CLS] / [SEP]
+        changed = {i for i, (a, b) in enumerate(zip(sequence, noised)) if a != b}
+        assert changed <= set(positions)
+        candidates += len(sequence) - 2
+        selected += len(positions)
+        masked += sum(noised[i] == tokenizer.mask_token_id for i in positions)
+        unchanged += sum(noised[i] == sequence[i] for i in positions)
+    random = selected - masked - unchanged
+    assert selected / candidates == pytest.approx(0.15, abs=0.01)
+    assert masked / selected == pytest.approx(0.8, abs=0.05)
+    assert random / selected == pytest.approx(0.1, abs=0.04)
+    assert unchanged / selected == pytest.approx(0.1, abs=0.04)
+
+
+def test_ssmba_reconstructions_differ_from_inputs_at_about_the_noise_rate(mirror, tokenizer):
+    defense = build_defense("ssmba", {"masked_lm": str(MINILM), "samples_per_example": 2})
+    ids = [f"mr/{i}" for i in range(len(MR_TEXTS))]
+    augmented = defense.augment(MR_TEXTS, ids, context(mirror))
+    shares = []
+    for text, samples in zip(MR_TEXTS, augmented):
+        assert len(samples) == 2 and len(set(samples)) == 2 and text not in samples
+        original = tokenizer(text)["input_ids"]
+        for sample in samples:
+            new = tokenizer(sample)["input_ids"]
+            if len(new) == len(original):  # a reconstructed word piece may merge or split words
+                shares.append(np.mean([a != b for a, b in zip(original, new)]))
+    assert shares and 0 < np.mean(shares) <= 0.25
+    # the randomness is the example's own: another batching (another shard) draws the same augmentations
+    assert defense.augment(MR_TEXTS[::-1], ids[::-1], context(mirror, batch_size=1)) == augmented[::-1]
+
+
+@needs_apertium
+def test_apertium_round_trips_sentences_line_for_line():
+    apertium = Apertium("spa")
+    texts = ["The cat is black.", "I did not like this film <br /><br />at all.", "A good movie."]
+    spanish = apertium.translate(texts, "eng-spa")
+    assert len(spanish) == 3 and "gato" in spanish[0].lower()
+    back = apertium.round_trip(texts, context=None)
+    assert len(back) == 3 and "cat" in back[0].lower() and "<br" not in back[1] and back[1] != texts[1]
+
+
+@needs_apertium
+def test_a_missing_apertium_pair_names_the_package():
+    with pytest.raises(TranslationError, match="apt-get install apertium-eng-xyz"):
+        Apertium("xyz")
+
+
+def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, mirror, tokenizer):
+    """A tiny random MarianMT model stands in for the hub's (not available offline): the plumbing is real."""
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                          max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+                          decoder_start_token_id=tokenizer.cls_token_id, forced_eos_token_id=None)
+    torch.manual_seed(0)
+    for name in ("forward", "backward"):
+        MarianMTModel(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    defense = build_defense("back_translation", {"backend": "marian", "forward_model": str(tmp_path / "forward"),
+                                                 "backward_model": str(tmp_path / "backward"), "samples_per_example": 2})
+    texts = ["One sentence here. And a second one! A third?", "Just one."]
+    translator = defense.translator(context(mirror))
+    calls = []
+    original = translator.translate
+    translator.translate = lambda sentences, *args: calls.append(len(sentences)) or original(sentences, *args)
+    assert len(translator.round_trip(texts, context(mirror))) == 2
+    assert calls == [4, 4]  # both directions see the four sentences, not the two texts
+    first, again = (translator.round_trip(texts, context(mirror, seed=1)) for _ in range(2))
+    assert first == again  # seeded
+    assert translator.round_trip(texts, context(mirror, seed=2)) != first  # sampled
+
+
+@pytest.mark.parametrize("defense, params", [
+    ("ssmba", {"masked_lm": str(MINILM)}),
+    pytest.param("back_translation", {}, marks=needs_apertium),
+])
+def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defense, params, mr_data, mirror):
+    settings = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": defense, "defense_params": params,
+                "max_length": 48, "batch_size": 8, "seed": 0}
+    shards = [augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu")) for shard in range(3)]
+    frame, manifest = gather_shards([f for f, _ in shards], [r for _, r in shards], settings, mr_data)
+    originals = frame[frame.augmentation == ORIGINAL]
+    augmentations = frame[frame.augmentation == defense]
+    assert len(originals) == 12 and originals.id.is_unique and frame.id.is_unique
+    assert len(augmentations) == manifest["augmentations"] and len(augmentations) >= 9
+    source_labels = originals.set_index("id").label
+    assert (augmentations.label.to_numpy() == source_labels.loc[augmentations.source_id].to_numpy()).all()
+    assert set(augmentations.source_id) <= set(originals.id)
+    with pytest.raises(AugmentationError, match="missing"):
+        gather_shards([f for f, _ in shards[:2]], [r for _, r in shards[:2]], settings, mr_data)
+    with pytest.raises(AugmentationError, match="duplicated"):
+        gather_shards([f for f, _ in shards] + [shards[0][0]], [r for _, r in shards] + [shards[0][1]], settings, mr_data)
+
+    path = mr_data.parent / f"{defense}.parquet"
+    frame.to_parquet(path, index=False)
+    path.with_suffix(".json").write_text(pd.Series(manifest).to_json())
+    train = originals[["id", "text", "label", "split"]]
+    mixed, recorded = augmented_training_set(train, path, 0.5, seed=0)
+    assert len(mixed) == 12 + round(0.5 * len(augmentations)) and recorded["augmentations_trained_on"] == len(mixed) - 12
+    with pytest.raises(ValueError, match="another training subsample"):
+        augmented_training_set(train.iloc[1:], path, 1.0, seed=0)

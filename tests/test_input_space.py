@@ -1,0 +1,104 @@
+"""Input-space adversarial training (A2T and kin): adversarial examples generated against the current model
+join the training set of each adversarial epoch, weighted by alpha, resumably."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robustlm import datasets
+from robustlm.defenses import TrainingContext, build_defense
+from robustlm.evaluation import collate, encode, predict_proba
+from robustlm.models import load_classifier, load_tokenizer
+from robustlm.training import TrainingData, train_model
+
+from test_defenses import INPUT_SPACE_PARAMS
+
+PARAMS = {**INPUT_SPACE_PARAMS, "adversarial_fraction": 0.25, "query_budget": 40}
+
+
+@pytest.fixture(scope="module")
+def mr_train(mirror):
+    frame, _ = datasets.prepare("mr", mirror, seed=0)
+    train = datasets.select(frame[frame.split == "train"], 256, seed=0)
+    return train.text.tolist()[:32], train.label.tolist()[:32], train
+
+
+@pytest.fixture(scope="module")
+def sentiment_model(tiny_model, mr_train, tmp_path_factory):
+    """The tiny model fitted to MR for a few dozen steps: its predictions depend on words, so word swaps flip some
+    (a random model's barely move)."""
+    train = mr_train[2]
+    tokenizer = load_tokenizer(str(tiny_model))
+    model = load_classifier(str(tiny_model))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    ids = encode(tokenizer, train.text, 32)
+    for step in range(64):
+        rows = np.random.default_rng(step).choice(len(ids), 16, replace=False)
+        batch = collate(tokenizer, [ids[i] for i in rows], train.label.to_numpy()[rows])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    path = tmp_path_factory.mktemp("sentiment-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS):
+    model = load_classifier(str(tiny_model))
+    tokenizer = load_tokenizer(str(tiny_model))
+    defense = build_defense(name, params)
+    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror, train_texts=texts,
+                                    train_labels=labels, max_length=32, seed=0, work_dir=work_dir))
+    return defense, model, tokenizer
+
+
+def test_an_adversarial_epoch_adds_examples_the_model_misclassified(sentiment_model, mirror, mr_train, tmp_path):
+    texts, labels, _ = mr_train
+    defense, model, tokenizer = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path)
+    assert defense.extra_training_examples(1, model) == ([], [])  # the clean epoch
+    adversarial, adversarial_labels = defense.extra_training_examples(2, model)
+    assert adversarial and len(adversarial) <= 8  # gamma = 0.25 of 32
+    assert model.training  # handed back to the loop in training mode
+    predicted = predict_proba(model, tokenizer, encode(tokenizer, adversarial, 32), 8, torch.device("cpu")).argmax(1)
+    assert (predicted != np.asarray(adversarial_labels)).all()
+    assert not set(adversarial) & set(texts)
+    generation = defense.report()["generations"][0]
+    assert generation["successful"] == len(adversarial) and generation["attacked"] >= len(adversarial)
+
+    # a killed job's rerun replays the finished attacks from the work directory instead of attacking again
+    resumed, model, _ = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path)
+    resumed.attack_on(model).attack = lambda *args: pytest.fail("attacked an example again")
+    assert resumed.extra_training_examples(2, model) == (adversarial, adversarial_labels)
+
+
+def test_adversarial_training_trains_on_clean_plus_adversarial_examples(sentiment_model, mirror, mr_train, tmp_path):
+    texts, labels, _ = mr_train
+    tokenizer = load_tokenizer(str(sentiment_model))
+    ids = encode(tokenizer, texts, 32)
+    data = TrainingData(ids, labels, ids[:8], labels[:8], load_classifier, train_texts=texts)
+    params = {"seed": 0, "defense": "a2t", "defense_params": PARAMS, "dataset": "mr", "model": str(sentiment_model),
+              "train_size": 32, "training": {"max_length": 32, "batch_size": 8, "epochs": 2, "learning_rate": 1e-3,
+                                             "weight_decay": 0.0, "warmup_ratio": 0.0, "max_grad_norm": 1.0}}
+    metrics = train_model(params, data, str(sentiment_model), tokenizer, tmp_path / "model", tmp_path / "checkpoints",
+                          tmp_path / "metrics.json", mirror=mirror)
+    made = metrics["defense_report"]["generations"][0]["successful"]
+    assert made > 0 and metrics["examples_trained"] == 2 * 32 + made
+    assert 0 < metrics["adversarial_generation_seconds"] < metrics["train_seconds"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["defense_report"]["attack"] == "a2t"
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])
+def test_adversarial_examples_loss_is_weighted_by_alpha(sentiment_model, mirror, mr_train, tmp_path, alpha):
+    texts, labels, _ = mr_train
+    defense, model, tokenizer = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path, {**PARAMS, "alpha": alpha})
+    batch = collate(tokenizer, encode(tokenizer, texts[:8], 32), labels[:8])
+    clean = defense.loss(model.eval(), {**batch, "adversarial": torch.zeros(8, dtype=torch.bool)})
+    half = torch.arange(8) < 4
+    mixed = defense.loss(model, {**batch, "adversarial": half})
+    per_example = torch.nn.functional.cross_entropy(model(**{k: v for k, v in batch.items() if k != "labels"}).logits,
+                                                    batch["labels"], reduction="none")
+    assert mixed.item() == pytest.approx((alpha * per_example[half].sum() + per_example[~half].sum()).item() / 8, rel=1e-5)
+    assert clean.item() == pytest.approx(per_example.mean().item(), rel=1e-5)
