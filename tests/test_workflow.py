@@ -55,16 +55,22 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     tables = finished_run / "results" / "tables"
     generalization = pd.read_csv(tables / "table4_generalization.csv")
     assert set(zip(generalization.defense, generalization.test_set)) == {
-        ("baseline", "mr"), ("baseline", "yelp"), ("pgd_at", "mr"), ("pgd_at", "yelp")}
+        (defense, test_set) for defense in ("baseline", "pgd_at", "ssmba") for test_set in ("mr", "yelp")}
     assert generalization.accuracy_mean.between(0, 100).all()
     assert generalization.set_index(["defense", "test_set"]).loc[("baseline", "mr"), "paper_accuracy"] == 85.27
     assert generalization.deviations.str.contains("minilm-l6-h384-uncased-mlm").all()
-    assert generalization.test_examples.tolist() == [32, 16, 32, 16]
+    assert (generalization.test_examples == generalization.test_set.map({"mr": 32, "yelp": 16})).all()
 
     runtime = pd.read_csv(tables / "table3_runtime.csv").set_index("defense")
     assert runtime.loc["baseline", "slowdown_vs_baseline"] == 1.0
     assert runtime.loc["pgd_at", "passes_per_step"] == 3  # clean + 1 ascent step + adversarial
     assert runtime.loc["pgd_at", "paper_slowdown_vs_baseline"] == pytest.approx(69.0 / 38.2, rel=1e-4)
+    assert runtime.loc["ssmba", "augmentation_minutes"] > 0 and runtime.loc["baseline", "augmentation_minutes"] == 0
+    augmented = pd.read_parquet(finished_run / "results/augmented/mr/ssmba.parquet")
+    assert (augmented.augmentation == "original").sum() == 48 and (augmented.augmentation == "ssmba").sum() > 40
+    metrics = json.loads((finished_run / "results/runs/mr/ssmba/seed1/train_metrics.json").read_text())
+    assert metrics["train_examples"] == len(augmented)  # originals + every augmentation (augmented_fraction 1)
+    assert "augmentations of 48 examples" in runtime.loc["ssmba", "deviations"]
 
     markdown = (tables / "tables.md").read_text()
     assert "Table 4" in markdown and "PGD-AT" in markdown and "85.27" in markdown
@@ -149,16 +155,32 @@ def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=80))
     jobs = planned_jobs(finished_run)
     assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables"}
-    assert len([job for job in jobs if job[0] == "attack"]) == 4  # 2 models x 2 shards
+    assert len([job for job in jobs if job[0] == "attack"]) == 6  # 3 models x 2 shards
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=60))
 
 
 def test_changing_a_shared_setting_reruns_every_model(finished_run):
     edit_config(finished_run, lambda c: c["training"].update(max_length=48))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"train", "evaluate", "tables", "attack", "gather_attack", "robustness_tables"}
-    assert len([job for job in jobs if job[0] == "train"]) == 2
+    assert {rule for rule, _ in jobs} == {"augment", "gather_augmentation", "train", "evaluate", "tables", "attack",
+                                          "gather_attack", "robustness_tables"}
+    assert len([job for job in jobs if job[0] == "train"]) == 3
     edit_config(finished_run, lambda c: c["training"].update(max_length=32))
+
+
+def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(finished_run):
+    ssmba_jobs = {("train", "dataset=mr, defense=ssmba, seed=1"), ("evaluate", "dataset=mr, defense=ssmba, seed=1"),
+                  ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=0, shards=2"),
+                  ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=1, shards=2"),
+                  ("gather_attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler"),
+                  ("tables", ""), ("robustness_tables", "")}
+    edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(augmented_fraction=0.5))
+    assert planned_jobs(finished_run) == ssmba_jobs
+    edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("augmented_fraction"))
+    edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(noise_probability=0.3))
+    assert planned_jobs(finished_run) == ssmba_jobs | {("augment", "dataset=mr, defense=ssmba, shard=0, shards=1"),
+                                                       ("gather_augmentation", "dataset=mr, defense=ssmba")}
+    edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("noise_probability"))
 
 
 def test_report_builds_with_captions(finished_run):
