@@ -102,3 +102,17 @@ def test_adversarial_examples_loss_is_weighted_by_alpha(sentiment_model, mirror,
                                                     batch["labels"], reduction="none")
     assert mixed.item() == pytest.approx((alpha * per_example[half].sum() + per_example[~half].sum()).item() / 8, rel=1e-5)
     assert clean.item() == pytest.approx(per_example.mean().item(), rel=1e-5)
+
+
+def test_generation_sharded_over_worker_processes(sentiment_model, mirror, mr_train, tmp_path):
+    texts, labels, _ = mr_train
+    defense, model, tokenizer = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path,
+                                         {**PARAMS, "generation_workers": 2})
+    adversarial, adversarial_labels = defense.extra_training_examples(2, model)
+    assert 0 < len(adversarial) <= 8
+    predicted = predict_proba(model, tokenizer, encode(tokenizer, adversarial, 32), 8, torch.device("cpu")).argmax(1)
+    assert (predicted != np.asarray(adversarial_labels)).all()
+    attacked = [{json.loads(line)["id"] for line in (tmp_path / f"adversarial-epoch002-shard{w}of2.jsonl").read_text().splitlines()[1:]}
+                for w in range(2)]
+    assert attacked[0] and attacked[1] and not attacked[0] & attacked[1]
+    assert sum(map(len, attacked)) == defense.report()["generations"][0]["attacked"]

@@ -149,7 +149,7 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
     augmentation = None
     if augmented_path is not None:
         train, augmentation = augmented_training_set(train, Path(augmented_path),
-                                                     params["defense_params"].get("augmented_fraction", 1.0),
+                                                     params["defense_params"]["augmented_fraction"],
                                                      params["data_seed"])
     validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
                                  params["data_seed"])
@@ -190,7 +190,8 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror, train_texts=data.train_texts,
                                     train_labels=train_labels, max_length=settings["max_length"], device=device,
-                                    seed=params["seed"], work_dir=checkpoint_dir))
+                                    seed=params["seed"], work_dir=checkpoint_dir,
+                                    run_key=json.dumps(params, sort_keys=True)))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},

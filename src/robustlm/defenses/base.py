@@ -22,7 +22,8 @@ IGNORED_LABEL = -100  # token positions without a label: sub-word continuations,
 class TrainingContext:
     """What a defense may need beyond its hyperparameters: the pre-trained model (before any update), its
     tokenizer, the resource mirror, the raw training set (input-space attacks perturb its texts; None for
-    pre-tokenized tasks), and a directory for resumable intermediate state, deleted with the checkpoints."""
+    pre-tokenized tasks), and a directory for resumable intermediate state, deleted with the checkpoints, with
+    the run's settings (`run_key`) to tell that state from an earlier run's."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -33,6 +34,7 @@ class TrainingContext:
     device: torch.device = torch.device("cpu")
     seed: int = 0
     work_dir: Path | None = None
+    run_key: str = ""
 
 
 @dataclass
