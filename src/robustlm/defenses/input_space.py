@@ -38,6 +38,7 @@ class InputSpaceAdversarialTraining(Defense):
         self.adversarial_fraction, self.alpha, self.clean_epochs = adversarial_fraction, alpha, clean_epochs
         self.workers = generation_workers
         self.generations: list[dict] = []  # one summary per adversarial epoch
+        self.substitutions: list[dict] = []  # the attack's offline resource replacements
         self._attack = None
 
     def prepare(self, context: TrainingContext) -> None:
@@ -66,6 +67,7 @@ class InputSpaceAdversarialTraining(Defense):
         if self.workers == 1:
             # the attacks reseed the global RNGs per example; training's random stream must not depend on them
             (examples, checkpoint), = shards
+            model.eval()  # A2T's gradient word ranking runs the model directly: no dropout while attacking
             with torch.random.fork_rng(devices=[self.context.device] if self.context.device.type == "cuda" else []):
                 records = attack_examples(self.attack_on(model), examples, self.context.seed, checkpoint, key, quota)
             model.train()
@@ -112,14 +114,13 @@ class InputSpaceAdversarialTraining(Defense):
         return (losses * torch.where(batch["adversarial"], self.alpha, 1.0)).mean()
 
     def report(self) -> dict:
-        return {"attack": self.attack, "generations": self.generations,
-                "substitutions": getattr(self, "substitutions", [])}
+        return {"attack": self.attack, "generations": self.generations, "substitutions": self.substitutions}
 
     def state_dict(self) -> dict:
-        return {"generations": self.generations}
+        return {"generations": self.generations, "substitutions": self.substitutions}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generations = state["generations"]
+        self.generations, self.substitutions = state["generations"], state["substitutions"]
 
 
 def attack_shard(attack_name: str, settings: dict, model, tokenizer, mirror, device: str, examples: pd.DataFrame,
