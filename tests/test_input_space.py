@@ -86,6 +86,7 @@ def test_adversarial_training_trains_on_clean_plus_adversarial_examples(sentimen
                           tmp_path / "metrics.json", mirror=mirror)
     made = metrics["defense_report"]["generations"][0]["successful"]
     assert made > 0 and metrics["examples_trained"] == 2 * 32 + made
+    assert metrics["best_epoch"] == 2  # the clean epoch's model is never the one kept
     assert 0 < metrics["adversarial_generation_seconds"] < metrics["train_seconds"]
     assert json.loads((tmp_path / "metrics.json").read_text())["defense_report"]["attack"] == "a2t"
 

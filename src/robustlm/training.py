@@ -251,7 +251,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         defense.on_epoch_end()
         state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": validation_accuracy})
         log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, validation_accuracy)
-        if validation_accuracy > state.best_validation_accuracy:
+        if defense.selectable(epoch) and validation_accuracy > state.best_validation_accuracy:
             state.best_validation_accuracy, state.best_epoch = validation_accuracy, epoch
             _save_model_dir(model, tokenizer, best_dir)
         save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, defense, state)

@@ -95,6 +95,10 @@ class Defense(ABC):
         `batch["adversarial"]` (input-space adversarial training generates them against the current model)."""
         return [], []
 
+    def selectable(self, epoch: int) -> bool:
+        """Whether the model after `epoch` may be kept as the run's best-validation model."""
+        return True
+
     def report(self) -> dict:
         """What the defense did beyond the loss (e.g. adversarial examples generated), kept in the run's metrics."""
         return {}

@@ -49,6 +49,9 @@ class InputSpaceAdversarialTraining(Defense):
     def planned_extra_examples(self, epoch: int, train_size: int) -> int:
         return 0 if epoch <= self.clean_epochs else math.ceil(self.adversarial_fraction * train_size)
 
+    def selectable(self, epoch: int) -> bool:
+        return epoch > self.clean_epochs  # a model from the clean epochs is not adversarially trained
+
     def extra_training_examples(self, epoch, model):
         wanted = self.planned_extra_examples(epoch, len(self.context.train_texts))
         if not wanted:
