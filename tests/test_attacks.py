@@ -198,7 +198,8 @@ def write_attack(root: Path, defense: str, attack: str, results: dict[str, str],
     run = root / "runs" / "mr" / defense / "seed1"
     (run / "attacks" / attack).mkdir(parents=True, exist_ok=True)
     (run / "train_metrics.json").write_text(json.dumps({"model": "models/minilm", "epochs": 1, "train_size": 100,
-                                                         "train_examples": 100}))
+                                                         "train_examples": 100, "augmentation": None,
+                                                         "defense_report": {}}))
     (run / "eval_metrics.json").write_text(json.dumps({"accuracy": {"mr": 0.8, "yelp": 0.75 if defense == "baseline" else 0.8}}))
     pd.DataFrame({"id": list(results), "result": list(results.values()), "queries": 10,
                   "perturbed_word_percent": 5.0}).to_csv(run / "attacks" / attack / "adversarial_examples.csv", index=False)
