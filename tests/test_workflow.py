@@ -99,7 +99,7 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
     sample = pd.read_parquet(finished_run / "results/attacks/mr/sample.parquet")
     evaluated = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
     assert len(sample) == 4 and set(sample.id) <= set(evaluated.id[evaluated.test_set == "mr"])
-    for defense in ("baseline", "pgd_at"):
+    for defense in ("baseline", "pgd_at", "ssmba"):
         attack_dir = finished_run / f"results/runs/mr/{defense}/seed1/attacks/textfooler"
         examples = pd.read_csv(attack_dir / "adversarial_examples.csv")
         assert list(examples.id) == list(sample.id)
@@ -110,7 +110,7 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
     assert not list((finished_run / "results/checkpoints").rglob("*.jsonl"))  # removed once a shard is written
     table2 = pd.read_csv(finished_run / "results/tables/table2_robustness.csv")
     assert set(zip(table2.attack, table2.defense)) == {
-        ("textfooler", "baseline"), ("textfooler", "pgd_at"), ("average", "baseline"), ("average", "pgd_at")}
+        (attack, defense) for attack in ("textfooler", "average") for defense in ("baseline", "pgd_at", "ssmba")}
     assert table2.asr_mean.between(0, 100).all()
     substitutions = pd.read_csv(finished_run / "results/tables/attack_substitutions.csv")
     assert set(substitutions.component) == {"WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
