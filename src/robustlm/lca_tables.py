@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import defense_order, join_notes  # noqa: E402
+from .tables import defense_order, join_notes, write_tables  # noqa: E402
 
 
 def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]:
@@ -138,11 +138,6 @@ def _figure(association: pd.DataFrame, path: Path) -> None:
 def build_lca_tables(analyses: list[Path], train_metrics: list[Path], outputs: dict[str, Path]) -> None:
     loaded = load_analyses(analyses, train_metrics)
     association, words, ablation = association_table(loaded), words_table(loaded), ablation_table(loaded)
-    for path in outputs.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    association.to_csv(outputs["association"], index=False, float_format="%.2f")
-    words.to_csv(outputs["words"], index=False)
-    ablation.to_csv(outputs["ablation"], index=False, float_format="%.2f")
-    outputs["markdown"].write_text(_markdown(association, words, ablation))
+    write_tables(outputs, {"association": association, "words": words, "ablation": ablation},
+                 _markdown(association, words, ablation), "%.2f")
     _figure(association, outputs["figure"])
-    print(outputs["markdown"].read_text())

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import defense_order, join_notes  # noqa: E402
+from .tables import defense_order, join_notes, write_tables  # noqa: E402
 
 AVERAGE = "average"
 
@@ -136,10 +136,5 @@ def build_robustness_tables(summaries: list[Path], ood_test_set: str | None, out
     attacks = load_attacks(summaries, ood_test_set)
     table = robustness_table(attacks)
     substitutions = substitutions_table(attacks)
-    for path in outputs.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(outputs["robustness"], index=False, float_format="%.4f")
-    substitutions.to_csv(outputs["substitutions"], index=False)
-    outputs["markdown"].write_text(_markdown(table, substitutions))
+    write_tables(outputs, {"robustness": table, "substitutions": substitutions}, _markdown(table, substitutions), "%.4f")
     _figure(attacks, ood_test_set, outputs["figure"])
-    print(outputs["markdown"].read_text())

@@ -152,16 +152,22 @@ def _figure(generalization: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def write_tables(outputs: dict[str, Path], tables: dict[str, pd.DataFrame], markdown: str, float_format: str) -> None:
+    """Each table as CSV at `outputs[name]` and the markdown at `outputs["markdown"]` (also printed to the log);
+    creates every output's directory, the figures' included."""
+    for path in outputs.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(outputs[name], index=False, float_format=float_format)
+    outputs["markdown"].write_text(markdown)
+    print(markdown)
+
+
 def build_tables(train_metrics: list[Path], eval_metrics: list[Path], outputs: dict[str, Path]) -> None:
     runs = load_runs(train_metrics, eval_metrics)
     generalization = generalization_table(runs)
     runtime = runtime_table(runs)
     comparison = paper_vs_ours(generalization, runtime)
-    for path in outputs.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    generalization.to_csv(outputs["generalization"], index=False, float_format="%.4f")
-    runtime.to_csv(outputs["runtime"], index=False, float_format="%.4f")
-    comparison.to_csv(outputs["paper_vs_ours"], index=False, float_format="%.4f")
-    outputs["markdown"].write_text(_markdown(generalization, runtime, comparison))
+    write_tables(outputs, {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison},
+                 _markdown(generalization, runtime, comparison), "%.4f")
     _figure(generalization, outputs["figure"])
-    print(outputs["markdown"].read_text())
