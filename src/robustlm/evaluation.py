@@ -40,6 +40,11 @@ def label_tensor(labels, width: int) -> torch.Tensor:
     return padded
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or the GPU when there is one."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def autocast(device: torch.device):
     """bf16 on GPU, fp32 elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -92,7 +97,7 @@ def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], m
 
     Per-example predictions are kept: the attack stage attacks only examples every model gets right."""
     started = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     tokenizer = load_tokenizer(str(model_dir))
     model = load_classifier(str(model_dir)).to(device)
     predictions, accuracy, examples, subsampled = [], {}, {}, {}

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from .datasets.treebank import read_treebank, split_sentences
+from .evaluation import resolve_device
 
 ANALYSED_SPLITS = ("train", "test")  # the probe is trained on the tagger's training sentences, scored on test
 
@@ -45,7 +46,7 @@ def extract_activations(model_dir: Path, sentences: list[list[str]], output: Pat
     require_neurox()
     from neurox.data.extraction import transformers_extractor
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(device))  # NeuroX takes the name
     with tempfile.TemporaryDirectory() as scratch:
         corpus = Path(scratch) / "sentences.txt"
         corpus.write_text("".join(" ".join(words) + "\n" for words in sentences))

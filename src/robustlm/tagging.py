@@ -6,11 +6,9 @@ import json
 from functools import partial
 from pathlib import Path
 
-import torch
-
 from .datasets.treebank import SPLIT_FRACTIONS, read_treebank, split_sentences, tag_set
 from .defenses.base import IGNORED_LABEL
-from .evaluation import accuracy
+from .evaluation import accuracy, resolve_device
 from .models import load_tagger, load_tokenizer
 from .training import TrainingData, train_model
 
@@ -47,7 +45,7 @@ def fine_tune_tagger(params: dict, model_path: str, data_path: Path, output_dir:
     data = TrainingData(*encoded["train"], *encoded["validation"], partial(load_tagger, tags=tags))
     metrics = train_model(params, data, model_path, tokenizer, output_dir, checkpoint_dir, metrics_path, device, mirror)
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     tagger = load_tagger(str(output_dir), tags).to(device)
     metrics["test_sentences"] = len(splits["test"])
     metrics["test_word_accuracy"] = accuracy(tagger, tokenizer, *encoded["test"], params["training"]["batch_size"] * 2, device)

@@ -25,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
-from .evaluation import accuracy, autocast, collate, encode, is_token_level
+from .evaluation import accuracy, autocast, collate, encode, is_token_level, resolve_device
 from .models import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
                 metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
     """Train with the defense in `params` on `data`; keep the best-validation model in `output_dir`."""
     started = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     settings = params["training"]
     set_seed(params["seed"])
     defense: Defense = build_defense(params["defense"], params["defense_params"])

@@ -7,6 +7,7 @@ import torch
 
 from robustlm.attacks.runner import fingerprint, load_attack, model_fingerprint, run_shard
 from robustlm.config import mirror_dir
+from robustlm.evaluation import resolve_device
 from robustlm.logs import to_file
 
 with to_file(snakemake.log[0]):
@@ -16,7 +17,7 @@ with to_file(snakemake.log[0]):
     sample = pd.read_parquet(snakemake.input.sample)
     started = time.perf_counter()
     attack, substitutions = load_attack(params["attack"], params, model_dir, mirror_dir(snakemake.config),
-                                        torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+                                        resolve_device())
     checkpoint = Path(snakemake.params.checkpoint)
     examples = run_shard(
         attack, sample, int(snakemake.wildcards.shard), int(snakemake.wildcards.shards), params["seed"], checkpoint,
