@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from . import datasets
-from .datasets.base import COLUMNS
+from .datasets.base import COLUMNS, coverage_gaps
 from .defenses import AugmentationContext, build_defense
 
 AUGMENTED_COLUMNS = [*COLUMNS, "source_id", "augmentation"]
@@ -45,20 +45,18 @@ def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror
 
 def gather_shards(frames: list[pd.DataFrame], reports: list[dict], params: dict, data_path: Path) -> tuple[pd.DataFrame, dict]:
     """One augmented training file; every example of the subsample must have been augmented by exactly one shard."""
-    expected = training_subsample(data_path, params).id
+    train = training_subsample(data_path, params)
     attempted = pd.Series([source for report in reports for source in report["source_ids"]])
-    duplicated = sorted(set(attempted[attempted.duplicated()]))
-    missing, unexpected = sorted(set(expected) - set(attempted)), sorted(set(attempted) - set(expected))
-    if duplicated or missing or unexpected:
-        raise AugmentationError(f"augmentation shards do not cover the training set exactly once: duplicated "
-                                f"{duplicated[:5]}, missing {missing[:5]}, not in the training set {unexpected[:5]}")
-    originals = training_subsample(data_path, params).assign(source_id=lambda frame: frame.id, augmentation=ORIGINAL)
+    gaps = coverage_gaps(attempted, train.id, "training set")
+    if gaps:
+        raise AugmentationError(f"augmentation shards do not cover the training set exactly once: {gaps}")
+    originals = train.assign(source_id=train.id, augmentation=ORIGINAL)
     augmentations = pd.concat(frames, ignore_index=True).sort_values("id", kind="stable")
     frame = pd.concat([originals[AUGMENTED_COLUMNS], augmentations], ignore_index=True)
     manifest = {
         "dataset": params["dataset"], "defense": params["defense"], "settings": params,
-        "method": reports[0]["method"], "training_examples": len(expected), "augmentations": len(augmentations),
-        "examples_without_augmentation": int(len(expected) - augmentations.source_id.nunique()),
+        "method": reports[0]["method"], "training_examples": len(train), "augmentations": len(augmentations),
+        "examples_without_augmentation": int(len(train) - augmentations.source_id.nunique()),
         "shards": len(reports), "augmentation_seconds": sum(report["seconds"] for report in reports),
         "device": reports[0]["device"],
     }

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from .. import resources
+from ..datasets.base import coverage_gaps
 from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
 from . import AttackError, get, prepare_textattack
 
@@ -156,12 +157,9 @@ def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict
     rows = pd.DataFrame([row for shard in shards for row in shard["examples"]])
     if rows.empty:
         rows = pd.DataFrame(columns=["id", "result", "queries", "perturbed_word_percent", "seconds"])
-    duplicated = sorted(set(rows.id[rows.id.duplicated()]))
-    missing = sorted(set(sample.id) - set(rows.id))
-    unexpected = sorted(set(rows.id) - set(sample.id))
-    if duplicated or missing or unexpected:
-        raise AttackError(f"shards do not cover the attack sample exactly once: duplicated {duplicated[:5]}, "
-                          f"missing {missing[:5]}, not in the sample {unexpected[:5]}")
+    gaps = coverage_gaps(rows.id, sample.id, "sample")
+    if gaps:
+        raise AttackError(f"shards do not cover the attack sample exactly once: {gaps}")
     substitutions = shards[0]["substitutions"]
     if any(shard["substitutions"] != substitutions for shard in shards):
         raise AttackError("shards were built with different resource substitutions; rerun them with one setting")

@@ -66,6 +66,15 @@ def carve_validation(train: pd.DataFrame, fraction: float, seed: int) -> pd.Data
     return ordered
 
 
+def coverage_gaps(found: pd.Series, expected: pd.Series, expected_name: str) -> str:
+    """How the ids `found` (gathered from shards) fail to list each of `expected` exactly once; "" if they do not."""
+    duplicated = sorted(set(found[found.duplicated()]))
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if not (duplicated or missing or unexpected):
+        return ""
+    return f"duplicated {duplicated[:5]}, missing {missing[:5]}, not in the {expected_name} {unexpected[:5]}"
+
+
 def normalized(text: str) -> str:
     """Tokenization-insensitive key used to match the same sentence across differently tokenized copies."""
     return re.sub(r"[^a-z0-9]", "", text.lower())
