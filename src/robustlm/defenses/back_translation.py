@@ -12,7 +12,7 @@ import subprocess
 
 import torch
 
-from ..models import resolve_model
+from ..models import load_tokenizer, resolve_model
 from .augmentation import DataAugmentation
 from .base import AugmentationContext
 
@@ -60,14 +60,14 @@ class Apertium:
 
 class Marian:
     def __init__(self, forward_model: str, backward_model: str, temperature: float | None, context: AugmentationContext):
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
 
         self.names = (forward_model, backward_model)
         self.temperature, self.context = temperature, context
         self.models = []
         for name in self.names:
             path = resolve_model(name, context.mirror)
-            self.models.append((AutoTokenizer.from_pretrained(path), AutoModelForSeq2SeqLM.from_pretrained(path).to(context.device).eval()))
+            self.models.append((load_tokenizer(path), AutoModelForSeq2SeqLM.from_pretrained(path).to(context.device).eval()))
 
     def describe(self) -> dict:
         return {"backend": "marian", "forward_model": self.names[0], "backward_model": self.names[1],

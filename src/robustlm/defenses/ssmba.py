@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models import resolve_model
+from ..models import load_tokenizer, resolve_model
 from .augmentation import DataAugmentation, example_rng
 from .base import AugmentationContext
 
@@ -47,12 +47,12 @@ class Ssmba(DataAugmentation):
         self.masked_lm = masked_lm
 
     def augment(self, texts, example_ids, context: AugmentationContext):
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoModelForMaskedLM
 
         from ..evaluation import encode  # the defenses package is imported by evaluation
 
         path = resolve_model(self.masked_lm, context.mirror)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         mlm = AutoModelForMaskedLM.from_pretrained(path).to(context.device).eval()
         # the reference never samples special tokens back into a sentence
         forbidden = torch.zeros(mlm.config.vocab_size, dtype=torch.bool, device=context.device)
@@ -66,7 +66,8 @@ class Ssmba(DataAugmentation):
         while pending:
             for start in range(0, len(pending), context.batch_size):
                 chunk = pending[start : start + context.batch_size]
-                noised = [self.corrupt(originals[i], rngs[i], tokenizer) for i in chunk]
+                noised = [corrupt(originals[i], rngs[i], tokenizer, self.noise_probability, self.random_token_probability,
+                                  self.leave_unmasked_probability) for i in chunk]
                 for i, sample in zip(chunk, self.reconstruct(mlm, tokenizer, noised, [rngs[i] for i in chunk], forbidden, context.device)):
                     tries[i] += 1
                     text = tokenizer.decode(sample, skip_special_tokens=True)
@@ -74,10 +75,6 @@ class Ssmba(DataAugmentation):
                         augmented[i].append(text)
             pending = [i for i in pending if len(augmented[i]) < self.samples_per_example and tries[i] < self.max_tries]
         return augmented
-
-    def corrupt(self, ids, rng, tokenizer):
-        return corrupt(ids, rng, tokenizer, self.noise_probability, self.random_token_probability,
-                       self.leave_unmasked_probability)
 
     @torch.no_grad()
     def reconstruct(self, mlm, tokenizer, noised: list[tuple[list[int], np.ndarray]], rngs, forbidden, device) -> list[list[int]]:
