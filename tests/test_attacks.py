@@ -12,7 +12,8 @@ import torch
 
 from robustlm import datasets, resources
 from robustlm.attacks import ATTACKS, AttackError, prepare_textattack
-from robustlm.attacks.runner import gather, load_attack, read_checkpoint, run_shard
+from robustlm.attacks.runner import gather, load_attack, run_shard
+from robustlm.jsonl_checkpoint import read_checkpoint
 from robustlm.robustness import load_attacks, robustness_table, substitutions_table
 from robustlm.training import fine_tune
 
@@ -64,7 +65,7 @@ def sentiment_model(tmp_path_factory, mr_test) -> Path:
 
 @pytest.fixture(scope="module")
 def attack_sample(sentiment_model, mr_test):
-    """Four short test reviews the victim classifies correctly, so every attack has something to do."""
+    """Six short test reviews the victim classifies correctly, so every attack has something to do."""
     from robustlm.evaluation import encode, predict_proba
     from robustlm.models import load_classifier, load_tokenizer
 
@@ -74,8 +75,8 @@ def attack_sample(sentiment_model, mr_test):
     probabilities = predict_proba(load_classifier(str(sentiment_model)), tokenizer,
                                   encode(tokenizer, test.text, PARAMS["max_length"]), 32, torch.device("cpu"))
     correct = test[probabilities.argmax(1) == test.label.to_numpy()]
-    assert len(correct) >= 4
-    return datasets.select(correct, 4, seed=0)[["id", "text", "label"]]
+    assert len(correct) >= 6
+    return datasets.select(correct, 6, seed=0)[["id", "text", "label"]]
 
 
 def attack(name, model, mirror, **overrides):

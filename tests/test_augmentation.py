@@ -1,6 +1,10 @@
 """Data augmentation (AT-DA): SSMBA's corruption and reconstruction, back-translation backends, and the
-sharded augment stage feeding training."""
+sharded, resumable augment stage feeding training."""
+import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +13,11 @@ import pytest
 import torch
 
 from robustlm import datasets
-from robustlm.augmentation import ORIGINAL, AugmentationError, augment_shard, gather_shards
+from robustlm.augmentation import CHECKPOINT_BATCHES, ORIGINAL, AugmentationError, augment_shard, gather_shards
 from robustlm.defenses import AugmentationContext, build_defense
 from robustlm.defenses.back_translation import Apertium, TranslationError
-from robustlm.defenses.ssmba import corrupt
+from robustlm.defenses.ssmba import Ssmba, corrupt
+from robustlm.jsonl_checkpoint import CheckpointError
 from robustlm.models import load_tokenizer
 from robustlm.training import augmented_training_set
 
@@ -85,7 +90,7 @@ def test_apertium_round_trips_sentences_line_for_line():
     texts = ["The cat is black.", "I did not like this film <br /><br />at all.", "A good movie."]
     spanish = apertium.translate(texts, "eng-spa")
     assert len(spanish) == 3 and "gato" in spanish[0].lower()
-    back = apertium.round_trip(texts, context=None)
+    back = apertium.round_trip(texts, ["a", "b", "c"], context=None)
     assert len(back) == 3 and "cat" in back[0].lower() and "<br" not in back[1] and back[1] != texts[1]
 
 
@@ -109,26 +114,31 @@ def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, 
         tokenizer.save_pretrained(tmp_path / name)
     defense = build_defense("back_translation", {"backend": "marian", "forward_model": str(tmp_path / "forward"),
                                                  "backward_model": str(tmp_path / "backward"), "samples_per_example": 2})
-    texts = ["One sentence here. And a second one! A third?", "Just one."]
+    texts, ids = ["One sentence here. And a second one! A third?", "Just one."], ["mr/0", "mr/1"]
     translator = defense.translator(context(mirror))
     calls = []
     original = translator.translate
     translator.translate = lambda sentences, *args: calls.append(len(sentences)) or original(sentences, *args)
-    assert len(translator.round_trip(texts, context(mirror))) == 2
+    assert len(translator.round_trip(texts, ids, context(mirror))) == 2
     assert calls == [4, 4]  # both directions see the four sentences, not the two texts
-    first, again = (translator.round_trip(texts, context(mirror, seed=1)) for _ in range(2))
+    first, again = (translator.round_trip(texts, ids, context(mirror, seed=1)) for _ in range(2))
     assert first == again  # seeded
-    assert translator.round_trip(texts, context(mirror, seed=2)) != first  # sampled
+    assert translator.round_trip(texts, ids, context(mirror, seed=2)) != first  # sampled
+    # each example samples from its own stream: translated apart (another shard or resumed chunk), the same
+    apart = [translator.round_trip([text], [example_id], context(mirror, seed=1))[0] for text, example_id in zip(texts, ids)]
+    assert apart == first
 
 
 @pytest.mark.parametrize("defense, params", [
     ("ssmba", {"masked_lm": str(MINILM)}),
     pytest.param("back_translation", {}, marks=needs_apertium),
 ])
-def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defense, params, mr_data, mirror):
+def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defense, params, mr_data, mirror, tmp_path):
     settings = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": defense, "defense_params": params,
                 "max_length": 48, "batch_size": 8, "seed": 0}
-    shards = [augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu")) for shard in range(3)]
+    shards = [augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu"), tmp_path / f"{shard}.jsonl")
+              for shard in range(3)]
+    assert [report["resumed_examples"] for _, report in shards] == [0, 0, 0]
     frame, manifest = gather_shards([f for f, _ in shards], [r for _, r in shards], settings, mr_data)
     originals = frame[frame.augmentation == ORIGINAL]
     augmentations = frame[frame.augmentation == defense]
@@ -150,3 +160,64 @@ def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defens
     assert len(mixed) == 12 + round(0.5 * len(augmentations)) and recorded["augmentations_trained_on"] == len(mixed) - 12
     with pytest.raises(ValueError, match="another training subsample"):
         augmented_training_set(train.iloc[1:], path, 1.0, seed=0)
+
+
+SSMBA_SHARD = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": "ssmba",
+               "defense_params": {"masked_lm": str(MINILM)}, "max_length": 48, "batch_size": 2, "seed": 0}
+
+KILL_AFTER_CHECKPOINTED = """
+import json, os, sys
+from pathlib import Path
+import torch
+from robustlm.augmentation import augment_shard
+from robustlm.defenses.ssmba import Ssmba
+params, (data, mirror, checkpoint), wanted = json.loads(sys.argv[1]), map(Path, sys.argv[2:5]), int(sys.argv[5])
+original = Ssmba.reconstruct
+def reconstruct_or_die(self, *args):
+    if len(checkpoint.read_text().splitlines()) - 1 >= wanted:
+        os.kill(os.getpid(), 9)  # SIGKILL while the next chunk is being augmented
+    return original(self, *args)
+Ssmba.reconstruct = reconstruct_or_die
+augment_shard(params, data, 0, 1, mirror, torch.device("cpu"), checkpoint)
+"""
+
+
+def test_killed_shard_resumes_without_reaugmenting_and_matches_an_uninterrupted_one(mr_data, mirror, tmp_path,
+                                                                                      monkeypatch):
+    checkpoint, finished = tmp_path / "killed.jsonl", CHECKPOINT_BATCHES * SSMBA_SHARD["batch_size"]  # one chunk
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINTED, json.dumps(SSMBA_SHARD), str(mr_data),
+                             str(mirror), str(checkpoint), str(finished)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert len(checkpoint.read_text().splitlines()) == 1 + finished
+
+    augmented, original = [], Ssmba.augment
+    monkeypatch.setattr(Ssmba, "augment", lambda self, texts, ids, context:
+                        augmented.extend(ids) or original(self, texts, ids, context))
+    resumed, report = augment_shard(SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
+    examples = report["source_ids"]
+    assert report["resumed_examples"] == finished and augmented == examples[finished:]
+
+    straight, straight_report = augment_shard(SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"),
+                                              tmp_path / "straight.jsonl")
+    assert straight_report["resumed_examples"] == 0 and set(straight.source_id) == set(examples)
+    pd.testing.assert_frame_equal(resumed, straight)
+
+
+def test_a_checkpoint_of_other_settings_is_not_reused(mr_data, mirror, tmp_path, caplog):
+    checkpoint = tmp_path / "shard.jsonl"
+    small = {**SSMBA_SHARD, "train_size": 4}
+    first, _ = augment_shard(small, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
+    reseeded, report = augment_shard({**small, "seed": 1}, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
+    assert report["resumed_examples"] == 0 and "belongs to another job or setting" in caplog.text
+    assert list(reseeded.text) != list(first.text)
+
+
+def test_a_corrupt_checkpoint_line_is_an_error_naming_the_file(mr_data, mirror, tmp_path):
+    checkpoint = tmp_path / "shard.jsonl"
+    small = {**SSMBA_SHARD, "train_size": 4}
+    augment_shard(small, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
+    lines = checkpoint.read_text().splitlines()
+    lines[2] = lines[2][:20]  # a torn line that is not the last: not a write cut short by a kill
+    checkpoint.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(checkpoint))} is corrupt at line 3"):
+        augment_shard(small, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)

@@ -1,13 +1,19 @@
 import copy
+import functools
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from robustlm.config import ConfigError, canonical, load_config, train_params, validate_config
-from robustlm.defenses import DEFENSES
+from robustlm.config import (ConfigError, attack_params, attack_sample_params, augment_params, canonical, evaluate_params,
+                             lca_extract_params, lca_probe_params, lca_train_params, load_config, train_params,
+                             validate_config)
+from robustlm.defenses import DEFENSES, build_defense
 
 from conftest import REPO, SCHEMA
 
@@ -44,6 +50,7 @@ def test_schema_lists_exactly_the_registered_defenses():
         (lambda c: c["defenses"]["a2t"]["training"].update(max_length=32), ["'defenses.a2t.training.max_length'"]),
         (lambda c: c["defenses"]["back_translation"].update(backend="google"), ["'defenses.back_translation.backend'"]),
         (lambda c: c["defenses"]["ssmba"].update(noise_probability=0), ["'defenses.ssmba.noise_probability'"]),
+        (lambda c: c["defenses"]["pgd_at"].update(epsilon=float("nan")), ["'defenses.pgd_at.epsilon': not a finite"]),
     ],
 )
 def test_bad_configs_name_the_key(default_config, mutate, expected):
@@ -102,3 +109,79 @@ def test_a_config_file_on_the_command_line_replaces_the_default():
     assert result.returncode == 0, result.stderr
     assert "dataset=mr, defense=rift" in result.stdout
     assert "defense=ssmba" not in result.stdout and "regression_study" not in result.stdout
+
+
+def _key_paths(node, prefix=()):
+    """Every key (and list position) of a config, as a path from the top."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield (*prefix, key)
+        yield from _key_paths(value, (*prefix, key))
+
+
+ANY_VALUE = st.one_of(st.sampled_from([0, -1, float("nan"), float("inf"), "", []]), st.none(), st.booleans(),
+                      st.integers(-10**6, 10**6), st.floats(), st.text(max_size=6),
+                      st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+@st.composite
+def mutated_configs(draw):
+    """The default config with one key replaced by an arbitrary value, deleted, or given an unknown sibling."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    path = draw(st.sampled_from(list(_key_paths(config))))
+    kind = draw(st.sampled_from(["replace", "delete", "unknown sibling"]))
+    parent = functools.reduce(lambda node, key: node[key], path[:-1], config)
+    if kind == "replace":
+        parent[path[-1]] = draw(ANY_VALUE)
+    elif kind == "delete":
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent["zz_unknown"] = 1
+    else:
+        parent.append({"zz_unknown": 1})
+    return config, path, kind
+
+
+def every_job_setting(config):
+    """What the Snakefile derives from a validated config for its jobs, defenses built as training builds them."""
+    for dataset in config["datasets"]:
+        yield evaluate_params(config, dataset)
+        for defense in config["defenses"]:
+            for seed in config["seeds"]:
+                settings = train_params(config, dataset, defense, seed)
+                build_defense(defense, settings["defense_params"])
+                yield settings
+            if DEFENSES[defense].augments_data:
+                yield augment_params(config, dataset, defense)
+        if "attacks" in config:
+            yield attack_sample_params(config, dataset)
+    for attack in config.get("attacks", {}).get("recipes", []):
+        yield attack_params(config, attack)
+    if "lca" in config:
+        yield lca_extract_params(config)
+        yield lca_probe_params(config)
+        for defense in config["lca"]["defenses"]:
+            yield lca_train_params(config, defense, config["seeds"][0])
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_configs())
+def test_a_malformed_config_is_refused_naming_its_key_or_runs(case):
+    """Fuzzed configs: either a ConfigError that names the edited key (or the mapping holding it), or a config whose
+    every job can be set up; never another exception, never a non-finite number."""
+    config, path, kind = case
+    try:
+        validated = validate_config(config, SCHEMA)
+    except ConfigError as error:
+        if kind == "unknown sibling":
+            assert "zz_unknown" in str(error), (path, str(error))
+        else:
+            holder = ".".join(map(str, path[:-1])) or "<top level>"
+            named = f"'{'.'.join(map(str, path))}'" in str(error) or re.search(rf"'{re.escape(holder)}[.']", str(error))
+            assert named, (path, kind, str(error))
+        return
+    assert kind != "unknown sibling", f"an unknown key beside {path} was accepted"
+    json.dumps(validated, allow_nan=False)  # raises on a NaN or infinity that got through
+    for job_settings in every_job_setting(validated):
+        canonical(job_settings)
+

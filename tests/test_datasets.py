@@ -1,8 +1,12 @@
-import pandas as pd
+import io
+import re
+import tarfile
+import zipfile
+
 import pytest
 
 from robustlm import datasets
-from robustlm.datasets.base import DataSourceError, normalized
+from robustlm.datasets.base import DataSourceError, MirrorFile, normalized, sha256_of
 
 from conftest import copy_mirror_subset
 
@@ -74,6 +78,85 @@ def test_corrupt_source_file_is_rejected(tmp_path, mirror):
     target = tmp_path / "datasets/textfooler/yelp"
     target.write_text(target.read_text()[:-500])
     with pytest.raises(DataSourceError, match="corrupt data file .*expected befbfa6f"):
+        datasets.prepare("yelp", tmp_path, seed=0)
+
+
+def imdb_archive(reviews: dict[str, bytes]) -> bytes:
+    """aclImdb's layout: one review per member, `aclImdb/<split>/<pos|neg>/<id>_<rating>.txt`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, text in reviews.items():
+            member = tarfile.TarInfo(f"aclImdb/{name}")
+            member.size = len(text)
+            archive.addfile(member, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def polarity_corpus(pos: bytes, neg: bytes) -> bytes:
+    """NLTK's sentence_polarity.zip: one sentence per line and polarity."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("sentence_polarity/rt-polarity.pos", pos)
+        archive.writestr("sentence_polarity/rt-polarity.neg", neg)
+    return buffer.getvalue()
+
+
+def synthetic_mirror(root, monkeypatch, name: str, *contents: bytes):
+    """`contents` written under `root` at the paths of dataset `name`'s source files, which are pinned to
+    them (the real ones' checksums would reject them); returns the files."""
+    dataset = datasets.DATASETS[name]
+    paths = [root / source.relative_path for source in dataset.mirror_files]
+    for path, content in zip(paths, contents, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    monkeypatch.setattr(dataset, "mirror_files", tuple(MirrorFile(source.relative_path, sha256_of(path), "a test")
+                                                       for source, path in zip(dataset.mirror_files, paths)))
+    return paths
+
+
+EMPTY_TEXTS = {  # per dataset: sources with texts empty after cleaning, and the examples and skips expected per split
+    "imdb": ((imdb_archive({"train/pos/0_9.txt": b"A fine film.", "train/neg/1_2.txt": b" <br /><br /> ",
+                            "test/pos/2_8.txt": b"Loved it.", "test/neg/3_1.txt": b""}),),
+             {"train": (1, 1), "validation": (0, 0), "test": (1, 1)}),
+    "mr": ((polarity_corpus(b"warm and funny\n   \n", b"dull and long\n\n"), b"1 a moving film\n0 \n"),
+           {"train": (2, 2), "validation": (0, 0), "test": (1, 1)}),
+    "yelp": ((b'1 "great food , friendly staff"\n0 ""\n1 \\n \\n\n0 cold and bland\n',),
+             {"test": (2, 2)}),
+}
+
+
+@pytest.mark.parametrize("name", EMPTY_TEXTS)
+def test_empty_texts_are_skipped_and_counted_per_split(name, tmp_path, monkeypatch):
+    sources, expected = EMPTY_TEXTS[name]
+    synthetic_mirror(tmp_path, monkeypatch, name, *sources)
+    frame, manifest = datasets.prepare(name, tmp_path, seed=0)
+    assert (frame.text.str.strip() != "").all()
+    found = {split: (split_counts["examples"], split_counts["skipped_empty_texts"])
+             for split, split_counts in manifest["splits"].items()}
+    assert found == expected
+    assert counts(frame) == {split: examples for split, (examples, _) in expected.items() if examples}
+
+
+NOT_UTF8 = {  # per dataset: sources whose first file has a Latin-1 byte, and where after its path the error puts it
+    "imdb": ((imdb_archive({"train/pos/0_9.txt": b"A fine film.", "train/neg/1_2.txt": b"Caf\xe9 society, dull."}),),
+             ":aclImdb/train/neg/1_2.txt is not UTF-8 at line 1"),
+    "mr": ((polarity_corpus(b"warm and funny\n", b"dull\ncaf\xe9 society\n"), b"1 a moving film\n"),
+           ":sentence_polarity/rt-polarity.neg is not UTF-8 at line 2"),
+    "yelp": ((b"1 great food\n0 cold caf\xe9\n",), " is not UTF-8 at line 2"),
+}
+
+
+@pytest.mark.parametrize("name", NOT_UTF8)
+def test_a_source_that_is_not_utf8_is_an_error_naming_the_file_and_line(name, tmp_path, monkeypatch):
+    sources, where = NOT_UTF8[name]
+    paths = synthetic_mirror(tmp_path, monkeypatch, name, *sources)
+    with pytest.raises(DataSourceError, match=re.escape(f"{paths[0]}{where}")):
+        datasets.prepare(name, tmp_path, seed=0)
+
+
+def test_a_sample_line_without_a_label_is_an_error_naming_the_line(tmp_path, monkeypatch):
+    path, = synthetic_mirror(tmp_path, monkeypatch, "yelp", b"1 great food\n\n0 cold and bland\n")
+    with pytest.raises(DataSourceError, match=re.escape(f"{path}:2 does not start with a 0/1 label")):
         datasets.prepare("yelp", tmp_path, seed=0)
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -6,21 +7,31 @@ import pytest
 from robustlm.tables import build_tables
 
 
-def write_run(root, dataset, defense, seed, minutes, accuracy, generation_minutes=0.0, defense_report=None):
+def write_run(root, dataset, defense, seed, minutes, accuracy, generation_minutes=0.0, defense_report=None,
+              provenance=None):
+    """A run directory; `provenance`: the train and evaluate jobs' records (None: a run from before records)."""
     run = root / dataset / defense / f"seed{seed}"
     run.mkdir(parents=True)
+    train, evaluation = ({"provenance": record} for record in provenance) if provenance else ({}, {})
     (run / "train_metrics.json").write_text(json.dumps({
         "dataset": dataset, "defense": defense, "defense_params": {"query_budget": 200}, "seed": seed,
         "model": "bert-base-uncased", "epochs": 4, "max_length": 512, "train_size": None, "train_examples": 8000,
         "train_seconds": minutes * 60, "adversarial_generation_seconds": generation_minutes * 60,
         "examples_per_second": 100.0, "passes_per_step": 1 if defense == "baseline" else 5, "device": "cuda",
-        "augmentation": None, "defense_report": defense_report or {},
+        "augmentation": None, "defense_report": defense_report or {}, **train,
     }))
     (run / "eval_metrics.json").write_text(json.dumps({
         "in_distribution": dataset, "accuracy": accuracy, "examples": {name: 1000 for name in accuracy},
-        "subsampled": {name: False for name in accuracy},
+        "subsampled": {name: False for name in accuracy}, **evaluation,
     }))
     return run
+
+
+def job_record(settings_hash, commit="abb081d9d9c38d615e0c6bc9906731a17ae28964", torch="2.3.0"):
+    """A job's provenance record, as `provenance.job_provenance` makes it."""
+    return {"settings_hash": settings_hash, "seed": 1, "code": {"commit": commit, "dirty": False, "robustlm": "0.1.0"},
+            "libraries": {"python": "3.11.7", "torch": torch}, "device": "cuda", "host": "node1",
+            "utc": "2025-01-01T00:00:00+00:00"}
 
 
 @pytest.fixture
@@ -31,7 +42,11 @@ def tables(tmp_path):
         write_run(tmp_path, "mr", "pgd_at", 1, 33.0, {"mr": 0.86, "yelp": 0.88}),
         write_run(tmp_path, "mr", "pgd_at", 2, 33.0, {"mr": 0.86, "yelp": 0.88}),
     ]
-    outputs = {name: tmp_path / "out" / f"{name}.{ext}" for name, ext in [
+    return build(tmp_path, runs)
+
+
+def build(root, runs):
+    outputs = {name: root / "out" / f"{name}.{ext}" for name, ext in [
         ("generalization", "csv"), ("runtime", "csv"), ("paper_vs_ours", "csv"), ("markdown", "md"), ("figure", "png")]}
     build_tables([r / "train_metrics.json" for r in runs], [r / "eval_metrics.json" for r in runs], outputs)
     return outputs
@@ -59,10 +74,7 @@ def test_runtime_table_shows_the_share_of_adversarial_example_generation(tmp_pat
               "substitutions": [{"replacement": "SBERT -> a local sentence encoder"}]}
     runs = [write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
             write_run(tmp_path, "mr", "a2t", 1, 40.0, {"mr": 0.84}, generation_minutes=30.0, defense_report=report)]
-    outputs = {name: tmp_path / "out" / f"{name}.{ext}" for name, ext in [
-        ("generalization", "csv"), ("runtime", "csv"), ("paper_vs_ours", "csv"), ("markdown", "md"), ("figure", "png")]}
-    build_tables([r / "train_metrics.json" for r in runs], [r / "eval_metrics.json" for r in runs], outputs)
-    table = pd.read_csv(outputs["runtime"]).set_index("defense")
+    table = pd.read_csv(build(tmp_path, runs)["runtime"]).set_index("defense")
     assert table.loc["a2t", "generation_share"] == pytest.approx(0.75) and table.loc["baseline", "generation_share"] == 0
     assert table.loc["a2t", "slowdown_vs_baseline"] == pytest.approx(4.0)
     assert "190 of 200 adversarial training examples found (query budget 200)" in table.loc["a2t", "deviations"]
@@ -77,3 +89,36 @@ def test_paper_vs_ours_lists_every_paper_number(tables):
     assert comparison[comparison.metric.str.startswith("run time")].deviations.eq("hardware cuda (paper: V100)").all()
     assert "| BERT" in tables["markdown"].read_text()
     assert tables["figure"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_provenance_names_the_jobs_behind_each_row(tmp_path):
+    runs = [write_run(tmp_path, "mr", "baseline", seed, 10.0, {"mr": 0.85, "yelp": 0.87},
+                      provenance=(job_record(f"train{seed}"), job_record("evaluate0")))
+            for seed in (1, 2)]
+    outputs = build(tmp_path, runs)
+    generalization = pd.read_csv(outputs["generalization"])
+    assert set(generalization.provenance) == {"train train1, train2 · evaluate evaluate0 · code abb081d"}
+    runtime = pd.read_csv(outputs["runtime"])
+    assert list(runtime.provenance) == ["train train1, train2 · code abb081d"]  # run time comes from training alone
+    comparison = pd.read_csv(outputs["paper_vs_ours"])
+    assert comparison.provenance.str.startswith("train train1, train2").all()
+    markdown = outputs["markdown"].read_text()
+    assert "## Provenance" in markdown and "Mixed" not in markdown
+    assert re.search(r"\| train +\| abb081d +\| 3\.11\.7 +\| 2\.3\.0 +\|", markdown)  # its library versions
+
+
+def test_provenance_flags_tables_from_mixed_code_and_libraries(tmp_path):
+    runs = [
+        write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}, provenance=(job_record("a"), job_record("e"))),
+        write_run(tmp_path, "mr", "baseline", 2, 10.0, {"mr": 0.85},
+                  provenance=(job_record("b", commit="8d25689" + "0" * 33, torch="2.4.0"), job_record("e"))),
+        write_run(tmp_path, "mr", "pgd_at", 1, 30.0, {"mr": 0.86}),  # written before results carried provenance
+    ]
+    outputs = build(tmp_path, runs)
+    generalization = pd.read_csv(outputs["generalization"]).set_index("defense")
+    assert generalization.loc["baseline", "provenance"] == "train a, b · evaluate e · code abb081d, 8d25689"
+    assert generalization.loc["pgd_at", "provenance"] == "train not recorded · evaluate not recorded · code not recorded"
+    markdown = outputs["markdown"].read_text()
+    assert ("**Mixed code versions:** abb081d (train, evaluate); 8d25689 (train); not recorded (train, evaluate)."
+            in markdown)
+    assert "**Mixed library versions:** train jobs ran torch 2.3.0 and 2.4.0." in markdown

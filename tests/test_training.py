@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,38 +54,69 @@ def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
     assert (tmp_path / "model" / "config.json").is_file()
 
 
-KILL_AFTER_CHECKPOINTS = """
+KILLED_AT = """
 import json, os, sys
 from pathlib import Path
+import torch
 import robustlm.training as training
-original, saved = training.save_checkpoint, []
-def save_then_maybe_die(directory, *args):
-    original(directory, *args)
-    saved.append(1)
-    if len(saved) == int(sys.argv[5]):
-        os.kill(os.getpid(), 9)  # SIGKILL right after this epoch's checkpoint
-training.save_checkpoint = save_then_maybe_die
-params, model, data, root = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+params, model, data, root, where, count = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+calls = []
+def count_then_maybe_die():
+    calls.append(1)
+    if len(calls) == count:
+        os.kill(os.getpid(), 9)
+if where == "after checkpoint":
+    save_checkpoint = training.save_checkpoint
+    def save_then_maybe_die(*args):
+        save_checkpoint(*args)
+        count_then_maybe_die()
+    training.save_checkpoint = save_then_maybe_die
+elif where == "optimizer step":
+    step = torch.optim.AdamW.step
+    def maybe_die_then_step(self, *args, **kwargs):
+        count_then_maybe_die()
+        return step(self, *args, **kwargs)
+    torch.optim.AdamW.step = maybe_die_then_step
+elif where == "checkpoint rename":  # the checkpoint's temporary file is complete, its rename has not happened
+    replace = os.replace
+    def maybe_die_then_replace(source, target):
+        if str(target).endswith(".pt"):
+            count_then_maybe_die()
+        replace(source, target)
+    os.replace = maybe_die_then_replace
 training.fine_tune(params, model, data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
 """
 
 
-def kill_after(epochs: int, params, tiny_model, mr_data, root: Path) -> None:
+def kill_at(where: str, count: int, params, tiny_model, mr_data, root: Path) -> None:
+    """Run fine-tuning in a process that SIGKILLs itself at the `count`-th `where`."""
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_CHECKPOINTS, json.dumps(params), str(tiny_model), str(mr_data), str(root),
-         str(epochs)],
+        [sys.executable, "-c", KILLED_AT, json.dumps(params), str(tiny_model), str(mr_data), str(root), where,
+         str(count)],
         capture_output=True, text=True,
     )
     assert killed.returncode == -9, killed.stderr
     assert not (root / "metrics.json").exists()
 
 
-def test_killed_job_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tiny_model, mr_data, tmp_path):
-    kill_after(1, PARAMS, tiny_model, mr_data, tmp_path / "interrupted")
-    assert [p.name for p in (tmp_path / "interrupted" / "checkpoints").glob("epoch-*.pt")] == ["epoch-001.pt"]
+def kill_after(epochs: int, params, tiny_model, mr_data, root: Path) -> None:
+    kill_at("after checkpoint", epochs, params, tiny_model, mr_data, root)
+
+
+@pytest.mark.parametrize("where, count, resumed_from", [
+    ("after checkpoint", 1, 1),  # between epochs
+    ("optimizer step", 9, 1),  # mid-way through epoch 2 (6 steps per epoch)
+    ("checkpoint rename", 2, 1),  # epoch 2's checkpoint written to its temporary file only
+    ("optimizer step", 3, 0),  # mid-way through epoch 1: nothing to resume
+])
+def test_killed_job_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_run(
+        where, count, resumed_from, tiny_model, mr_data, tmp_path):
+    kill_at(where, count, PARAMS, tiny_model, mr_data, tmp_path / "interrupted")
+    checkpoints = sorted(p.name for p in (tmp_path / "interrupted" / "checkpoints").glob("epoch-*.pt"))
+    assert checkpoints == [f"epoch-{epoch:03d}.pt" for epoch in range(1, resumed_from + 1)]
 
     resumed = run_fine_tune(tiny_model, mr_data, tmp_path / "interrupted")
-    assert resumed["resumed_from_epoch"] == 1
+    assert resumed["resumed_from_epoch"] == resumed_from
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
 
     uninterrupted = run_fine_tune(tiny_model, mr_data, tmp_path / "straight")

@@ -1,5 +1,6 @@
 """The workflow itself, through Snakemake: a tiny end-to-end run, then what a dry run would rerun after edits."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,17 +22,23 @@ def snakemake(workdir, *args):
     )
 
 
+def jobs_in(output: str) -> list[tuple[str, str, bool, str]]:
+    """(rule, wildcards, local, job id) of every job Snakemake announces in `output`."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        match = re.match(r"(local)?rule (\w+):", block)
+        if match and match.group(2) != "all":
+            wildcards = re.search(r"wildcards: (.*)", block)
+            jobs.append((match.group(2), wildcards.group(1) if wildcards else "", bool(match.group(1)),
+                         re.search(r"jobid: (\d+)", block).group(1)))
+    return jobs
+
+
 def planned_jobs(workdir) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run would execute."""
     result = snakemake(workdir, "--dry-run")
     assert result.returncode == 0, result.stderr + result.stdout
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
-        match = re.match(r"(?:local)?rule (\w+):", block)
-        if match and match.group(1) != "all":
-            wildcards = re.search(r"wildcards: (.*)", block)
-            jobs.add((match.group(1), wildcards.group(1) if wildcards else ""))
-    return jobs
+    return {(rule, wildcards) for rule, wildcards, _, _ in jobs_in(result.stdout)}
 
 
 def edit_config(workdir, edit):
@@ -72,8 +79,23 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     assert metrics["train_examples"] == len(augmented)  # originals + every augmentation (augmented_fraction 1)
     assert "augmentations of 48 examples" in runtime.loc["ssmba", "deviations"]
 
+    import hashlib
+
+    from conftest import SCHEMA
+    from robustlm.config import canonical, load_config, train_params
+
+    spec = canonical(train_params(load_config(finished_run / "config.yaml", SCHEMA), "mr", "ssmba", 1))
+    settings_hash = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    assert metrics["provenance"]["settings_hash"] == settings_hash and metrics["provenance"]["seed"] == 1
+    ssmba_row = generalization.set_index(["defense", "test_set"]).loc[("ssmba", "mr"), "provenance"]
+    assert f"train {settings_hash} · evaluate " in ssmba_row and ssmba_row.startswith("augment ")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout[:7]
+    for table in ("tables/table2_robustness.csv", "tables/table7_lca_ablation.csv", "regression/table1.csv"):
+        notes = pd.read_csv(finished_run / "results" / table).provenance
+        assert notes.str.contains(f"code {head}").all() and not notes.str.contains("not recorded").any(), table
+
     markdown = (tables / "tables.md").read_text()
-    assert "Table 4" in markdown and "PGD-AT" in markdown and "85.27" in markdown
+    assert "Table 4" in markdown and "PGD-AT" in markdown and "85.27" in markdown and "## Provenance" in markdown
     table1 = pd.read_csv(finished_run / "results/regression/table1.csv")
     assert list(table1.method) == ["OLS", "PGD-AT", "LDS"]
     predictions = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
@@ -119,6 +141,8 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
 
 def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
     assert planned_jobs(finished_run) == set()
+    os.utime(REPO / "README.md")  # documentation is no input
+    assert planned_jobs(finished_run) == set()
     edit_config(finished_run, lambda c: c.update(dict(reversed(list(c.items())))))
     (finished_run / "config.yaml").write_text(
         yaml.safe_dump(yaml.safe_load((finished_run / "config.yaml").read_text()), sort_keys=True))
@@ -141,6 +165,21 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         ("lca_tables", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.003))
+
+
+def test_adding_a_defense_plans_only_its_jobs(finished_run):
+    lds = {"steps": 1, "epsilon": 0.003, "step_size": 0.001, "init_std": 1e-5}
+    edit_config(finished_run, lambda c: c["defenses"].update(lds=lds))
+    assert planned_jobs(finished_run) == {
+        ("train", "dataset=mr, defense=lds, seed=1"),
+        ("evaluate", "dataset=mr, defense=lds, seed=1"),
+        ("attack", "dataset=mr, defense=lds, seed=1, attack=textfooler, shard=0, shards=2"),
+        ("attack", "dataset=mr, defense=lds, seed=1, attack=textfooler, shard=1, shards=2"),
+        ("gather_attack", "dataset=mr, defense=lds, seed=1, attack=textfooler"),
+        ("tables", ""),
+        ("robustness_tables", ""),
+    }
+    edit_config(finished_run, lambda c: c["defenses"].pop("lds"))
 
 
 def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished_run):
@@ -210,3 +249,56 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
         losses = [epoch["train_loss"] for epoch in metrics["history"]]
         assert losses[-1] < losses[0], (defense, losses)
         assert metrics["passes_per_step"] >= 1 and metrics["examples_per_second"] > 0
+
+
+GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    from slurm_cluster import SingleNodeCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no SLURM cluster: {reason}")
+    with SingleNodeCluster(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
+
+
+@pytest.mark.slurm
+def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(finished_run, slurm_cluster, tmp_path):
+    """The tiny config through `--profile profiles/slurm` (overriding only the account) on a one-node cluster."""
+    (tmp_path / "config.yaml").write_text((finished_run / "config.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(tmp_path / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"),
+         "--slurm-no-account"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-5000:] + slurm_cluster.log("slurmctld")[-2000:]
+
+    output = result.stdout + result.stderr
+    slurm_ids = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
+    arrays = re.findall(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+                        r"The individual task IDs are (\d+)-", output)
+    for jobs, array, first_task in arrays:  # task k of an array is the k-th job listed
+        slurm_ids.update({job: f"{array}_{task}" for task, job in enumerate(jobs.split(","), start=int(first_task))})
+    remote = {job: rule for rule, _, local, job in jobs_in(output) if not local}
+    assert set(slurm_ids) == set(remote) and len(remote) > 20
+    assert {remote[job] for jobs, _, _ in arrays for job in jobs.split(",")} == {"attack"}  # augment has one shard
+    for job, slurm_id in slurm_ids.items():
+        shown = slurm_cluster.job(slurm_id)
+        assert shown["JobState"] == "COMPLETED", (remote[job], shown)
+        asks_for_gpu = "gpu" in shown.get("TresPerJob", "")
+        assert asks_for_gpu == (remote[job] in GPU_RULES), (remote[job], shown.get("TresPerJob"))
+
+    for pattern in ("results/runs/**/predictions.parquet", "results/runs/**/adversarial_examples.csv",
+                    "results/regression/table1.csv", "results/tables/table5_lca_association.csv",
+                    "results/tables/table7_lca_ablation.csv"):
+        local_files = sorted(finished_run.glob(pattern))
+        assert local_files, pattern
+        for local in local_files:
+            on_cluster = tmp_path / local.relative_to(finished_run)
+            read = pd.read_parquet if local.suffix == ".parquet" else pd.read_csv
+            timeless = lambda frame: frame.drop(columns=["seconds"], errors="ignore")  # noqa: E731
+            pd.testing.assert_frame_equal(timeless(read(on_cluster)), timeless(read(local)), check_exact=True)

@@ -12,9 +12,11 @@ import torch
 from . import datasets
 from .datasets.base import COLUMNS, coverage_gaps
 from .defenses import AugmentationContext, build_defense
+from .jsonl_checkpoint import fingerprint, resumed
 
 AUGMENTED_COLUMNS = [*COLUMNS, "source_id", "augmentation"]
 ORIGINAL = "original"
+CHECKPOINT_BATCHES = 4  # batches augmented between checkpoint writes: at most what a killed job redoes
 
 
 class AugmentationError(ValueError):
@@ -26,8 +28,12 @@ def training_subsample(data_path: Path, params: dict) -> pd.DataFrame:
 
 
 def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror: Path | None,
-                  device: torch.device) -> tuple[pd.DataFrame, dict]:
-    """Augmentations of one shard of the training subsample, and a report of how they were made."""
+                  device: torch.device, checkpoint: Path) -> tuple[pd.DataFrame, dict]:
+    """Augmentations of one shard of the training subsample, and a report of how they were made.
+
+    The shard is augmented in fixed chunks of CHECKPOINT_BATCHES batches, each example's augmentations
+    appended to `checkpoint` once its chunk is done: a killed job resumes from the last finished chunk, and,
+    the chunks and every example's randomness being the same, ends with what an uninterrupted job makes."""
     started = time.perf_counter()
     examples = training_subsample(data_path, params).iloc[shard::shards]
     defense = build_defense(params["defense"], params["defense_params"])
@@ -35,10 +41,21 @@ def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror
         raise AugmentationError(f"defense '{params['defense']}' does not augment data")
     context = AugmentationContext(mirror=mirror, max_length=params["max_length"], device=device,
                                   batch_size=params["batch_size"], seed=params["seed"])
-    augmented = defense.augment(examples.text.tolist(), examples.id.tolist(), context)
+    chunk_size = CHECKPOINT_BATCHES * params["batch_size"]
+    key = fingerprint(params, examples.id.tolist(), examples.text.tolist())
+    with resumed(checkpoint, key) as (done, finish):
+        resumed_examples = len(done)
+        for start in range(0, len(examples), chunk_size):
+            pending = examples.iloc[start : start + chunk_size]
+            pending = pending[~pending.id.isin(done)]
+            if len(pending):
+                augmented = defense.augment(pending.text.tolist(), pending.id.tolist(), context)
+                for example_id, texts in zip(pending.id, augmented):
+                    finish({"id": example_id, "augmentations": texts})
     rows = [(f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
-            for example, texts in zip(examples.itertuples(), augmented) for k, text in enumerate(texts)]
-    report = {"source_ids": examples.id.tolist(), "method": defense.report(), "seconds": time.perf_counter() - started,
+            for example in examples.itertuples() for k, text in enumerate(done[example.id]["augmentations"])]
+    report = {"source_ids": examples.id.tolist(), "resumed_examples": resumed_examples,
+              "method": defense.describe_augmentation(context), "seconds": time.perf_counter() - started,
               "device": str(device)}
     return pd.DataFrame(rows, columns=AUGMENTED_COLUMNS), report
 

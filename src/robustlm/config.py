@@ -6,7 +6,9 @@ Snakemake's params-based rerun trigger reruns exactly the jobs whose settings ch
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{where}': {error.message}"
 
 
+def _leaves(node: Any, path: tuple = ()):
+    """(key path, value) of every scalar in a config."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else None
+    if items is None:
+        yield path, node
+        return
+    for key, value in items:
+        yield from _leaves(value, (*path, key))
+
+
 def _resolve(schema: dict, root: dict) -> dict:
     if "$ref" not in schema:
         return schema
@@ -58,15 +70,25 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
             _fill_defaults(instance[key], subschema, root)
 
 
+@functools.lru_cache
+def _schema(path: str) -> dict:
+    """The parsed schema (parsing its YAML takes nearly all of a validation's time); never modified."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate `config` against the JSON schema and fill defaults; raise ConfigError listing every problem."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = _schema(str(schema_path))
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping, got {type(config).__name__}")
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(_describe(e) for e in errors))
+    non_finite = [_key_path(path) for path, value in _leaves(config) if isinstance(value, float) and not math.isfinite(value)]
+    if non_finite:  # YAML's .nan / .inf pass every JSON-schema bound
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(f"config key '{where}': not a finite number"
+                                                                        for where in non_finite))
     _fill_defaults(config, schema, schema)
     unconfigured = [name for name in config.get("lca", {}).get("defenses", []) if name not in config["defenses"]]
     if unconfigured:

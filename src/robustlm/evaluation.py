@@ -12,6 +12,7 @@ import torch
 from . import datasets
 from .defenses.base import IGNORED_LABEL
 from .models import load_classifier, load_tokenizer
+from .provenance import job_provenance
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
@@ -43,6 +44,11 @@ def label_tensor(labels, width: int) -> torch.Tensor:
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`device`, or the GPU when there is one."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def device_name(device: torch.device) -> str:
+    """The device as results record it: the GPU's model, or the CPU threads used."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
 def autocast(device: torch.device):
@@ -118,6 +124,6 @@ def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], m
     metrics = {"in_distribution": params["in_distribution"], "accuracy": accuracy, "examples": examples,
                "subsampled": subsampled,
                "max_length": params["max_length"], "device": str(device),
-               "seconds": time.perf_counter() - started}
+               "seconds": time.perf_counter() - started, "provenance": job_provenance(params, str(device))}
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics

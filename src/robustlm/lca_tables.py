@@ -1,5 +1,5 @@
 """Tables 5-7 of the neuron analysis and a figure, from each model's `lca.json` and its tagger's metrics, with
-the paper's numbers and the deviations from its setup next to ours."""
+the paper's numbers, the deviations from its setup and the provenance of the jobs behind each row next to ours."""
 from __future__ import annotations
 
 import json
@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import defense_order, join_notes, write_tables  # noqa: E402
+from .tables import defense_order, jobs_of, join_notes, provenance_note, provenance_section, write_tables  # noqa: E402
 
 
 def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]:
-    """Each analysis with its tagger's metrics (paired by directory) and its deviations."""
+    """Each analysis with its tagger's metrics (paired by directory), its deviations, and the jobs behind it with
+    their provenance records (None for a result written before results carried provenance)."""
     metrics = {path.parent: json.loads(path.read_text()) for path in train_metrics}
     loaded = []
     for path in analyses:
@@ -24,6 +25,7 @@ def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]
         tagger = metrics[path.parent]
         analysis["tagger"] = tagger
         analysis["deviations"] = join_notes(*paper.lca_deviations(tagger, analysis["words_per_neuron"]))
+        analysis["jobs"] = [("lca_finetune", tagger.get("provenance")), ("lca_probe", analysis.get("provenance"))]
         loaded.append(analysis)
     return loaded
 
@@ -40,7 +42,7 @@ def association_table(analyses: list[dict]) -> pd.DataFrame:
                 "seed": analysis["seed"], "match": match, "total": total, "percent": 100 * match / total if total else None,
                 "paper_match": paper_match, "paper_total": paper_total,
                 "paper_percent": 100 * paper_match / paper_total if paper_total else None,
-                "deviations": analysis["deviations"],
+                "deviations": analysis["deviations"], "provenance": provenance_note(analysis["jobs"]),
             })
     return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
 
@@ -54,7 +56,8 @@ def words_table(analyses: list[dict]) -> pd.DataFrame:
                                                                 result["tagged_in_test"]), start=1):
                 rows.append({"tag": tag, "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]),
                              "seed": analysis["seed"], "rank": rank, "word": word, "training_majority_tag": majority,
-                             "matches": majority == tag, "tagged_in_test": tagged})
+                             "matches": majority == tag, "tagged_in_test": tagged,
+                             "provenance": provenance_note(analysis["jobs"])})
     return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
 
 
@@ -71,7 +74,7 @@ def ablation_table(analyses: list[dict]) -> pd.DataFrame:
             "bottom_accuracy": 100 * accuracy["bottom"], "all_neurons_accuracy": 100 * accuracy["all"],
             "neurons": analysis["neurons"], "tagger_accuracy": 100 * analysis["tagger"]["test_word_accuracy"],
             "paper_top_accuracy": paper.TABLE7_TOP10_ACCURACY.get(analysis["defense"]),
-            "deviations": analysis["deviations"],
+            "deviations": analysis["deviations"], "provenance": provenance_note(analysis["jobs"]),
         })
     return _ordered(pd.DataFrame(rows))
 
@@ -88,7 +91,8 @@ def _ordered(table: pd.DataFrame, tag_order: list[str] | None = None) -> pd.Data
     return table.sort_values(keys, key=position, kind="stable").reset_index(drop=True)
 
 
-def _markdown(association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame) -> str:
+def _markdown(association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame,
+              jobs: list[tuple[str, dict | None]]) -> str:
     cells = association.groupby(["tag", "model"], sort=False).agg(
         match=("match", "sum"), total=("total", "sum"), paper_match=("paper_match", "first"),
         paper_total=("paper_total", "first")).reset_index()
@@ -110,7 +114,8 @@ def _markdown(association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataF
         "## Table 7: probe accuracy (%) on the top-ranked neurons only, with random and bottom-ranked controls\n",
         ablation[columns].to_markdown(index=False, floatfmt=".1f"), "\n",
         "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}),
+        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}), "\n",
+        *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
 
@@ -139,5 +144,5 @@ def build_lca_tables(analyses: list[Path], train_metrics: list[Path], outputs: d
     loaded = load_analyses(analyses, train_metrics)
     association, words, ablation = association_table(loaded), words_table(loaded), ablation_table(loaded)
     write_tables(outputs, {"association": association, "words": words, "ablation": ablation},
-                 _markdown(association, words, ablation), "%.2f")
+                 _markdown(association, words, ablation, jobs_of(analysis["jobs"] for analysis in loaded)), "%.2f")
     _figure(association, outputs["figure"])

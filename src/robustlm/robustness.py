@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import defense_order, join_notes, write_tables  # noqa: E402
+from .tables import (defense_order, jobs_of, join_notes, provenance_note, provenance_section,  # noqa: E402
+                     training_jobs, write_tables)
 
 AVERAGE = "average"
 
@@ -47,6 +48,7 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
             "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
             "substitutions": summary["substitutions"],
             "deviations": join_notes(*paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))),
+            "jobs": [*training_jobs(train), *(("attack", record) for record in summary.get("provenance", [None]))],
         })
     return pd.DataFrame(rows)
 
@@ -59,7 +61,8 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
                        seeds=("seed", "nunique"), sampled=("sampled", "first"), examples=("examples", "first"),
                        average_queries=("average_queries", "mean"),
                        average_perturbed_word_percent=("average_perturbed_word_percent", "mean"),
-                       attack_minutes=("attack_minutes", "mean"), deviations=("deviations", "first"))
+                       attack_minutes=("attack_minutes", "mean"), deviations=("deviations", "first"),
+                       jobs=("jobs", jobs_of))
                   .reset_index())
     # the paper averages its four attacks: so do we when they all ran, else the average is over what ran
     # and has no paper number to compare with
@@ -68,13 +71,14 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     averaged = per_attack[per_attack.attack.isin(paper_attacks)] if paper_average else per_attack
     average = (averaged.groupby(["dataset", "defense"], sort=False)
                .agg(asr_mean=("asr_mean", "mean"), examples=("examples", "first"),
-                    attacks=("attack", lambda names: ", ".join(names)))
+                    attacks=("attack", lambda names: ", ".join(names)), jobs=("jobs", jobs_of))
                .reset_index().assign(attack=AVERAGE))
     table = pd.concat([per_attack, average], ignore_index=True)
     table["paper_asr"] = pd.Series([paper.TABLE2_ASR.get(r.attack, {}).get(r.dataset, {}).get(r.defense)
                                     for r in table.itertuples()], dtype=float)
     if not paper_average:
         table.loc[table.attack == AVERAGE, "paper_asr"] = float("nan")
+    table["provenance"] = table.pop("jobs").map(provenance_note)
     table.insert(3, "model", table.defense.map(paper.row_name))
     order = {"attack": {a: i for i, a in enumerate([*paper.ATTACK_NAMES, AVERAGE])},
              "defense": {d: i for i, d in enumerate(defense_order(table.defense))}}
@@ -90,7 +94,7 @@ def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows), columns=["attack", "component", "original", "replacement"])
 
 
-def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame, jobs: list[tuple[str, dict | None]]) -> str:
     cells = table.assign(
         name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
         cell=[f"{m:.1f}" + (f" ± {s:.1f}" if pd.notna(s) else "") + (f" (paper {p:.1f})" if pd.notna(p) else "")
@@ -108,6 +112,7 @@ def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame) -> str:
         substitutions.to_markdown(index=False) if len(substitutions) else "None: every attack used its published resources.",
         "\n", "## Deviations from the paper's setup\n",
         *sorted({f"- {r.dataset} / {r.model} / {r.attack}: {r.deviations}" for r in table.itertuples() if r.attack != AVERAGE}),
+        "\n", *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
 
@@ -136,5 +141,6 @@ def build_robustness_tables(summaries: list[Path], ood_test_set: str | None, out
     attacks = load_attacks(summaries, ood_test_set)
     table = robustness_table(attacks)
     substitutions = substitutions_table(attacks)
-    write_tables(outputs, {"robustness": table, "substitutions": substitutions}, _markdown(table, substitutions), "%.4f")
+    write_tables(outputs, {"robustness": table, "substitutions": substitutions},
+                 _markdown(table, substitutions, jobs_of(attacks.jobs)), "%.4f")
     _figure(attacks, ood_test_set, outputs["figure"])

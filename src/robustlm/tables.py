@@ -1,6 +1,6 @@
 """The paper's Tables 3 (fine-tuning run time) and 4 (generalization), a paper-vs-ours comparison and a
 figure, assembled from whatever runs the config produced. Every number carries the deviations from the
-paper's setup that affect it."""
+paper's setup that affect it, and the provenance of the jobs it comes from."""
 from __future__ import annotations
 
 import json
@@ -22,6 +22,7 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
     for path in train_metrics:
         train = json.loads(path.read_text())
         evaluation = evaluations[path.parent]
+        training = training_jobs(train)
         for test_set, accuracy in evaluation["accuracy"].items():
             rows.append({
                 "trained_on": train["dataset"], "defense": train["defense"], "seed": train["seed"],
@@ -31,12 +32,82 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
                 "augmentation_minutes": (train["augmentation"] or {}).get("augmentation_seconds", 0.0) / 60,
                 "passes_per_step": train["passes_per_step"], "device": train["device"],
                 "deviations": join_notes(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
+                "training_jobs": training, "jobs": [*training, ("evaluate", evaluation.get("provenance"))],
             })
     return pd.DataFrame(rows)
 
 
 def join_notes(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
+
+
+def training_jobs(train_metrics: dict) -> list[tuple[str, dict | None]]:
+    """(rule, provenance record) of the jobs behind a trained model: the augment jobs of its training data, if
+    any, then the train job. A result written before results carried provenance has None."""
+    augmentation = train_metrics["augmentation"]
+    augment = augmentation.get("provenance", [None]) if augmentation else []
+    return [*(("augment", record) for record in augment), ("train", train_metrics.get("provenance"))]
+
+
+def jobs_of(rows) -> list[tuple[str, dict | None]]:
+    """The jobs of several table rows (each a list of them) as one list."""
+    return [job for jobs in rows for job in jobs]
+
+
+def code_version(record: dict | None) -> str:
+    if record is None:
+        return "not recorded"
+    code = record["code"]
+    if code["commit"] == "unknown":
+        return f"unknown (robustlm {code['robustlm'] or 'not installed'})"
+    return code["commit"][:7] + ("+dirty" if code["dirty"] else "")
+
+
+def provenance_note(jobs: list[tuple[str, dict | None]]) -> str:
+    """A row's `provenance`: the distinct settings hashes of each rule behind it and the code versions they ran,
+    e.g. "train 3f2a9c1b04de, 9c1b04de3f2a · evaluate 1b2c3d4e5f60 · code abb081d"."""
+    hashes: dict[str, dict[str, None]] = {}
+    for rule, record in jobs:
+        hashes.setdefault(rule, {})[record["settings_hash"] if record else "not recorded"] = None
+    codes = dict.fromkeys(code_version(record) for _, record in jobs)
+    return " · ".join([*(f"{rule} {', '.join(found)}" for rule, found in hashes.items()), f"code {', '.join(codes)}"])
+
+
+def provenance_section(jobs: list[tuple[str, dict | None]]) -> list[str]:
+    """Markdown: the code and library versions of the jobs behind the tables, per rule, and a warning where they
+    disagree: numbers from different code, or from one rule under different libraries, are not one experiment.
+    Rules may differ in libraries (each has its own environment)."""
+    records: dict[str, list[dict | None]] = {}
+    for rule, record in jobs:
+        records.setdefault(rule, []).append(record)
+    rules_per_code: dict[str, dict[str, None]] = {}
+    rows, mixed_libraries = [], []
+    for rule, rule_records in records.items():
+        for record in rule_records:
+            rules_per_code.setdefault(code_version(record), {})[rule] = None
+        row = {"rule": rule, "code": ", ".join(dict.fromkeys(map(code_version, rule_records)))}
+        recorded = [record for record in rule_records if record]
+        for library in dict.fromkeys(name for record in recorded for name in record["libraries"]):
+            versions = list(dict.fromkeys(record["libraries"][library] for record in recorded
+                                          if library in record["libraries"]))
+            row[library] = ", ".join(versions)
+            if len(versions) > 1:
+                mixed_libraries.append(f"{rule} jobs ran {library} {' and '.join(versions)}")
+        rows.append(row)
+    parts = ["## Provenance\n",
+             "Each row's `provenance` names the jobs behind its numbers: per rule, the settings hash (sha256 of the "
+             "job's canonical settings, first 12 hex digits, as `provenance.settings_hash` in its result file), and "
+             "the code version (git commit) they ran.\n"]
+    if len(rules_per_code) > 1:
+        parts.append("**Mixed code versions:** " + "; ".join(f"{code} ({', '.join(rules)})"
+                                                             for code, rules in rules_per_code.items())
+                     + ". These numbers do not all come from the same code.\n")
+    if mixed_libraries:
+        parts.append("**Mixed library versions:** " + "; ".join(mixed_libraries) + ".\n")
+    if any(code.endswith("+dirty") for code in rules_per_code):
+        parts.append("`+dirty`: the checkout had uncommitted changes, which the commit alone does not reproduce.\n")
+    parts.append(pd.DataFrame(rows).fillna("").to_markdown(index=False))
+    return parts
 
 
 def defense_order(defenses) -> list[str]:
@@ -48,7 +119,8 @@ def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 4: accuracy (%) per training set, defense and test set, mean and std over seeds."""
     table = (runs.groupby(["trained_on", "defense", "test_set"], sort=False)
              .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"), seeds=("seed", "nunique"),
-                  test_examples=("test_examples", "first"), deviations=("deviations", "first"))
+                  test_examples=("test_examples", "first"), deviations=("deviations", "first"),
+                  provenance=("jobs", lambda runs: provenance_note(jobs_of(runs))))
              .reset_index())
     table["paper_accuracy"] = pd.Series([
         paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
@@ -67,7 +139,8 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
              .agg(minutes_mean=("train_minutes", "mean"), minutes_std=("train_minutes", "std"),
                   generation_minutes=("generation_minutes", "mean"), augmentation_minutes=("augmentation_minutes", "mean"),
                   examples_per_second=("examples_per_second", "mean"), passes_per_step=("passes_per_step", "first"),
-                  seeds=("seed", "nunique"), device=("device", "first"), deviations=("deviations", "first"))
+                  seeds=("seed", "nunique"), device=("device", "first"), deviations=("deviations", "first"),
+                  provenance=("training_jobs", lambda runs: provenance_note(jobs_of(runs))))
              .reset_index())
     baseline = table[table.defense == "baseline"].set_index("trained_on").minutes_mean
     table["generation_share"] = table.generation_minutes / table.minutes_mean
@@ -90,17 +163,18 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
         "trained_on": generalization.trained_on, "model": generalization.model,
         "metric": "accuracy % on " + generalization.test_set,
         "paper": generalization.paper_accuracy, "ours": generalization.accuracy_mean,
-        "deviations": generalization.deviations,
+        "deviations": generalization.deviations, "provenance": generalization.provenance,
     })
     cost = pd.DataFrame({
         "trained_on": runtime.trained_on, "model": runtime.model, "metric": "run time / baseline run time",
         "paper": runtime.paper_slowdown_vs_baseline, "ours": runtime.slowdown_vs_baseline,
         "deviations": [join_notes(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
                        for notes, device in zip(runtime.deviations, runtime.device)],
+        "provenance": runtime.provenance,
     })
     table = pd.concat([accuracy, cost], ignore_index=True).dropna(subset=["paper"])
     table["difference"] = table.ours - table.paper
-    return table[["trained_on", "model", "metric", "paper", "ours", "difference", "deviations"]]
+    return table[["trained_on", "model", "metric", "paper", "ours", "difference", "deviations", "provenance"]]
 
 
 def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -108,7 +182,8 @@ def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(drop=True)
 
 
-def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame) -> str:
+def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame,
+              jobs: list[tuple[str, dict | None]]) -> str:
     wide = generalization.assign(
         cell=[f"{m:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else "") + (f" (paper {p:.2f})" if pd.notna(p) else "")
               for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)]
@@ -122,7 +197,8 @@ def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: p
         .to_markdown(index=False, floatfmt=".2f"), "\n",
         "## Paper vs. ours\n", comparison.to_markdown(index=False, floatfmt=".2f"), "\n",
         "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}),
+        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}), "\n",
+        *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
 
@@ -169,5 +245,5 @@ def build_tables(train_metrics: list[Path], eval_metrics: list[Path], outputs: d
     runtime = runtime_table(runs)
     comparison = paper_vs_ours(generalization, runtime)
     write_tables(outputs, {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison},
-                 _markdown(generalization, runtime, comparison), "%.4f")
+                 _markdown(generalization, runtime, comparison, jobs_of(runs.jobs)), "%.4f")
     _figure(generalization, outputs["figure"])

@@ -25,8 +25,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
-from .evaluation import accuracy, autocast, collate, encode, is_token_level, resolve_device
+from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device
 from .models import load_classifier, load_tokenizer
+from .provenance import job_provenance
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 2
@@ -264,7 +265,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         "defense_params": params["defense_params"],
         "seed": params["seed"],
         "model": params["model"],
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "epochs": settings["epochs"],
         "max_length": settings["max_length"],
         "train_size": params["train_size"],
@@ -284,6 +285,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         "defense_report": defense.report(),
         "augmentation": data.augmentation,
         "job_seconds": time.perf_counter() - started,
+        "provenance": job_provenance(params, device_name(device)),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(checkpoint_dir)  # the outputs are complete: resuming is no longer needed

@@ -9,6 +9,8 @@ rule augment:
         report=f"{AUGMENTED}/shard{{shard}}of{{shards}}.json",
     params:
         spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
+        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
+        checkpoint="results/checkpoints/augment/{dataset}/{defense}/shard{shard}of{shards}.jsonl",
     log:
         "results/logs/augment/{dataset}/{defense}/shard{shard}of{shards}.log",
     threads: 2

@@ -5,10 +5,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from robustlm.attacks.runner import fingerprint, load_attack, model_fingerprint, run_shard
+from robustlm.attacks.runner import load_attack, model_fingerprint, run_shard
 from robustlm.config import mirror_dir
-from robustlm.evaluation import resolve_device
+from robustlm.evaluation import device_name, resolve_device
+from robustlm.jsonl_checkpoint import fingerprint
 from robustlm.logs import to_file
+from robustlm.provenance import job_provenance
 
 with to_file(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -16,8 +18,8 @@ with to_file(snakemake.log[0]):
     model_dir = Path(snakemake.input.model)
     sample = pd.read_parquet(snakemake.input.sample)
     started = time.perf_counter()
-    attack, substitutions = load_attack(params["attack"], params, model_dir, mirror_dir(snakemake.config),
-                                        resolve_device())
+    device = resolve_device()
+    attack, substitutions = load_attack(params["attack"], params, model_dir, mirror_dir(snakemake.config), device)
     checkpoint = Path(snakemake.params.checkpoint)
     examples = run_shard(
         attack, sample, int(snakemake.wildcards.shard), int(snakemake.wildcards.shards), params["seed"], checkpoint,
@@ -25,6 +27,6 @@ with to_file(snakemake.log[0]):
     )
     Path(snakemake.output.shard).write_text(json.dumps({
         "substitutions": substitutions, "examples": examples, "job_seconds": time.perf_counter() - started,
-        "device": str(torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"),
+        "device": device_name(device), "provenance": job_provenance(params, device_name(device)),
     }))
     checkpoint.unlink()

@@ -15,5 +15,6 @@ with to_file(snakemake.log[0]):
         "dataset": snakemake.wildcards.dataset, "defense": snakemake.wildcards.defense,
         "seed": int(snakemake.wildcards.seed), "attack": params["attack"], "settings": params, "shards": len(shards),
         "job_seconds": sum(shard["job_seconds"] for shard in shards), "device": shards[0]["device"], **summary,
+        "provenance": [shard["provenance"] for shard in shards],  # of the attack jobs, one per shard
     }
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2))

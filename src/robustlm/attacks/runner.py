@@ -9,9 +9,7 @@ only its own attacks."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 
 from .. import resources
 from ..datasets.base import coverage_gaps
+from ..jsonl_checkpoint import resumed
 from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
 from . import AttackError, get, prepare_textattack
 
@@ -79,10 +78,6 @@ def describe(result, example, seconds: float) -> dict:
     }
 
 
-def fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
 def model_fingerprint(model_dir: Path) -> str:
     """Weights and config, so a checkpoint of an attack on an older model is never reused."""
     digest = hashlib.sha256()
@@ -95,28 +90,6 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: Path, key: str) -> dict[str, dict]:
-    """Finished examples of an interrupted run with the same `key`; a torn last line (killed mid-write) is dropped."""
-    if not path.is_file():
-        return {}
-    lines = path.read_text().splitlines()
-    if not lines or json.loads(lines[0]).get("key") != key:
-        log.warning("checkpoint %s belongs to another model, sample or setting; starting over", path)
-        return {}
-    done = {}
-    for number, line in enumerate(lines[1:], start=2):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number != len(lines):
-                raise AttackError(f"checkpoint {path} is corrupt at line {number}; delete it to restart the shard")
-            log.warning("dropping a partly written last line of %s", path)
-            continue
-        done[record["id"]] = record
-    log.info("resuming from %s: %d examples already attacked", path, len(done))
-    return done
-
-
 def run_shard(attack, sample: pd.DataFrame, shard: int, shards: int, seed: int, checkpoint: Path, key: str) -> list[dict]:
     """Attack every `shards`-th example of the sample starting at `shard` (resumable through `checkpoint`)."""
     return attack_examples(attack, sample.iloc[shard::shards], seed, checkpoint, key)
@@ -126,14 +99,8 @@ def attack_examples(attack, examples: pd.DataFrame, seed: int, checkpoint: Path,
                     enough_successes: int | None = None) -> list[dict]:
     """Attack `examples` (id, text, label) in order, appending each result to `checkpoint` as it finishes so
     that a killed job resumes where it stopped; stop early once `enough_successes` attacks have succeeded."""
-    done = read_checkpoint(checkpoint, key)
-    # rewritten with the finished examples only, so that appending never follows a torn line
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    partial = checkpoint.with_suffix(".tmp")
-    partial.write_text("".join(json.dumps(record) + "\n" for record in [{"key": key}, *done.values()]))
-    os.replace(partial, checkpoint)
     successes, attacked = 0, []
-    with checkpoint.open("a") as handle:
+    with resumed(checkpoint, key) as (done, finish):
         for example in examples.itertuples():
             if enough_successes is not None and successes >= enough_successes:
                 break
@@ -142,10 +109,7 @@ def attack_examples(attack, examples: pd.DataFrame, seed: int, checkpoint: Path,
                 seed_example(seed, example.id)
                 started = time.perf_counter()
                 result = attack.attack(example.text, int(example.label))
-                done[example.id] = describe(result, example, time.perf_counter() - started)
-                handle.write(json.dumps(done[example.id]) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                finish(describe(result, example, time.perf_counter() - started))
                 log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
             successes += done[example.id]["result"] == "successful"
     return [done[example_id] for example_id in attacked]

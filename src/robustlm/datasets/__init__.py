@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import COLUMNS, DataSourceError, Dataset, sha256_of
+from .base import COLUMNS, DataSourceError, Dataset
 from .imdb import Imdb
 from .mr import MovieReviews
 from .yelp import YelpPolarity
@@ -23,7 +23,10 @@ def get(name: str) -> Dataset:
 
 
 def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict]:
-    """All canonical splits of dataset `name` and a manifest saying where they came from."""
+    """All canonical splits of dataset `name` and a manifest saying where they came from.
+
+    Texts that are empty once the source's markup is cleaned are no examples: they are dropped (after the
+    validation split is carved, which depends on ids only) and counted per split in the manifest."""
     dataset = get(name)
     if mirror is not None:
         frame = dataset.from_mirror(Path(mirror), seed)
@@ -34,9 +37,13 @@ def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, di
     frame = frame[COLUMNS].reset_index(drop=True)
     if frame.id.duplicated().any():
         raise DataSourceError(f"{name}: duplicate example ids {frame.id[frame.id.duplicated()].tolist()[:5]}")
+    empty = frame.text.str.strip() == ""
+    skipped = frame.split[empty].value_counts()
+    frame = frame[~empty].reset_index(drop=True)
     counts = {
         split: {"examples": int((frame.split == split).sum()),
-                "positive": int(((frame.split == split) & (frame.label == 1)).sum())}
+                "positive": int(((frame.split == split) & (frame.label == 1)).sum()),
+                "skipped_empty_texts": int(skipped.get(split, 0))}
         for split in dataset.splits
     }
     return frame, {"dataset": name, "source": source, "validation_seed": seed, "splits": counts}

@@ -16,7 +16,7 @@ COLUMNS = ["id", "text", "label", "split"]
 
 
 class DataSourceError(RuntimeError):
-    """A source file is missing or does not match its published checksum."""
+    """A source file is missing, does not match its published checksum, or does not read as its format says."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def decode_utf8(raw: bytes, source: str) -> str:
+    """`raw` as text; bytes that are not UTF-8 are an error naming `source` and the line they are on."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataSourceError(f"{source} is not UTF-8 at line {line} ({exc.reason})") from exc
+
+
 def read_textfooler_sample(path: Path, id_prefix: str, split: str) -> pd.DataFrame:
     """TextFooler's test samples: one `<label> <text>` per line, labels 0 = negative, 1 = positive."""
     rows = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for line_number, line in enumerate(decode_utf8(path.read_bytes(), str(path)).splitlines()):
         label, _, text = line.partition(" ")
+        if label not in ("0", "1"):
+            raise DataSourceError(f"{path}:{line_number + 1} does not start with a 0/1 label: {line[:60]!r}")
         rows.append((f"{id_prefix}/{line_number}", text.strip(), int(label), split))
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import COLUMNS, DataSourceError, Dataset, MirrorFile, carve_validation, load_hub_dataset
+from .base import COLUMNS, Dataset, MirrorFile, carve_validation, decode_utf8, load_hub_dataset
 
 _REVIEW = re.compile(r"aclImdb/(train|test)/(pos|neg)/(\d+_\d+)\.txt$")
 _LINE_BREAK = re.compile(r"(<br\s*/?>\s*)+")
@@ -39,11 +39,7 @@ class Imdb(Dataset):
                 if not match or not member.isfile():
                     continue
                 split, polarity, stem = match.groups()
-                raw = tar.extractfile(member).read()
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataSourceError(f"{archive}:{member.name} is not UTF-8 ({exc})") from exc
+                text = decode_utf8(tar.extractfile(member).read(), f"{archive}:{member.name}")
                 rows.append((f"imdb/{split}/{polarity}/{stem}", clean_review(text), int(polarity == "pos"), split))
         frame = pd.DataFrame(rows, columns=COLUMNS)
         return self._with_validation(frame, seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import (COLUMNS, Dataset, MirrorFile, carve_validation, load_hub_dataset, normalized,
+from .base import (COLUMNS, Dataset, MirrorFile, carve_validation, decode_utf8, load_hub_dataset, normalized,
                    read_textfooler_sample)
 
 
@@ -36,11 +36,12 @@ class MovieReviews(Dataset):
         rows = []
         with zipfile.ZipFile(corpus) as archive:
             for polarity, label in (("pos", 1), ("neg", 0)):
-                # rt-polarity v1.0 is Latin-1 encoded
-                lines = archive.read(f"sentence_polarity/rt-polarity.{polarity}").decode("latin-1").splitlines()
+                # rt-polarity v1.0 is Latin-1; NLTK's copy was converted to UTF-8 (its README.txt)
+                member = f"sentence_polarity/rt-polarity.{polarity}"
+                lines = decode_utf8(archive.read(member), f"{corpus}:{member}").splitlines()
                 rows += [(f"mr/{polarity}/{n}", line.strip(), label, "train") for n, line in enumerate(lines)]
         pool = pd.DataFrame(rows, columns=COLUMNS)
-        held_out = set(test.text.map(normalized))
+        held_out = set(test.text.map(normalized)) - {""}  # a text without letters or digits is no sentence to match
         pool = pool[~pool.text.map(normalized).isin(held_out)]
         train = carve_validation(pool, self.validation_fraction, seed)
         return pd.concat([train, test], ignore_index=True)

@@ -3,9 +3,11 @@ augmented copies made once, before training, by `rule augment` (sharded over the
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import numpy as np
 
+from .base import AugmentationContext
 from .baseline import Baseline
 
 
@@ -17,6 +19,20 @@ class DataAugmentation(Baseline):
         super().__init__(augmented_fraction=augmented_fraction, samples_per_example=samples_per_example, **params)
         self.augmented_fraction = augmented_fraction
         self.samples_per_example = samples_per_example
+        self._loaded: dict = {}
+
+    def describe_augmentation(self, context: AugmentationContext) -> dict:
+        """How the augmentations are made beyond the defense's settings (e.g. the translation backend's
+        version), recorded with them."""
+        return {}
+
+    def loaded(self, context: AugmentationContext, load: Callable[[AugmentationContext], object]):
+        """What `load(context)` loads (models, a translator), once per mirror and device: the augment stage
+        calls `augment` chunk by chunk."""
+        key = (context.mirror, context.device)
+        if key not in self._loaded:
+            self._loaded[key] = load(context)
+        return self._loaded[key]
 
 
 def example_rng(seed: int, example_id: str) -> np.random.Generator:

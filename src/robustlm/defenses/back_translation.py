@@ -2,7 +2,9 @@
 
 - `apertium`: Debian's rule-based Apertium (`apertium` + `apertium-eng-<pivot>`), the only machine
   translation available offline; deterministic, so one paraphrase per example.
-- `marian`: Hugging Face MarianMT models (A2T used en-de), sentence by sentence with sampling, on a cluster.
+- `marian`: Hugging Face MarianMT models (A2T used en-de), sentence by sentence with sampling, on a cluster;
+  every sentence samples from its own random stream, drawn from its example's, so that a paraphrase does not
+  depend on the batch (or shard, or resumed chunk) its example is translated in.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import subprocess
 import torch
 
 from ..models import load_tokenizer, resolve_model
-from .augmentation import DataAugmentation
+from .augmentation import DataAugmentation, example_rng
 from .base import AugmentationContext
 
 LINE_BREAKS = re.compile(r"\s*<br\s*/?>\s*|\s+")  # IMDB's markup and real line breaks: one text per line
@@ -54,8 +56,22 @@ class Apertium:
                                    f"{len(lines)}): {result.stderr.strip()[:500]}")
         return translated
 
-    def round_trip(self, texts: list[str], context: AugmentationContext) -> list[str]:
-        return self.translate(self.translate(texts, f"eng-{self.pivot}"), f"{self.pivot}-eng")
+    def round_trip(self, texts: list[str], example_ids: list[str], context: AugmentationContext) -> list[str]:
+        return self.translate(self.translate(texts, f"eng-{self.pivot}"), f"{self.pivot}-eng")  # deterministic: no seeds
+
+
+class GumbelSampling:
+    """A logits processor that turns greedy decoding into sampling at `temperature` (Gumbel-max), each
+    sequence of the batch drawing its noise from its own generator."""
+
+    def __init__(self, seeds: list[int], temperature: float, device: torch.device):
+        self.generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        gumbel = torch.stack([-torch.empty(scores.shape[1], device=scores.device).exponential_(generator=generator).log()
+                              for generator in self.generators])
+        return scores / self.temperature + gumbel
 
 
 class Marian:
@@ -63,7 +79,7 @@ class Marian:
         from transformers import AutoModelForSeq2SeqLM
 
         self.names = (forward_model, backward_model)
-        self.temperature, self.context = temperature, context
+        self.temperature = temperature
         self.models = []
         for name in self.names:
             path = resolve_model(name, context.mirror)
@@ -74,24 +90,34 @@ class Marian:
                 "temperature": self.temperature}
 
     @torch.no_grad()
-    def translate(self, sentences: list[str], tokenizer, model) -> list[str]:
+    def translate(self, sentences: list[str], seeds: list[int], tokenizer, model,
+                  context: AugmentationContext) -> list[str]:
+        """`sentences` translated, each sampled at `temperature` with its own seed (greedily without a temperature)."""
+        from transformers import LogitsProcessorList
+
         translated = []
-        for start in range(0, len(sentences), self.context.batch_size):
-            batch = tokenizer(sentences[start : start + self.context.batch_size], truncation=True,
-                              max_length=self.context.max_length, padding=True, return_tensors="pt").to(self.context.device)
-            sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0} if self.temperature else {"num_beams": 1}
+        for start in range(0, len(sentences), context.batch_size):
+            batch = tokenizer(sentences[start : start + context.batch_size], truncation=True,
+                              max_length=context.max_length, padding=True, return_tensors="pt").to(context.device)
+            sampling = ([GumbelSampling(seeds[start : start + context.batch_size], self.temperature, context.device)]
+                        if self.temperature else [])
+            # greedy search with the sampling processor: the hub's generation configs may ask for beam search
             output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                    max_new_tokens=self.context.max_length, **sampling)
+                                    max_new_tokens=context.max_length, do_sample=False, num_beams=1,
+                                    logits_processor=LogitsProcessorList(sampling))
             translated += tokenizer.batch_decode(output, skip_special_tokens=True)
         return translated
 
-    def round_trip(self, texts: list[str], context: AugmentationContext) -> list[str]:
+    def round_trip(self, texts: list[str], example_ids: list[str], context: AugmentationContext) -> list[str]:
         """Sentence by sentence (MT models are trained on sentences, and long reviews exceed their length)."""
-        torch.manual_seed(context.seed)
         sentences = [SENTENCE_END.split(one_line(text)) for text in texts]
+        # a seed per sentence and direction, drawn from the example's own random stream
+        seeds = [example_rng(context.seed, example_id).integers(2**63, size=(len(self.models), len(text))).tolist()
+                 for example_id, text in zip(example_ids, sentences)]
         flat = [sentence for text in sentences for sentence in text]
-        for tokenizer, model in self.models:
-            flat = self.translate(flat, tokenizer, model)
+        for direction, (tokenizer, model) in enumerate(self.models):
+            direction_seeds = [seed for example in seeds for seed in example[direction]]
+            flat = self.translate(flat, direction_seeds, tokenizer, model, context)
         joined, start = [], 0
         for text in sentences:
             joined.append(" ".join(flat[start : start + len(text)]))
@@ -108,7 +134,6 @@ class BackTranslation(DataAugmentation):
                          temperature=temperature, **params)
         self.backend, self.pivot, self.temperature = backend, pivot, temperature
         self.forward_model, self.backward_model = forward_model, backward_model
-        self.description: dict = {}
 
     def translator(self, context: AugmentationContext):
         if self.backend == "apertium":
@@ -118,17 +143,17 @@ class BackTranslation(DataAugmentation):
         raise TranslationError(f"unknown back-translation backend '{self.backend}' (apertium or marian)")
 
     def augment(self, texts, example_ids, context):
-        translator = self.translator(context)
-        self.description = translator.describe()
+        translator = self.loaded(context, self.translator)
         samples = 1 if self.backend == "apertium" else self.samples_per_example  # Apertium is deterministic
         augmented: list[list[str]] = [[] for _ in texts]
         for draw in range(samples):
-            round_trips = translator.round_trip(texts, AugmentationContext(**{**vars(context), "seed": context.seed + draw}))
+            round_trips = translator.round_trip(texts, example_ids,
+                                                AugmentationContext(**{**vars(context), "seed": context.seed + draw}))
             for paraphrases, text, paraphrase in zip(augmented, texts, round_trips):
                 # a paraphrase differing only in case is the same input to an uncased model
                 if paraphrase and paraphrase.lower() != one_line(text).lower() and paraphrase not in paraphrases:
                     paraphrases.append(paraphrase)
         return augmented
 
-    def report(self) -> dict:
-        return self.description
+    def describe_augmentation(self, context: AugmentationContext) -> dict:
+        return self.loaded(context, self.translator).describe()

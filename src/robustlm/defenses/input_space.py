@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..jsonl_checkpoint import fingerprint
 from .base import Defense, TrainingContext, model_inputs
 
 
@@ -56,7 +57,7 @@ class InputSpaceAdversarialTraining(Defense):
         wanted = self.planned_extra_examples(epoch, len(self.context.train_texts))
         if not wanted:
             return [], []
-        from ..attacks.runner import attack_examples, fingerprint
+        from ..attacks.runner import attack_examples
 
         started = time.perf_counter()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(self.context.train_texts))

@@ -46,10 +46,9 @@ class Ssmba(DataAugmentation):
         self.random_token_probability, self.leave_unmasked_probability = random_token_probability, leave_unmasked_probability
         self.masked_lm = masked_lm
 
-    def augment(self, texts, example_ids, context: AugmentationContext):
+    def load_masked_lm(self, context: AugmentationContext):
+        """The reconstructing MLM, its tokenizer, and the tokens it may not sample."""
         from transformers import AutoModelForMaskedLM
-
-        from ..evaluation import encode  # the defenses package is imported by evaluation
 
         path = resolve_model(self.masked_lm, context.mirror)
         tokenizer = load_tokenizer(path)
@@ -57,7 +56,12 @@ class Ssmba(DataAugmentation):
         # the reference never samples special tokens back into a sentence
         forbidden = torch.zeros(mlm.config.vocab_size, dtype=torch.bool, device=context.device)
         forbidden[[i for i in tokenizer.all_special_ids if i < mlm.config.vocab_size]] = True
+        return tokenizer, mlm, forbidden
 
+    def augment(self, texts, example_ids, context: AugmentationContext):
+        from ..evaluation import encode  # the defenses package is imported by evaluation
+
+        tokenizer, mlm, forbidden = self.loaded(context, self.load_masked_lm)
         originals = encode(tokenizer, texts, context.max_length)
         rngs = [example_rng(context.seed, example_id) for example_id in example_ids]
         augmented: list[list[str]] = [[] for _ in texts]
