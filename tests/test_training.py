@@ -44,6 +44,20 @@ def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
     assert not all(np.array_equal(a, b) for a, b in zip(batches, epoch_batches(lengths, 8, seed=1, epoch=3)))
 
 
+def test_batches_are_padded_as_the_tokenizer_pads_them(mirror):
+    from robustlm.evaluation import collate
+    from robustlm.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(mirror / "models" / "minilm-l6-h384-uncased-mlm"))
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1000, 2000, size).tolist() for size in (5, 1, 17, 17, 9)]
+    batch = collate(tokenizer, sequences, [[1] * len(s) for s in sequences])
+    reference = tokenizer.pad({"input_ids": sequences}, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], reference["input_ids"])
+    assert torch.equal(batch["attention_mask"], reference["attention_mask"])
+    assert batch["labels"].tolist()[1] == [1] + [-100] * 16  # token labels padded with the ignored label
+
+
 def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
     metrics = run_fine_tune(tiny_model, mr_data, tmp_path)
     assert metrics["train_examples"] == 96 and metrics["validation_examples"] == 32

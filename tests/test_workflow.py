@@ -14,11 +14,11 @@ from conftest import REPO
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir, *args):
+def snakemake(workdir, *args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=env,
     )
 
 
@@ -220,6 +220,33 @@ def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(fini
     assert planned_jobs(finished_run) == ssmba_jobs | {("augment", "dataset=mr, defense=ssmba, shard=0, shards=1"),
                                                        ("gather_augmentation", "dataset=mr, defense=ssmba")}
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("noise_probability"))
+
+
+def test_a_job_failing_on_a_missing_mirror_file_names_it_and_loses_nothing_computed(finished_run, mirror, tmp_path):
+    """A defense added to a finished run whose resource is missing from the mirror: its job fails naming the file
+    and where to get it; every result computed before stays as it was, and nothing else needs to rerun."""
+    partial_mirror = tmp_path / "mirror"  # the mirror without the counter-fitted neighbour lists ASCC reads
+    (partial_mirror / "resources").mkdir(parents=True)
+    for entry in mirror.iterdir():
+        if entry.name != "resources":
+            (partial_mirror / entry.name).symlink_to(entry)
+    (partial_mirror / "resources" / "counter_fitting").symlink_to(mirror / "resources" / "counter_fitting")
+    results = finished_run / "results"
+    before = {path: path.stat().st_mtime_ns for path in results.rglob("*") if path.is_file() and "logs" not in path.parts}
+
+    adv_base = {"beta": 10.0, "steps": 1, "step_size": 1.0, "init_std": 1.0}
+    edit_config(finished_run, lambda c: c["defenses"].update(adv_base=adv_base))
+    failed = snakemake(finished_run, env={**os.environ, "ROBUSTLM_MIRROR": str(partial_mirror)})
+    assert failed.returncode != 0
+    assert "Error in rule train" in failed.stdout + failed.stderr
+    log = (results / "logs" / "train" / "mr" / "adv_base" / "seed1.log").read_text()
+    assert f"missing data file {partial_mirror}/resources/counterfitted_neighbors.json" in log
+    assert "certified-word-sub" in log  # where to obtain it
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    assert not (results / "runs" / "mr" / "adv_base").exists()
+
+    edit_config(finished_run, lambda c: c["defenses"].pop("adv_base"))
+    assert planned_jobs(finished_run) == set()
 
 
 def test_report_builds_with_captions(finished_run):

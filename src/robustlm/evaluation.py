@@ -20,8 +20,17 @@ def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
 
 
 def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") -> dict[str, torch.Tensor]:
-    batch = tokenizer.pad({"input_ids": sequences}, return_tensors="pt")
-    batch = {key: value.to(device) for key, value in batch.items() if key in ("input_ids", "attention_mask")}
+    """Input ids right-padded to the batch's longest sequence (BERT's padding side) and their attention mask.
+
+    Padded with numpy rather than `tokenizer.pad`, which took ~40x longer (10-15 ms for 32 x 400 tokens on this
+    project's CPU): every training step, evaluation batch and attack query batch is collated on the host."""
+    width = max(map(len, sequences))
+    input_ids = np.full((len(sequences), width), tokenizer.pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = sequence
+        attention_mask[row, : len(sequence)] = 1
+    batch = {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(attention_mask).to(device)}
     if labels is not None:
         batch["labels"] = label_tensor(labels, batch["input_ids"].shape[1]).to(device)
     return batch

@@ -25,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
+from .defenses.base import Autocast
 from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
@@ -175,6 +176,30 @@ def augmented_training_set(train: pd.DataFrame, augmented_path: Path, fraction: 
     return pd.concat([train, kept[train.columns]], ignore_index=True), manifest
 
 
+def build_optimizer(model, defense: Defense, settings: dict, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the model's and the defense's parameters, without weight decay on biases and LayerNorm
+    weights (BERT's recipe); fused on GPU."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
+    ]
+    return torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
+
+
+def train_step(defense: Defense, model, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler,
+               max_grad_norm: float, autocast_context: Autocast) -> torch.Tensor:
+    """One optimizer step: the defense's gradients, clipped over every optimised parameter, then AdamW and the
+    schedule. Returns the step's loss, detached and left on the device (reading it would sync the host)."""
+    loss = defense.backward(model, batch, autocast_context)
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, output_dir: Path, checkpoint_dir: Path,
                 metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
     """Train with the defense in `params` on `data`; keep the best-validation model in `output_dir`."""
@@ -193,14 +218,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
                                     train_labels=train_labels, max_length=settings["max_length"], device=device,
                                     seed=params["seed"], work_dir=checkpoint_dir,
                                     run_key=json.dumps(params, sort_keys=True)))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-        {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
-    parameters = [p for group in groups for p in group["params"]]
+    optimizer = build_optimizer(model, defense, settings, device)
     total_steps = sum(-(-(len(train_ids) + defense.planned_extra_examples(epoch, len(train_ids))) // settings["batch_size"])
                       for epoch in range(1, settings["epochs"] + 1))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
@@ -234,12 +252,8 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         for batch_indices in progress:
             batch = collate(tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device)
             batch["adversarial"] = torch.as_tensor(adversarial[batch_indices], device=device)
-            loss = defense.backward(model, batch, lambda: autocast(device))
-            torch.nn.utils.clip_grad_norm_(parameters, settings["max_grad_norm"])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss)
+            losses.append(train_step(defense, model, batch, optimizer, scheduler, settings["max_grad_norm"],
+                                     lambda: autocast(device)))
             state.step += 1
             state.examples_seen += len(batch_indices)
             state.tokens_seen += sum(lengths[i] for i in batch_indices)

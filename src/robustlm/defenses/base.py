@@ -63,6 +63,12 @@ class Defense(ABC):
         """Forward+backward passes per step beyond the clean one, recorded as training cost."""
         return 0
 
+    @classmethod
+    def makes_training_data(cls) -> bool:
+        """Whether the defense's cost lies in making training data (augmentation before training, adversarial
+        examples before epochs) while its optimizer step costs what the baseline's does."""
+        return cls.augments_data or cls.extra_training_examples is not Defense.extra_training_examples
+
     def prepare(self, context: TrainingContext) -> None:
         """Called once with the pre-trained model, before training starts or resumes."""
 
