@@ -30,10 +30,19 @@ def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") ->
     for row, sequence in enumerate(sequences):
         input_ids[row, : len(sequence)] = sequence
         attention_mask[row, : len(sequence)] = 1
-    batch = {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(attention_mask).to(device)}
+    batch = {"input_ids": to_device(torch.from_numpy(input_ids), device),
+             "attention_mask": to_device(torch.from_numpy(attention_mask), device)}
     if labels is not None:
-        batch["labels"] = label_tensor(labels, batch["input_ids"].shape[1]).to(device)
+        batch["labels"] = to_device(label_tensor(labels, width), device)
     return batch
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor on `device`. To a GPU through pinned memory without blocking: a copy from pageable memory
+    waits for the work already queued on the GPU, which would stop the host from preparing the next step."""
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def is_token_level(labels) -> bool:

@@ -26,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
 from .defenses.base import Autocast
-from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device
+from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device, to_device
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
 
@@ -251,7 +251,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
                         desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
         for batch_indices in progress:
             batch = collate(tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device)
-            batch["adversarial"] = torch.as_tensor(adversarial[batch_indices], device=device)
+            batch["adversarial"] = to_device(torch.from_numpy(adversarial[batch_indices]), device)
             losses.append(train_step(defense, model, batch, optimizer, scheduler, settings["max_grad_norm"],
                                      lambda: autocast(device)))
             state.step += 1
