@@ -195,5 +195,6 @@ def main() -> None:
         table.assign(device=device_description, dtype=dtype, model=source, parameters=parameters,
                      seq_len=args.seq_len, batch_size=args.batch_size).to_csv(args.csv, index=False)
 
+
 if __name__ == "__main__":
     main()

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from robustlm import datasets  # noqa: E402
 from robustlm.config import defense_params, load_config, training_settings  # noqa: E402
+from robustlm.datasets.treebank import read_treebank, split_sentences  # noqa: E402
 from robustlm.defenses import DEFENSES  # noqa: E402
 from robustlm.models import load_tokenizer, resolve_model  # noqa: E402
 
@@ -61,12 +62,10 @@ def split_statistics(config: dict, data_dir: Path, tokenizer) -> dict:
         frame = datasets.select(datasets.read_split(data_dir / f"{name}.parquet", "test"), sizes.get("test_size"), seed)
         stats[name, "test"] = (len(frame), mean_tokens(tokenizer, frame.text, max_length))
     if "lca" in config:
-        treebank = pd.read_parquet(data_dir / "treebank.parquet")
+        treebank, settings = read_treebank(data_dir / "treebank.parquet"), config["lca"]
         for split in ("train", "validation"):
-            sentences = treebank[treebank.split == split].words.map(list)
-            size = config["lca"].get(f"{split}_size")
-            sentences = sentences[: size or len(sentences)]
-            stats["treebank", split] = (len(sentences), mean_tokens(tokenizer, sentences, config["lca"]["training"]["max_length"],
+            sentences = split_sentences(treebank, split, settings.get(f"{split}_size"), settings["split_seed"]).words
+            stats["treebank", split] = (len(sentences), mean_tokens(tokenizer, sentences, settings["training"]["max_length"],
                                                                      split_into_words=True))
     return stats
 
@@ -95,6 +94,7 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
     for dataset in config["datasets"]:
         (train_n, train_len), (validation_n, validation_len) = stats[dataset, "train"], stats[dataset, "validation"]
         test_sets = [(dataset, "test")] + [(name, "test") for name in config["ood_datasets"]]
+        forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
         for defense in config["defenses"]:
             settings, params = training_settings(config, defense), defense_params(config, defense)
             epochs, examples, generation = settings["epochs"], train_n * settings["epochs"], 0.0
@@ -107,7 +107,6 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
                 seconds_per_example, success_rate = attack_cost(attacks, DEFENSES[defense].attack, dataset)
                 generation = found / max(success_rate, 1e-9) * seconds_per_example
             rate = tokens_per_second(finetune, defense, train_len)
-            forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
             jobs.append({"stage": "fine-tuning", "dataset": dataset, "defense": defense,
                          "seconds": seeds * (examples * train_len / rate + epochs * validation_n * validation_len / forward)})
             if generation:
