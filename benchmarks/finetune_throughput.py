@@ -57,14 +57,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(step: Callable[[Batch], None], batches: list[Batch], warmup: int, device: torch.device) -> float:
-    """Seconds for the batches after the first `warmup`; the device is synchronised around them only."""
+def timed(step: Callable[[Batch], None], batches: list[Batch], warmup: int, device: torch.device,
+          report_syncs: bool = False) -> float:
+    """Seconds for the batches after the first `warmup`; the device is synchronised around them only. With
+    `report_syncs`, every place in the timed steps that makes the host wait for the GPU is warned about once."""
     for batch in batches[:warmup]:
         step(batch)
     synchronize(device)
+    if report_syncs:
+        torch.cuda.set_sync_debug_mode("warn")
     started = time.perf_counter()
     for batch in batches[warmup:]:
         step(batch)
+    if report_syncs:
+        torch.cuda.set_sync_debug_mode("default")
     synchronize(device)
     return time.perf_counter() - started
 
@@ -119,6 +125,8 @@ def main() -> None:
                         help=f"the device's peak for MFU; default {HOPPER_DENSE_BF16_TFLOPS:g} for bf16 on an H100/H200, else no MFU")
     parser.add_argument("--mirror", type=Path, default=os.environ.get("ROBUSTLM_MIRROR"))
     parser.add_argument("--csv", type=Path, help="also write the rows here (benchmarks/paper_grid_estimate.py reads them)")
+    parser.add_argument("--report-syncs", action="store_true",
+                        help="on GPU, warn (with the line) about each host sync in the timed steps")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny random model, seq-len 32, batch 4, 2 steps after 1 warmup (overrides those options)")
     args = parser.parse_args()
@@ -129,6 +137,8 @@ def main() -> None:
         parser.error(f"{', '.join(outside_the_step)} spend their cost making training data, outside the step timed here")
 
     device = resolve_device(args.device)
+    if args.report_syncs and device.type != "cuda":
+        parser.error("--report-syncs needs a GPU: host syncs exist only there")
     dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     device_description = device_name(device)
     hopper = any(chip in device_description for chip in ("H100", "H200"))
@@ -158,7 +168,8 @@ def main() -> None:
 
     model = seeded_model()
     parameters = sum(p.numel() for p in model.parameters())
-    runs = [("reference", 1, timed(plain_loop(model, config["training"], device, autocast), batches, args.warmup, device))]
+    runs = [("reference", 1, timed(plain_loop(model, config["training"], device, autocast), batches, args.warmup, device,
+                                   args.report_syncs))]
     del model
     for defense_name in args.defenses:
         settings = training_settings(config, defense_name)
@@ -170,7 +181,8 @@ def main() -> None:
                                             max_length=args.seq_len, device=device, seed=SEED, work_dir=Path(work_dir),
                                             run_key=f"benchmark {defense_name}"))
             step = project_step(defense, model, tokenizer, settings, len(batches), device, autocast)
-            runs.append((defense_name, 1 + defense.extra_passes, timed(step, batches, args.warmup, device)))
+            runs.append((defense_name, 1 + defense.extra_passes,
+                         timed(step, batches, args.warmup, device, args.report_syncs)))
         del model, defense, step  # before the next runner's model is built: one model on the device at a time
 
     source = f"random {args.random_init}" if args.random_init else model_path

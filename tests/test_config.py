@@ -51,6 +51,7 @@ def test_schema_lists_exactly_the_registered_defenses():
         (lambda c: c["defenses"]["back_translation"].update(backend="google"), ["'defenses.back_translation.backend'"]),
         (lambda c: c["defenses"]["ssmba"].update(noise_probability=0), ["'defenses.ssmba.noise_probability'"]),
         (lambda c: c["defenses"]["pgd_at"].update(epsilon=float("nan")), ["'defenses.pgd_at.epsilon': not a finite"]),
+        (lambda c: c["attacks"].update(precision="fp16"), ["'attacks.precision'", "'fp16' is not one of"]),
     ],
 )
 def test_bad_configs_name_the_key(default_config, mutate, expected):

@@ -142,6 +142,16 @@ def test_tat_tally_is_re_estimated_from_the_epochs_predictions():
     assert torch.equal(restored.error_tally, tat.error_tally)
 
 
+def test_tat_samples_and_tallies_without_reading_device_values_on_the_host():
+    """On meta tensors (shapes without values) anything that would make the host wait for the GPU raises."""
+    tat = Tat(**SMOOTHNESS_PARAMS)
+    labels = torch.zeros(5, dtype=torch.long, device="meta")
+    tat.observe(torch.randn(5, 3, device="meta"), labels)
+    assert tat.sample_targets(labels).shape == (5,)
+    tat.on_epoch_end()
+    assert tat.error_tally.device.type == "meta"
+
+
 def test_freelb_free_gradients_equal_the_plain_autograd_objective(tiny_model, model_and_batch):
     _, batch = model_and_batch
     model = load_classifier(str(tiny_model)).eval()  # no dropout, so both passes see the same network

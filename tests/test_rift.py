@@ -74,6 +74,26 @@ def test_info_nce_matches_the_closed_form():
     unconditional = expected_for([0, 1, 2, 3])
     assert info_nce(student, teacher, labels, identity, identity, tau, conditional=False).item() == pytest.approx(unconditional, rel=1e-5)
 
+    # classes of unequal size, and one absent from the batch: it adds nothing, and nothing becomes NaN
+    three_heads = identity + [nn.Identity()]
+    uneven = torch.tensor([0, 0, 0, 2])
+    expected = 0.75 * expected_for([0, 1, 2]) + 0.25 * expected_for([3])
+    features = student.clone().requires_grad_(True)
+    loss = info_nce(features, teacher, uneven, three_heads, three_heads, tau)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_info_nce_never_reads_a_device_value_on_the_host(conditional):
+    """On meta tensors (shapes without values) anything that would make the host wait for the GPU raises."""
+    features = torch.randn(6, 8, device="meta", requires_grad=True)
+    heads = [nn.Linear(8, 4, device="meta") for _ in range(2)]
+    labels = torch.zeros(6, dtype=torch.long, device="meta")
+    info_nce(features, torch.randn(6, 8, device="meta"), labels, heads, heads, 0.2, conditional).backward()
+    assert features.grad.shape == features.shape
+
 
 @pytest.mark.parametrize("conditional", [True, False])
 def test_rift_teacher_stays_frozen_and_heads_learn(tiny_model, setup, conditional):

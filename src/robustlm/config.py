@@ -186,6 +186,7 @@ def attack_params(config: dict, attack: str) -> dict:
         "seed": settings["seed"],
         "query_budget": settings["query_budget"],
         "query_batch_size": settings["query_batch_size"],
+        "precision": settings["precision"],
         "masked_lm": settings["masked_lm"],
         "sentence_encoder": settings["sentence_encoder"],
         "max_length": config["training"]["max_length"],

@@ -69,28 +69,36 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
-def autocast(device: torch.device):
-    """bf16 on GPU, fp32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+#: inference arithmetic on GPU: bf16 autocast (training's and evaluation's) or plain fp32 (stock TextAttack's)
+PRECISIONS = ("bfloat16", "float32")
+
+
+def autocast(device: torch.device, precision: str = "bfloat16"):
+    """bf16 on GPU unless `precision` is float32; fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bfloat16")
 
 
 @torch.no_grad()
-def batched_logits(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device):
+def batched_logits(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device,
+                   precision: str = "bfloat16"):
     """(input positions, logits) per batch of length-sorted inputs (least padding), the model in eval mode."""
     was_training = model.training
     model.eval()
     order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        with autocast(device):
+        with autocast(device, precision):
             yield chunk, model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits
     model.train(was_training)
 
 
-def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> np.ndarray:
+def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device,
+                  precision: str = "bfloat16") -> np.ndarray:
     """Class probabilities in input order."""
     probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
-    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device):
+    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device, precision):
         probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probabilities
 

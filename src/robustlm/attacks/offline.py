@@ -26,6 +26,7 @@ from textattack.shared.validators import transformation_consists_of_word_swaps
 from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM
 
 from . import AttackError, Recipe
+from .faster import DynamicPaddingWordSwapMaskedLM
 
 STOCK_MASKED_LM = "bert-base-uncased"
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class MaskedLMRanking(Constraint):
         return ["top_n_per_index"] + super().extra_repr_keys()
 
 
-def _substitutes(resources: AttackResources) -> dict:
+def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMaskedLM]) -> dict:
     """Recipe component name -> (factory building the local equivalent, what it is replaced by)."""
     substitutes = {}
     if resources.neighbours is not None:  # offline
@@ -198,14 +199,19 @@ def _substitutes(resources: AttackResources) -> dict:
             sentence_encoder, f"SBERT stsb-distilbert-base -> sentence encoder {resources.sentence_encoder}, same threshold")
     if resources.masked_lm != STOCK_MASKED_LM:
         substitutes["WordSwapMaskedLM"] = (
-            lambda masked_language_model=None, **kwargs: WordSwapMaskedLM(masked_language_model=resources.masked_lm, **kwargs),
+            lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
             f"{STOCK_MASKED_LM} -> masked LM {resources.masked_lm}")
     return substitutes
 
 
-def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackResources):
-    """The TextAttack recipe `recipe` built against `model_wrapper`, with local resources; returns the
-    attack and the substitutions that were actually made while building it."""
+#: stock component -> its faster equivalent (faster.py), used by every recipe that names it
+FASTER_EQUIVALENTS = {"WordSwapMaskedLM": DynamicPaddingWordSwapMaskedLM}
+
+
+def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackResources, faster: bool = True):
+    """The TextAttack recipe `recipe` built against `model_wrapper`, with local resources and, unless not
+    `faster` (the stock reference of benchmarks/attack_throughput.py), the faster equivalents of stock
+    components; returns the attack and the substitutions that were actually made while building it."""
     recipe_class = getattr(textattack.attack_recipes, recipe.recipe_class)
     module = sys.modules[recipe_class.__module__]
     record: list[Substitution] = []
@@ -220,7 +226,12 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
         if resources.neighbours is not None:
             # WordSwapWordNet fetches the multilingual wordnet it needs only for other languages than English
             patches.enter_context(mock.patch("nltk.download", side_effect=_no_download))
-        for component, (factory, replacement) in _substitutes(resources).items():
+        equivalents = FASTER_EQUIVALENTS if faster else {}
+        for component, equivalent in equivalents.items():
+            if hasattr(module, component):
+                patches.enter_context(mock.patch.object(module, component, equivalent))
+        masked_lm_swap = equivalents.get("WordSwapMaskedLM", WordSwapMaskedLM)
+        for component, (factory, replacement) in _substitutes(resources, masked_lm_swap).items():
             if hasattr(module, component):
                 patches.enter_context(mock.patch.object(module, component, recording(component, factory, replacement)))
         attack = recipe_class.build(model_wrapper, **recipe.build_kwargs)

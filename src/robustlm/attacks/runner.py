@@ -12,6 +12,7 @@ import hashlib
 import logging
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +37,15 @@ def load_attack(name: str, params: dict, model_dir: Path, mirror: Path | None, d
 
 def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | None, device: torch.device):
     """The attack `name` against `model` as it is (input-space adversarial training attacks the model being
-    trained); `params` holds the query budget, batching, truncation and the resources of `attacks`."""
+    trained); `params` holds the query budget, batching, truncation, precision and the resources of `attacks`."""
     prepare_textattack(mirror)
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # a progress bar per encode call otherwise
     from .offline import AttackResources, build_attack, resolve_sentence_encoder
     from .wrapper import ClassifierWrapper
 
     recipe = get(name)
-    wrapper = ClassifierWrapper(model, tokenizer, params["max_length"], params["query_batch_size"], device)
+    wrapper = ClassifierWrapper(model, tokenizer, params["max_length"], params["query_batch_size"], device,
+                                params["precision"])
     attack_resources = AttackResources(
         neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
         sentence_encoder=resolve_sentence_encoder(params["sentence_encoder"]),
@@ -52,7 +54,18 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
     attack.goal_function.query_budget = params["query_budget"]
     attack.goal_function.batch_size = params["query_batch_size"]
-    return attack, substitutions
+    return attack, substitutions + precision_substitutions(name, params["precision"], device)
+
+
+def precision_substitutions(name: str, precision: str, device: torch.device) -> list[dict]:
+    """bf16 queries recorded like a substituted resource (TextAttack's are fp32; CPUs compute fp32 either way),
+    so that Table 2 says which numbers they are behind."""
+    from .offline import Substitution
+
+    if device.type != "cuda" or precision != "bfloat16":
+        return []
+    return [asdict(Substitution(name, "model queries", "float32 forward passes",
+                                "victim queried under bf16 autocast (some adversarial examples differ from fp32's)"))]
 
 
 def seed_example(seed: int, example_id: str) -> None:

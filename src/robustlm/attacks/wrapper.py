@@ -10,19 +10,25 @@ from ..evaluation import encode, predict_proba
 
 class ClassifierWrapper(HuggingFaceModelWrapper):
     """TextAttack's stock wrapper pads every query to the tokenizer's maximum length (512); this one pads
-    each batch to its longest member and truncates where training and evaluation did."""
+    each batch to its longest member and truncates where training and evaluation did. On GPU its queries run
+    in `precision`: float32 is stock's arithmetic (the same adversarial examples), bfloat16 is faster but
+    changes which candidate scores best often enough to change some of them."""
 
-    def __init__(self, model, tokenizer, max_length: int, batch_size: int, device: torch.device):
+    def __init__(self, model, tokenizer, max_length: int, batch_size: int, device: torch.device, precision: str):
         super().__init__(model.to(device).eval(), tokenizer, max_length=max_length)
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
 
     def __call__(self, text_input_list):
         sequences = encode(self.tokenizer, text_input_list, self.max_length)
-        return torch.from_numpy(predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device))
+        return torch.from_numpy(predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device,
+                                              self.precision))
 
     def get_grad(self, text_input):
-        """Gradient of the loss at the predicted label w.r.t. the word embeddings (A2T's word importance)."""
+        """Gradient of the loss at the predicted label w.r.t. the word embeddings (A2T's word importance), in
+        eval mode. The stock wrapper switches to train mode (which recurrent models on cuDNN need for a
+        backward pass), so dropout makes its word ranking random."""
         inputs = self.tokenizer([text_input], truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
         captured = {}
 

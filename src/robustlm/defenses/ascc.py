@@ -16,7 +16,6 @@ whole-word neighbours are substituted (wordpiece models cannot swap a word split
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
@@ -49,16 +48,21 @@ def convex_combination(embedding_weight: torch.Tensor, candidates: torch.Tensor,
 def info_nce(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, student_heads, teacher_heads,
              temperature: float, conditional: bool = True) -> torch.Tensor:
     """L_r-info of RIFT Eq. 10: per class y, the InfoNCE of matching s_i to t_i among that class's t_j, minus
-    log N_y, averaged over classes with weights N_y / N. Unconditional: one group, heads[0]."""
-    groups = [(int(y), labels == y) for y in labels.unique()] if conditional else [(0, torch.ones_like(labels, dtype=torch.bool))]
+    log N_y, averaged over classes with weights N_y / N. Unconditional: one group, heads[0].
+
+    Each class is masked out of the whole batch rather than selected from it: selecting would make the host
+    wait for the GPU to count the class's examples, several times a step."""
     total = student.new_zeros(())
-    for head, members in groups:
-        count = int(members.sum())
-        s = F.normalize(student_heads[head](student[members]), dim=-1)
-        t = F.normalize(teacher_heads[head](teacher[members]), dim=-1)
+    for head in range(len(student_heads)) if conditional else [0]:
+        members = labels == head if conditional else torch.ones_like(labels, dtype=torch.bool)
+        s = F.normalize(student_heads[head](student), dim=-1)
+        t = F.normalize(teacher_heads[head](teacher), dim=-1)
         scores = s @ t.T / temperature
-        nce = F.cross_entropy(scores, torch.arange(count, device=scores.device)) - math.log(count)
-        total = total + count / len(labels) * nce
+        scores = scores.masked_fill(~members[None, :], torch.finfo(scores.dtype).min)  # the class's t_j compete
+        cross_entropy = torch.logsumexp(scores, dim=1) - scores.diagonal()
+        count = members.sum()
+        # N_y / N * (mean over the class of its cross-entropy - log N_y); zero for a class absent from the batch
+        total = total + (torch.where(members, cross_entropy, 0.0).sum() - count * torch.log(count.clamp_min(1))) / len(labels)
     return total
 
 

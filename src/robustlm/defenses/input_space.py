@@ -31,11 +31,11 @@ class InputSpaceAdversarialTraining(Defense):
     token_level = False  # attacks perturb sentences with one label
 
     def __init__(self, adversarial_fraction: float = 0.2, query_budget: int = 200, alpha: float = 1.0,
-                 clean_epochs: int = 1, query_batch_size: int = 32, masked_lm: str = "bert-base-uncased",
-                 sentence_encoder: str | None = None, generation_workers: int = 1):
+                 clean_epochs: int = 1, query_batch_size: int = 32, precision: str = "float32",
+                 masked_lm: str = "bert-base-uncased", sentence_encoder: str | None = None, generation_workers: int = 1):
         super().__init__(adversarial_fraction=adversarial_fraction, query_budget=query_budget, alpha=alpha,
-                         clean_epochs=clean_epochs, query_batch_size=query_batch_size, masked_lm=masked_lm,
-                         sentence_encoder=sentence_encoder, generation_workers=generation_workers)
+                         clean_epochs=clean_epochs, query_batch_size=query_batch_size, precision=precision,
+                         masked_lm=masked_lm, sentence_encoder=sentence_encoder, generation_workers=generation_workers)
         self.adversarial_fraction, self.alpha, self.clean_epochs = adversarial_fraction, alpha, clean_epochs
         self.workers = generation_workers
         self.generations: list[dict] = []  # one summary per adversarial epoch
@@ -88,7 +88,8 @@ class InputSpaceAdversarialTraining(Defense):
         return [record["perturbed_text"] for record in successful], [record["label"] for record in successful]
 
     def attack_settings(self) -> dict:
-        settings = {key: self.params[key] for key in ("query_budget", "query_batch_size", "masked_lm", "sentence_encoder")}
+        settings = {key: self.params[key]
+                    for key in ("query_budget", "query_batch_size", "precision", "masked_lm", "sentence_encoder")}
         return {**settings, "max_length": self.context.max_length}
 
     def attack_on(self, model):

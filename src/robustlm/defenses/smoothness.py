@@ -56,18 +56,20 @@ class Tat(SmoothnessRegularizer):
 
     def __init__(self, **params):
         super().__init__(**params)
+        # on the training device, so that sampling targets and tallying predictions never wait for the GPU
         self.error_tally: torch.Tensor | None = None  # e(y, y_t), sized on the first batch
         self.epoch_confusion: torch.Tensor | None = None
 
-    def _ensure_tally(self, num_labels: int) -> None:
+    def _ensure_tally(self, num_labels: int, device: torch.device) -> None:
         if self.error_tally is None:
             off_diagonal = 1 - torch.eye(num_labels)
             self.error_tally = off_diagonal / off_diagonal.sum(1, keepdim=True)  # uniform over wrong labels
             self.epoch_confusion = torch.zeros(num_labels, num_labels)
+        self.error_tally, self.epoch_confusion = self.error_tally.to(device), self.epoch_confusion.to(device)
 
     def sample_targets(self, labels: torch.Tensor) -> torch.Tensor:
         """y_t ~ e(y, .), which is zero on the gold label (Algorithm 1, line 3)."""
-        return torch.multinomial(self.error_tally.to(labels.device)[labels], 1).squeeze(1)
+        return torch.multinomial(self.error_tally[labels], 1).squeeze(1)
 
     def perturbation(self, model, embeddings, inputs, clean_logits, labels, positions):
         # one target per example (per token, when tagging) for all K steps; the ascent treats it as its label
@@ -78,9 +80,9 @@ class Tat(SmoothnessRegularizer):
         return -F.cross_entropy(perturbed_logits, targets, reduction="sum")
 
     def observe(self, clean_logits, labels):
-        self._ensure_tally(clean_logits.shape[-1])
-        predictions = clean_logits.argmax(-1).cpu()
-        self.epoch_confusion.index_put_((labels.cpu(), predictions), torch.ones(len(labels)), accumulate=True)
+        self._ensure_tally(clean_logits.shape[-1], clean_logits.device)
+        self.epoch_confusion.index_put_((labels, clean_logits.argmax(-1)),
+                                        torch.ones_like(labels, dtype=self.epoch_confusion.dtype), accumulate=True)
 
     def on_epoch_end(self):
         if self.epoch_confusion is not None:
@@ -90,11 +92,12 @@ class Tat(SmoothnessRegularizer):
     @staticmethod
     def tally_from_confusion(confusion: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Row-normalised errors; a class the model made no errors on keeps its previous distribution."""
-        errors = confusion * (1 - torch.eye(len(confusion)))
+        errors = confusion * (1 - torch.eye(len(confusion), device=confusion.device))
         totals = errors.sum(1, keepdim=True)
         return torch.where(totals > 0, errors / totals.clamp_min(1), previous)
 
     def state_dict(self):
+        # loaded on the CPU when resumed; `observe` moves them back to the device
         return {"error_tally": self.error_tally, "epoch_confusion": self.epoch_confusion}
 
     def load_state_dict(self, state):
