@@ -125,6 +125,8 @@ def main() -> None:
                         help=f"the device's peak for MFU; default {HOPPER_DENSE_BF16_TFLOPS:g} for bf16 on an H100/H200, else no MFU")
     parser.add_argument("--mirror", type=Path, default=os.environ.get("ROBUSTLM_MIRROR"))
     parser.add_argument("--csv", type=Path, help="also write the rows here (benchmarks/paper_grid_estimate.py reads them)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile every runner's model (compilation happens in the warmup steps)")
     parser.add_argument("--report-syncs", action="store_true",
                         help="on GPU, warn (with the line) about each host sync in the timed steps")
     parser.add_argument("--smoke", action="store_true",
@@ -157,7 +159,8 @@ def main() -> None:
 
     def seeded_model():  # every runner starts from the same weights and RNG state
         set_seed(SEED)
-        return new_model().to(device).train()
+        model = new_model().to(device).train()
+        return torch.compile(model) if args.compile else model
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -194,8 +197,8 @@ def main() -> None:
         "slowdown": seconds / reference_seconds,
         "mfu": 6 * parameters * tokens * passes / seconds / (peak_tflops * 1e12) if peak_tflops else float("nan"),
     } for label, passes, seconds in runs])
-    print(f"{device_description}, torch {torch.__version__}, {dtype}, seq-len {args.seq_len}, batch {args.batch_size}, "
-          f"{args.steps} timed steps after {args.warmup} warmup")
+    print(f"{device_description}, torch {torch.__version__}, {dtype}{', compiled' if args.compile else ''}, "
+          f"seq-len {args.seq_len}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warmup")
     print(f"model {source} ({parameters / 1e6:.1f}M parameters); reference: plain loop (forward with labels, "
           f"backward, AdamW){f'; MFU against {peak_tflops:g} TFLOPS' if peak_tflops else ''}")
     print(f"{'defense':<12}{'passes':>7}{'examples/s':>12}{'tokens/s':>12}{'ms/step':>10}{'slowdown':>10}"
@@ -204,7 +207,7 @@ def main() -> None:
         print(f"{row.defense:<12}{row.passes:>7}{row.examples_per_second:>12.1f}{row.tokens_per_second:>12.0f}"
               f"{row.ms_per_step:>10.1f}{row.slowdown:>9.2f}x" + (f"{row.mfu:>8.1%}" if peak_tflops else ""))
     if args.csv:
-        table.assign(device=device_description, dtype=dtype, model=source, parameters=parameters,
+        table.assign(device=device_description, dtype=dtype, compiled=args.compile, model=source, parameters=parameters,
                      seq_len=args.seq_len, batch_size=args.batch_size).to_csv(args.csv, index=False)
 
 
