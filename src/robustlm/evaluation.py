@@ -73,11 +73,16 @@ def device_name(device: torch.device) -> str:
 PRECISIONS = ("bfloat16", "float32")
 
 
-def autocast(device: torch.device, precision: str = "bfloat16"):
-    """bf16 on GPU unless `precision` is float32; fp32 elsewhere."""
+def computes_in_bf16(device: torch.device, precision: str) -> bool:
+    """Whether inference in `precision` runs under bf16 autocast on `device` (on GPUs only; CPUs keep fp32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bfloat16")
+    return device.type == "cuda" and precision == "bfloat16"
+
+
+def autocast(device: torch.device, precision: str = "bfloat16"):
+    """bf16 on GPU unless `precision` is float32; fp32 elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=computes_in_bf16(device, precision))
 
 
 @torch.no_grad()

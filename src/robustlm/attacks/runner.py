@@ -21,6 +21,7 @@ import torch
 
 from .. import resources
 from ..datasets.base import coverage_gaps
+from ..evaluation import computes_in_bf16
 from ..jsonl_checkpoint import resumed
 from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
 from . import AttackError, get, prepare_textattack
@@ -62,7 +63,7 @@ def precision_substitutions(name: str, precision: str, device: torch.device) -> 
     so that Table 2 says which numbers they are behind."""
     from .offline import Substitution
 
-    if device.type != "cuda" or precision != "bfloat16":
+    if not computes_in_bf16(device, precision):
         return []
     return [asdict(Substitution(name, "model queries", "float32 forward passes",
                                 "victim queried under bf16 autocast (some adversarial examples differ from fp32's)"))]
