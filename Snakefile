@@ -47,4 +47,5 @@ rule all:
         rules.robustness_tables.output if "attacks" in config else [],
         rules.regression_study.output if "regression_study" in config else [],
         rules.lca_tables.output if "lca" in config else [],
+        [expand(rules.sweep.output, swept=swept, setting=setting) for swept, setting in SWEEPS],
     default_target: True

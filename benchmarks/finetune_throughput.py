@@ -36,7 +36,7 @@ from transformers import BertConfig, BertForSequenceClassification, get_linear_s
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from robustlm.config import defense_params, load_config, training_settings  # noqa: E402
+from robustlm.config import defense_params, load_config, method_of, training_settings  # noqa: E402
 from robustlm.defenses import DEFENSES, Defense, TrainingContext, build_defense  # noqa: E402
 from robustlm.evaluation import collate, device_name, resolve_device  # noqa: E402
 from robustlm.models import load_classifier, load_tokenizer, resolve_model  # noqa: E402
@@ -176,7 +176,7 @@ def main() -> None:
     del model
     for defense_name in args.defenses:
         settings = training_settings(config, defense_name)
-        defense = build_defense(defense_name, defense_params(config, defense_name))
+        defense = build_defense(method_of(config, defense_name), defense_params(config, defense_name))
         model = seeded_model()
         with tempfile.TemporaryDirectory() as work_dir:
             defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=args.mirror,

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from robustlm import datasets  # noqa: E402
-from robustlm.config import defense_params, load_config, training_settings  # noqa: E402
+from robustlm.config import defense_entries, defense_params, load_config, method_of, training_settings  # noqa: E402
 from robustlm.datasets.treebank import read_treebank, split_sentences  # noqa: E402
 from robustlm.defenses import DEFENSES  # noqa: E402
 from robustlm.models import load_tokenizer, resolve_model  # noqa: E402
@@ -95,18 +95,18 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
         (train_n, train_len), (validation_n, validation_len) = stats[dataset, "train"], stats[dataset, "validation"]
         test_sets = [(dataset, "test")] + [(name, "test") for name in config["ood_datasets"]]
         forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
-        for defense in config["defenses"]:
-            settings, params = training_settings(config, defense), defense_params(config, defense)
+        for defense in defense_entries(config):
+            settings, params, method = training_settings(config, defense), defense_params(config, defense), method_of(config, defense)
             epochs, examples, generation = settings["epochs"], train_n * settings["epochs"], 0.0
-            if DEFENSES[defense].augments_data:
+            if DEFENSES[method].augments_data:
                 examples += train_n * params.get("augmented_fraction", 1.0) * params.get("samples_per_example", 1) * epochs
             if "adversarial_fraction" in params:
                 adversarial_epochs = epochs - params["clean_epochs"]
                 found = np.ceil(params["adversarial_fraction"] * train_n) * adversarial_epochs
                 examples += found
-                seconds_per_example, success_rate = attack_cost(attacks, DEFENSES[defense].attack, dataset)
+                seconds_per_example, success_rate = attack_cost(attacks, DEFENSES[method].attack, dataset)
                 generation = found / max(success_rate, 1e-9) * seconds_per_example
-            rate = tokens_per_second(finetune, defense, train_len)
+            rate = tokens_per_second(finetune, method, train_len)
             jobs.append({"stage": "fine-tuning", "dataset": dataset, "defense": defense,
                          "seconds": seeds * (examples * train_len / rate + epochs * validation_n * validation_len / forward)})
             if generation:
@@ -122,8 +122,9 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
         epochs = config["lca"]["training"]["epochs"]
         forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
         for defense in config["lca"]["defenses"]:
+            rate = tokens_per_second(finetune, method_of(config, defense), train_len)
             jobs.append({"stage": "POS taggers (LCA)", "dataset": "treebank", "defense": defense,
-                         "seconds": seeds * epochs * (train_n * train_len / tokens_per_second(finetune, defense, train_len)
+                         "seconds": seeds * epochs * (train_n * train_len / rate
                                                       + validation_n * validation_len / forward)})
     return pd.DataFrame(jobs)
 

@@ -43,16 +43,18 @@ def default_config() -> dict:
 
 
 def tiny_config(mirror: Path) -> dict:
-    """A few dozen examples, one epoch, three defenses (one augmenting its data), one attack in two shards, two
-    small POS taggers: the whole workflow in minutes on CPU."""
+    """A few dozen examples, one epoch, three defenses (one augmenting its data) and a two-point sweep of PGD-AT's
+    epsilon, one attack in two shards, two small POS taggers: the whole workflow in minutes on CPU."""
     return {
         "mirror": str(mirror),
         "model": "models/minilm-l6-h384-uncased-mlm",
         "data_seed": 0,
         "datasets": {"mr": {"train_size": 48, "validation_size": 16, "test_size": 32}},
         "ood_datasets": {"yelp": {"test_size": 16}},
-        "defenses": {"baseline": {}, "pgd_at": {"steps": 1, "epsilon": 0.003, "step_size": 0.001, "init_std": 1e-5},
+        "defenses": {"baseline": {}, "pgd_at": {"steps": 1, "epsilon": 0.003, "step": "normalized", "step_size": 1.0,
+                                                           "init_std": 1e-6},
                      "ssmba": {"masked_lm": "models/minilm-l6-h384-uncased-mlm"}},
+        "sweeps": {"pgd_at": {"epsilon": [0.003, 0.03]}},
         "seeds": [1],
         "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
         "evaluation": {"batch_size": 32},

@@ -55,9 +55,10 @@ def sentiment_model(tmp_path_factory, mr_test) -> Path:
     """MiniLM fine-tuned on 320 MR reviews for one epoch: a real, weak sentiment classifier."""
     root = tmp_path_factory.mktemp("victim")
     params = {"model": "minilm", "dataset": "mr", "data_seed": 0, "train_size": 320, "validation_size": 32,
-              "defense": "baseline", "defense_params": {}, "seed": 1,
+              "defense": "baseline", "method": "baseline", "defense_params": {}, "seed": 1,
               "training": {"max_length": PARAMS["max_length"], "batch_size": 16, "epochs": 1, "learning_rate": 1e-4,
-                           "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0}}
+                           "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0, "optimizer": "adamw",
+                           "selection": "clean", "selection_examples": 200}}
     torch.manual_seed(0)
     fine_tune(params, str(MINILM), mr_test, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
     return root / "model"
@@ -247,6 +248,7 @@ def write_attack(root: Path, defense: str, attack: str, results: dict[str, str],
     (run / "attacks" / attack).mkdir(parents=True, exist_ok=True)
     (run / "train_metrics.json").write_text(json.dumps({"model": "models/minilm", "epochs": 1, "train_size": 100,
                                                          "train_examples": 100, "augmentation": None,
+                                                         "defense": defense, "method": defense.split("@")[0],
                                                          "defense_report": {}}))
     (run / "eval_metrics.json").write_text(json.dumps({"accuracy": {"mr": 0.8, "yelp": 0.75 if defense == "baseline" else 0.8}}))
     pd.DataFrame({"id": list(results), "result": list(results.values()), "queries": 10,
@@ -279,6 +281,15 @@ def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
     assert "neighbour lists" not in table.loc[("pwws", "baseline"), "deviations"]
     assert substitutions_table(attacks).to_dict("records") == [swap]
     assert attacks.set_index(["attack", "defense"]).loc[("pwws", "baseline"), "ood_accuracy"] == 75.0
+
+    # a sweep point is scored on the intersection's examples it classifies correctly; the others' rows stay as they were
+    point = write_attack(tmp_path, "pgd_at@epsilon=0.3", "textfooler", {"a": "skipped", "b": "successful", "c": "failed",
+                                                                           "d": "failed"}, [swap])
+    with_point = robustness_table(load_attacks([*summaries, point], "yelp")).set_index(["attack", "defense"])
+    assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "examples"] == 1  # b: in {a, b}, and not skipped
+    assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "asr_mean"] == 100.0
+    assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "model"] == "PGD-AT @ epsilon=0.3"
+    assert with_point.drop(index="pgd_at@epsilon=0.3", level="defense").asr_mean.equals(table.asr_mean)
 
 
 def test_schema_lists_every_registered_attack(default_config):

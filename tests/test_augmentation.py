@@ -134,8 +134,8 @@ def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, 
     pytest.param("back_translation", {}, marks=needs_apertium),
 ])
 def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defense, params, mr_data, mirror, tmp_path):
-    settings = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": defense, "defense_params": params,
-                "max_length": 48, "batch_size": 8, "seed": 0}
+    settings = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": defense, "method": defense,
+                "defense_params": params, "max_length": 48, "batch_size": 8, "seed": 0}
     shards = [augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu"), tmp_path / f"{shard}.jsonl")
               for shard in range(3)]
     assert [report["resumed_examples"] for _, report in shards] == [0, 0, 0]
@@ -162,7 +162,7 @@ def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defens
         augmented_training_set(train.iloc[1:], path, 1.0, seed=0)
 
 
-SSMBA_SHARD = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": "ssmba",
+SSMBA_SHARD = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": "ssmba", "method": "ssmba",
                "defense_params": {"masked_lm": str(MINILM)}, "max_length": 48, "batch_size": 2, "seed": 0}
 
 KILL_AFTER_CHECKPOINTED = """

@@ -10,26 +10,45 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robustlm.config import (ConfigError, attack_params, attack_sample_params, augment_params, canonical, evaluate_params,
-                             lca_extract_params, lca_probe_params, lca_train_params, load_config, train_params,
-                             validate_config)
+import inspect
+
+from robustlm.config import (ConfigError, attack_params, attack_sample_params, augment_params, canonical,
+                             defense_entries, evaluate_params, lca_extract_params, lca_probe_params, lca_train_params,
+                             load_config, method_of, sweep_points, train_params, validate_config)
 from robustlm.defenses import DEFENSES, build_defense
 
 from conftest import REPO, SCHEMA
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "defenses_small.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "defenses_small.yaml", "at_ep_readings.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(REPO / "config" / name, SCHEMA)
     assert config["defenses"]
     assert config["training"]["warmup_ratio"] >= 0  # defaults are filled
 
 
-def test_schema_lists_exactly_the_registered_defenses():
+def test_schema_lists_exactly_the_registered_defenses_with_their_constructors_defaults():
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(schema["properties"]["defenses"]["properties"]) == set(DEFENSES)
-    token_level = {name for name, defense in DEFENSES.items() if defense.token_level}
-    assert set(schema["properties"]["lca"]["properties"]["defenses"]["items"]["enum"]) == token_level
+    for name, defense in DEFENSES.items():
+        filled = validate_config({"model": "m", "datasets": {"mr": {}}, "ood_datasets": {}, "seeds": [1],
+                                  "training": {"max_length": 16, "batch_size": 1, "epochs": 2, "learning_rate": 1.0},
+                                  "evaluation": {"batch_size": 1},
+                                  "defenses": {name: minimal_settings(schema, name)}}, SCHEMA)["defenses"][name]
+        signature = inspect.signature(defense.__init__).parameters
+        for key, value in filled.items():
+            if key in signature and signature[key].default is not inspect.Parameter.empty:
+                assert signature[key].default == value, (name, key)  # a default means the same in code and config
+
+
+def minimal_settings(schema, name):
+    """Some valid value for each required setting of a defense."""
+    entry = schema["properties"]["defenses"]["properties"][name]
+    if "$ref" in entry:
+        entry = schema["$defs"][entry["$ref"].split("/")[-1]]
+    values = {"integer": 1, "number": 0.5, "string": "x", "boolean": True}
+    return {key: values[entry["properties"][key]["type"] if isinstance(entry["properties"][key]["type"], str)
+                        else entry["properties"][key]["type"][0]] for key in entry.get("required", [])}
 
 
 @pytest.mark.parametrize(
@@ -43,7 +62,17 @@ def test_schema_lists_exactly_the_registered_defenses():
         (lambda c: c.update(seeds=[]), ["'seeds'"]),
         (lambda c: c.update(defenses={}), ["'defenses'"]),
         (lambda c: c["training"].pop("epochs"), ["'training'", "'epochs' is a required property"]),
-        (lambda c: c["lca"].update(defenses=["rift"]), ["'lca.defenses.0'", "'rift' is not one of"]),
+        (lambda c: c["defenses"].update(rift={"beta": 1.0, "steps": 1, "step_size": 1.0, "alpha": 0.1}) or
+         c["lca"].update(defenses=["rift"]), ["'lca.defenses'", "['rift'] have no token-level objective"]),
+        (lambda c: c["defenses"].update(fgsm={"defense": "pgd"}), ["'defenses.fgsm.defense'", "unknown defense 'pgd'"]),
+        (lambda c: c["defenses"].update(pgd_wide={"defense": "pgd_at", "steps": 3, "epsilon": -1, "step_size": 1,
+                                                  "init_std": 0}), ["'defenses.pgd_wide.epsilon'"]),
+        (lambda c: c["defenses"].update(Wide={"defense": "pgd_at"}), ["'defenses.Wide'", "variant's name"]),
+        (lambda c: c.update(sweeps={"fgsm": {"epsilon": [1, 2]}}), ["'sweeps.fgsm'", "not configured"]),
+        (lambda c: c.update(sweeps={"pgd_at": {"epsilon": [0.1, -1]}}), ["'sweeps.pgd_at.epsilon'", "value -1"]),
+        (lambda c: c.update(sweeps={"pgd_at": {"epsilom": [0.1, 0.2]}}), ["'sweeps.pgd_at.epsilom'", "epsilom"]),
+        (lambda c: c.update(sweeps={"pgd_at": {"epsilon": [0.1, 0.2], "steps": [1, 2]}}), ["'sweeps.pgd_at'"]),
+        (lambda c: c.update(sweeps={"pgd_at": {"norm": ["example_l2", "a/b"]}}), ["'sweeps.pgd_at.norm'", "'a/b'"]),
         (lambda c: c["lca"].update(defenses=["baseline", "freelb"]), ["'lca.defenses'", "['freelb'] not configured"]),
         (lambda c: c["lca"]["training"].update(learning_rate=0), ["'lca.training.learning_rate'"]),
         (lambda c: c["defenses"]["a2t"]["training"].update(epochs=1), ["'defenses.a2t.clean_epochs'", "no adversarial epoch"]),
@@ -69,6 +98,26 @@ def test_a_defense_overrides_training_settings_for_itself_only(default_config):
     assert a2t["training"]["epochs"] == 2 and baseline["training"]["epochs"] == config["training"]["epochs"] == 1
     assert a2t["training"]["learning_rate"] == baseline["training"]["learning_rate"]
     assert "training" not in a2t["defense_params"] and a2t["defense_params"]["query_budget"] == 200
+
+
+def test_a_variant_and_a_sweep_train_their_own_models_with_their_own_settings(default_config):
+    default_config["defenses"]["pgd_token"] = {"defense": "pgd_at", "steps": 2, "epsilon": 0.01, "step_size": 0.01,
+                                               "init_std": 0.0, "norm": "token_l2"}
+    default_config["sweeps"] = {"pgd_at": {"epsilon": [0.001, 0.003, 0.03]}, "pgd_token": {"norm": ["token_l2", "elementwise"]}}
+    config = validate_config(default_config, SCHEMA)
+    entries = defense_entries(config)
+    assert {"pgd_token", "pgd_at@epsilon=0.001", "pgd_at@epsilon=0.03", "pgd_token@norm=elementwise"} <= set(entries)
+    assert "pgd_at@epsilon=0.003" not in entries  # pgd_at's own value: pgd_at's own model
+    assert [p["defense"] for p in sweep_points(config) if p["swept"] == "pgd_at"] == \
+        ["pgd_at@epsilon=0.001", "pgd_at", "pgd_at@epsilon=0.03"]
+    point = train_params(config, "mr", "pgd_at@epsilon=0.03", 1)
+    assert point["method"] == "pgd_at" and point["defense"] == "pgd_at@epsilon=0.03"
+    assert point["defense_params"] == {**train_params(config, "mr", "pgd_at", 1)["defense_params"], "epsilon": 0.03}
+    variant = train_params(config, "mr", "pgd_token", 1)
+    assert variant["method"] == method_of(config, "pgd_token") == "pgd_at"
+    assert variant["defense_params"]["norm"] == "token_l2" and variant["defense_params"]["precision"] == "float32"
+    assert train_params(config, "mr", "pgd_token@norm=elementwise", 1)["defense_params"]["epsilon"] == 0.01
+    build_defense("pgd_at", variant["defense_params"])
 
 
 def test_snakemake_stops_before_any_job_with_a_clean_message(tmp_path, default_config):
@@ -147,12 +196,12 @@ def every_job_setting(config):
     """What the Snakefile derives from a validated config for its jobs, defenses built as training builds them."""
     for dataset in config["datasets"]:
         yield evaluate_params(config, dataset)
-        for defense in config["defenses"]:
+        for defense in defense_entries(config):
             for seed in config["seeds"]:
                 settings = train_params(config, dataset, defense, seed)
-                build_defense(defense, settings["defense_params"])
+                build_defense(settings["method"], settings["defense_params"])
                 yield settings
-            if DEFENSES[defense].augments_data:
+            if DEFENSES[method_of(config, defense)].augments_data:
                 yield augment_params(config, dataset, defense)
         if "attacks" in config:
             yield attack_sample_params(config, dataset)

@@ -79,9 +79,11 @@ def test_adversarial_training_trains_on_clean_plus_adversarial_examples(sentimen
     tokenizer = load_tokenizer(str(sentiment_model))
     ids = encode(tokenizer, texts, 32)
     data = TrainingData(ids, labels, ids[:8], labels[:8], load_classifier, train_texts=texts)
-    params = {"seed": 0, "defense": "a2t", "defense_params": PARAMS, "dataset": "mr", "model": str(sentiment_model),
-              "train_size": 32, "training": {"max_length": 32, "batch_size": 8, "epochs": 2, "learning_rate": 1e-3,
-                                             "weight_decay": 0.0, "warmup_ratio": 0.0, "max_grad_norm": 1.0}}
+    params = {"seed": 0, "defense": "a2t", "method": "a2t", "defense_params": PARAMS, "dataset": "mr",
+              "model": str(sentiment_model), "train_size": 32,
+              "training": {"max_length": 32, "batch_size": 8, "epochs": 2, "learning_rate": 1e-3, "weight_decay": 0.0,
+                           "warmup_ratio": 0.0, "max_grad_norm": 1.0, "optimizer": "adamw", "selection": "clean",
+                           "selection_examples": 200}}
     metrics = train_model(params, data, str(sentiment_model), tokenizer, tmp_path / "model", tmp_path / "checkpoints",
                           tmp_path / "metrics.json", mirror=mirror)
     made = metrics["defense_report"]["generations"][0]["successful"]

@@ -119,7 +119,7 @@ def test_every_token_level_defense_trains_a_tagger(name, tiny_encoder, mirror):
 def test_a_sequence_only_defense_is_refused_for_tagging(tiny_encoder, tmp_path):
     _, tokenizer, ids, labels = token_batch(tiny_encoder)
     data = TrainingData(ids, labels, ids, labels, lambda path: load_tagger(path, tags=["DT", "NN", "VB"]))
-    params = {"seed": 0, "defense": "rift", "defense_params": TRAINING_PARAMS["rift"],
+    params = {"seed": 0, "defense": "rift", "method": "rift", "defense_params": TRAINING_PARAMS["rift"],
               "training": {"max_length": 16, "batch_size": 2, "epochs": 1, "learning_rate": 1e-4}}
     with pytest.raises(ValueError, match="'rift' is defined for sequence classification only"):
         train_model(params, data, str(tiny_encoder), tokenizer, tmp_path / "model", tmp_path / "ckpt", tmp_path / "m.json")

@@ -7,13 +7,18 @@ import pytest
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
 from robustlm.defenses import TrainingContext, build_defense
-from robustlm.defenses.ascc import MixoutLinear, convex_combination, info_nce, neighbor_table
+from robustlm.defenses import ascc
+from robustlm.defenses.ascc import (Mixout, ascend_scores, convex_combination, distance_to_pretrained, info_nce,
+                                    kaiming_scores, neighbor_table, substitution_attack)
+from robustlm.defenses.embedding import kl_divergence
 from robustlm.evaluation import collate
 from robustlm.models import load_classifier, load_tokenizer
 from robustlm.resources import counterfitted_neighbors
 
-ASCC = {"beta": 1.0, "steps": 2, "step_size": 1.0, "init_std": 1.0}
+ASCC = {"beta": 1.0, "steps": 2, "step_size": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +115,18 @@ def test_rift_teacher_stays_frozen_and_heads_learn(tiny_model, setup, conditiona
     assert not all(torch.equal(p, q) for p, q in zip(model.base_model.parameters(), rift.teacher.parameters()))
 
 
-def test_adversarial_example_raises_the_divergence(tiny_model, setup):
+@pytest.mark.parametrize("ascent", ["rift", "sign"])
+def test_adversarial_example_raises_the_divergence(tiny_model, setup, ascent):
     _, batch, _ = setup
-    model, adversary = prepared("adv_base", {**ASCC, "steps": 3}, tiny_model, setup)
+    model, adversary = prepared("adv_base", {**ASCC, "steps": 3, "ascent": ascent}, tiny_model, setup)
     model.eval()
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
     clean = model(input_ids=batch["input_ids"], **inputs).logits
-    from robustlm.defenses.embedding import kl_divergence
-
     weight = model.get_input_embeddings().weight
     candidates = adversary.neighbors[batch["input_ids"]]
     torch.manual_seed(1)
-    random_point = convex_combination(weight, candidates, torch.randn(candidates.shape))
+    random_point = convex_combination(weight, candidates, kaiming_scores(candidates) if ascent == "rift"
+                                      else torch.randn(candidates.shape))
     torch.manual_seed(1)
     ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
     before = kl_divergence(clean, model(inputs_embeds=random_point, **inputs).logits)
@@ -129,28 +134,116 @@ def test_adversarial_example_raises_the_divergence(tiny_model, setup):
     assert after > before
 
 
-def test_pretrained_weight_decay_is_zero_at_the_start_and_grows(tiny_model, setup):
+def test_kaiming_start_has_rifts_scale():
+    candidates = torch.zeros(64, 30, 9, dtype=torch.long)
+    assert kaiming_scores(candidates).std().item() == pytest.approx(math.sqrt(2 / (30 * 9)), rel=0.03)
+
+
+def test_rift_ascent_is_rifts_adam_on_the_combination_weights(tiny_model, setup, monkeypatch):
+    """RIFT's ascc_attack (models/AdvPLM.py), re-derived on a tiny model: logits hat_w * mask + 500 (mask - 1), Adam
+    (lr 1, weight decay 2e-5) on -KL_sum(q(x) || q(x_hat)) + 15 * entropy_sum / (300 * 128), in eval mode."""
     _, batch, _ = setup
-    model, ptwd = prepared("adv_ptwd", {**ASCC, "pretrained_weight_decay": 1.0}, tiny_model, setup)
-    assert ptwd.regularizer(model, batch, None).item() == 0
+    model, adversary = prepared("adv_base", {**ASCC, "steps": 4}, tiny_model, setup)
+    model.train()  # the ascent must switch to eval mode itself
+    inputs = {"attention_mask": batch["attention_mask"]}
+    candidates = adversary.neighbors[batch["input_ids"]]
+    start = torch.randn(candidates.shape, generator=torch.Generator().manual_seed(5)) * 0.3
+    monkeypatch.setattr(ascc, "kaiming_scores", lambda c: start.clone())
+    clean = model.eval()(input_ids=batch["input_ids"], **inputs).logits.detach()
+    model.train()
+    ours = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, None, None)
+    assert model.training
+
+    model.eval()
+    mask = (candidates >= 0).float().unsqueeze(-1)
+    substitutes = model.get_input_embeddings().weight.detach()[candidates.clamp_min(0)]
+    hat_w = start.clone().unsqueeze(-1).requires_grad_(True)
+    optimizer = torch.optim.Adam([hat_w], lr=1.0, weight_decay=2e-5)
+    for _ in range(4):
+        optimizer.zero_grad()
+        w_logits = hat_w * mask + 500 * (mask - 1)
+        adversarial = model(inputs_embeds=(F.softmax(w_logits, -2) * substitutes).sum(-2), **inputs).logits
+        loss = -F.kl_div(F.log_softmax(adversarial, 1), F.softmax(clean, 1), reduction="sum")
+        loss = loss + 15 * (-F.softmax(w_logits, -2) * F.log_softmax(w_logits, -2)).sum() / (300 * 128)
+        loss.backward()
+        optimizer.step()
+    reference = (F.softmax(hat_w * mask + 500 * (mask - 1), -2) * model.get_input_embeddings().weight[candidates.clamp_min(0)]).sum(-2)
+    model.train()
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_substitution_attack_swaps_words_for_their_neighbours_only(tiny_model, setup):
+    tokenizer, batch, mirror = setup
+    model, adversary = prepared("adv_base", ASCC, tiny_model, setup)
+    model.train()
+    attacked = substitution_attack(model, batch["input_ids"], batch["attention_mask"], batch["labels"], adversary.neighbors)
+    assert model.training  # the attack ran in eval mode and left the model's mode alone
+    candidates = adversary.neighbors[batch["input_ids"]]
+    assert ((attacked.unsqueeze(-1) == candidates).any(-1) | (batch["attention_mask"] == 0)).all()
+    assert torch.equal(attacked[batch["attention_mask"] == 0], batch["input_ids"][batch["attention_mask"] == 0])
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids))
+    assert torch.equal(attacked[special], batch["input_ids"][special])  # no neighbours: kept
+    assert (attacked != batch["input_ids"]).any()  # something was substituted
+
+
+def test_pretrained_weight_decay_is_the_l2_norm_of_the_distance(tiny_model, setup):
+    _, batch, _ = setup
+    model, ptwd = prepared("adv_ptwd", {**ASCC, "pretrained_weight_decay": 0.5}, tiny_model, setup)
+    assert ptwd.regularizer(model, batch, None).item() == pytest.approx(0.5 * 1e-5)  # sqrt(1e-10) at the start
+    first = next(model.base_model.parameters())
     with torch.no_grad():
-        next(model.base_model.parameters()).add_(0.1)
-    assert ptwd.regularizer(model, batch, None).item() > 0
+        first.add_(torch.full_like(first, 0.1))
+    distance = math.sqrt(first.numel() * 0.01 + 1e-10)
+    penalty = ptwd.regularizer(model, batch, None)
+    assert penalty.item() == pytest.approx(0.5 * distance, rel=1e-5)
+    penalty.backward()
+    assert torch.allclose(first.grad, torch.full_like(first, 0.5 * 0.1 / distance), rtol=1e-4)
+    assert distance_to_pretrained(model, ptwd.pretrained).item() == pytest.approx(distance, rel=1e-5)
 
 
-def test_mixout_is_unbiased_while_training_and_plain_in_eval(tiny_model, setup):
-    model, _ = prepared("adv_mixout", {**ASCC, "mixout_probability": 0.6}, tiny_model, setup)
-    layers = [m for m in model.base_model.modules() if isinstance(m, MixoutLinear)]
-    assert layers and all(not type(m) is nn.Linear for m in model.base_model.modules())
+def test_mixout_mixes_every_parameter_of_the_encoder_while_training(tiny_model, setup):
+    _, batch, _ = setup
+    model, mixout = prepared("adv_mixout", {**ASCC, "mixout_probability": 0.6}, tiny_model, setup)
     assert set(model.state_dict()) == set(load_classifier(str(tiny_model)).state_dict())  # checkpoints stay plain
-    layer = layers[0]
-    with torch.no_grad():
-        layer.weight.add_(1.0)  # now differs from its pre-trained target
-    inputs = torch.randn(3, layer.in_features)
-    layer.eval()
-    assert torch.allclose(layer(inputs), nn.functional.linear(inputs, layer.weight, layer.bias))
-    layer.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    model.eval()
+    assert torch.equal(model(**inputs).logits, model(**inputs).logits)  # eval: the weights themselves
+    mixed_types = {type(module) for module in mixout.mixout.targets}
+    assert {nn.Embedding, nn.LayerNorm, nn.Linear} <= mixed_types
+    assert sum(len(own) for own in mixout.mixout.targets.values()) == len(list(model.base_model.parameters()))
+    model.train()
     torch.manual_seed(0)
+    model(**inputs).logits.sum().backward()
+    assert all(isinstance(p, nn.Parameter) for p in model.base_model.parameters())  # put back after the forward pass
+    # the mixed-out entries (p = 0.6) pass no gradient: about 60% of the encoder layers' entries get exactly zero
+    gradients = torch.cat([p.grad.flatten() for n, p in model.base_model.named_parameters() if "embeddings" not in n])
+    assert (gradients == 0).float().mean().item() == pytest.approx(0.6, abs=0.02)
+
+
+def test_mixout_is_lee_et_als_formula_with_exact_gradients():
+    """(mask * target + (1 - mask) * w - p * target) / (1 - p) with mask ~ Bernoulli(p), for every parameter (here a
+    LayerNorm's weight and bias); its gradient reaches w only where the mask kept w, scaled by 1 / (1 - p)."""
+    layer = nn.LayerNorm(1000)
+    targets = {name: p.detach().clone() for name, p in layer.named_parameters()}
+    Mixout(layer, 0.6)  # the pre-trained values: the targets
     with torch.no_grad():
-        average = torch.stack([layer(inputs) for _ in range(20000)]).mean(0)  # output std ~7, mean std ~0.05
-    assert torch.allclose(average, nn.functional.linear(inputs, layer.weight, layer.bias), atol=0.25)
+        layer.weight.add_(torch.linspace(0.5, 1.5, 1000))
+        layer.bias.add_(0.25)
+    torch.manual_seed(0)
+    masks = {name: torch.rand(1000) < 0.6 for name in ("weight", "bias")}  # the forward pass draws them in this order
+    mixed = {name: (torch.where(masks[name], targets[name], getattr(layer, name).detach()) - 0.6 * targets[name]) / 0.4
+             for name in masks}
+    inputs = torch.randn(3, 1000)
+    normalized = F.layer_norm(inputs, (1000,))
+    torch.manual_seed(0)
+    output = layer(inputs)
+    assert torch.allclose(output, normalized * mixed["weight"] + mixed["bias"], atol=1e-5)
+    output.sum().backward()
+    assert torch.allclose(layer.weight.grad, normalized.sum(0) * ~masks["weight"] / 0.4, atol=1e-4)
+    assert torch.allclose(layer.bias.grad, 3 * ~masks["bias"] / 0.4)
+    assert isinstance(layer.weight, nn.Parameter) and isinstance(layer.bias, nn.Parameter)
+    layer.eval()
+    assert torch.equal(layer(inputs), F.layer_norm(inputs, (1000,), layer.weight, layer.bias))
+    # unbiased: the mixed weight's expectation is the weight
+    draws = torch.stack([ascc.mixout(layer.weight.detach(), targets["weight"], 0.6) for _ in range(4000)])
+    assert torch.allclose(draws.mean(0), layer.weight.detach(), atol=0.15)  # 5 standard errors of the mean

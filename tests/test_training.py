@@ -9,13 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 from robustlm import datasets
-from robustlm.training import epoch_batches, fine_tune
+from robustlm.training import AdamaxW, epoch_batches, fine_tune
 
 PARAMS = {
     "model": "tiny", "dataset": "mr", "data_seed": 0, "train_size": 96, "validation_size": 32,
-    "defense": "baseline", "defense_params": {}, "seed": 7,
+    "defense": "baseline", "method": "baseline", "defense_params": {}, "seed": 7,
     "training": {"max_length": 24, "batch_size": 16, "epochs": 3, "learning_rate": 1e-3, "weight_decay": 0.01,
-                 "warmup_ratio": 0.1, "max_grad_norm": 1.0},
+                 "warmup_ratio": 0.1, "max_grad_norm": 1.0, "optimizer": "adamw", "selection": "clean",
+                 "selection_examples": 200},
 }
 
 
@@ -26,8 +27,9 @@ def mr_data(tmp_path_factory, mirror) -> Path:
     return path
 
 
-def run_fine_tune(tiny_model, data, root: Path, params=PARAMS) -> dict:
-    return fine_tune(params, str(tiny_model), data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
+def run_fine_tune(tiny_model, data, root: Path, params=PARAMS, mirror=None) -> dict:
+    return fine_tune(params, str(tiny_model), data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu",
+                     mirror=mirror)
 
 
 def weights(root: Path) -> dict:
@@ -66,6 +68,50 @@ def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
     assert metrics["examples_per_second"] > 0 and metrics["passes_per_step"] == 1
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_adamaxw_is_mt_dnns_adamax_with_decoupled_weight_decay():
+    """MT-DNN's AdamaxW step by step: p *= 1 - lr * wd; m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps);
+    p -= lr / (1 - b1^t) * m / u."""
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(5))
+    optimizer = AdamaxW([{"params": [weight], "weight_decay": 0.1}], lr=0.01)
+    reference, m, u = weight.detach().clone(), torch.zeros(5), torch.zeros(5)
+    for t in range(1, 4):
+        gradient = torch.randn(5)
+        weight.grad = gradient.clone()
+        optimizer.step()
+        reference *= 1 - 0.01 * 0.1
+        m = 0.9 * m + 0.1 * gradient
+        u = torch.maximum(0.999 * u, gradient.abs() + 1e-8)
+        reference -= 0.01 / (1 - 0.9**t) * m / u
+        assert torch.allclose(weight.detach(), reference, atol=1e-7)
+
+
+def test_robust_selection_keeps_the_epoch_with_the_best_robust_accuracy(tiny_model, mr_data, tmp_path, mirror):
+    params = {**PARAMS, "training": {**PARAMS["training"], "selection": "robust", "selection_examples": 16}}
+    metrics = run_fine_tune(tiny_model, mr_data, tmp_path, params, mirror)
+    robust = [h["robust_validation_accuracy"] for h in metrics["history"]]
+    assert metrics["best_epoch"] == 1 + int(np.argmax(robust))
+    assert metrics["best_robust_validation_accuracy"] == max(robust)
+    assert metrics["best_validation_accuracy"] == metrics["history"][metrics["best_epoch"] - 1]["validation_accuracy"]
+    assert metrics["selection"]["examples"] == 16 and "ASCC" in metrics["selection"]["attack"]
+
+
+def test_an_embedding_space_run_records_what_its_perturbation_did(tiny_model, mr_data, tmp_path):
+    params = {**PARAMS, "defense": "pgd_at", "method": "pgd_at",
+              "defense_params": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
+              "training": {**PARAMS["training"], "epochs": 2}}
+    metrics = run_fine_tune(tiny_model, mr_data, tmp_path, params)
+    block = metrics["perturbation"]
+    assert block == metrics["history"][-1]["perturbation"] and "perturbation" in metrics["history"][0]
+    assert block["steps_measured"] == 96 // 16  # an epoch shorter than the measured window: every step
+    assert set(block) == {"norm", "epsilon", "precision", "steps_measured", "mean_delta_norm", "clean_loss",
+                          "adversarial_loss", "random_delta_loss", "mean_abs_logit_change", "start_cosine", "ascent_gain",
+                          "measurement_seconds"}
+    assert 0 < sum(h["perturbation"]["measurement_seconds"] for h in metrics["history"]) < metrics["train_seconds"]
+    assert block["epsilon"] == 0.01 and block["precision"] == "float32"
+    assert run_fine_tune(tiny_model, mr_data, tmp_path / "baseline")["perturbation"] is None
 
 
 KILLED_AT = """

@@ -12,6 +12,7 @@ import yaml
 from conftest import REPO
 
 pytestmark = pytest.mark.workflow
+MODELS = ("baseline", "pgd_at", "ssmba", "pgd_at@epsilon=0.03")  # the tiny config's, its sweep point included
 
 
 def snakemake(workdir, *args, env=None):
@@ -62,7 +63,7 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     tables = finished_run / "results" / "tables"
     generalization = pd.read_csv(tables / "table4_generalization.csv")
     assert set(zip(generalization.defense, generalization.test_set)) == {
-        (defense, test_set) for defense in ("baseline", "pgd_at", "ssmba") for test_set in ("mr", "yelp")}
+        (defense, test_set) for defense in MODELS for test_set in ("mr", "yelp")}
     assert generalization.accuracy_mean.between(0, 100).all()
     assert generalization.set_index(["defense", "test_set"]).loc[("baseline", "mr"), "paper_accuracy"] == 85.27
     assert generalization.deviations.str.contains("minilm-l6-h384-uncased-mlm").all()
@@ -71,6 +72,10 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     runtime = pd.read_csv(tables / "table3_runtime.csv").set_index("defense")
     assert runtime.loc["baseline", "slowdown_vs_baseline"] == 1.0
     assert runtime.loc["pgd_at", "passes_per_step"] == 3  # clean + 1 ascent step + adversarial
+    assert runtime.loc["pgd_at", "perturbation_norm"] == "example_l2" and runtime.loc["pgd_at", "perturbation_ascent_gain"] > 1
+    assert pd.isna(runtime.loc["baseline", "perturbation_norm"])
+    pgd_at = json.loads((finished_run / "results/runs/mr/pgd_at/seed1/train_metrics.json").read_text())
+    assert pgd_at["perturbation"]["steps_measured"] == 3  # 48 examples in batches of 16: the epoch's every step
     assert runtime.loc["pgd_at", "paper_slowdown_vs_baseline"] == pytest.approx(69.0 / 38.2, rel=1e-4)
     assert runtime.loc["ssmba", "augmentation_minutes"] > 0 and runtime.loc["baseline", "augmentation_minutes"] == 0
     augmented = pd.read_parquet(finished_run / "results/augmented/mr/ssmba.parquet")
@@ -121,7 +126,7 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
     sample = pd.read_parquet(finished_run / "results/attacks/mr/sample.parquet")
     evaluated = pd.read_parquet(finished_run / "results/runs/mr/baseline/seed1/predictions.parquet")
     assert len(sample) == 4 and set(sample.id) <= set(evaluated.id[evaluated.test_set == "mr"])
-    for defense in ("baseline", "pgd_at", "ssmba"):
+    for defense in MODELS:
         attack_dir = finished_run / f"results/runs/mr/{defense}/seed1/attacks/textfooler"
         examples = pd.read_csv(attack_dir / "adversarial_examples.csv")
         assert list(examples.id) == list(sample.id)
@@ -132,11 +137,38 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
     assert not list((finished_run / "results/checkpoints").rglob("*.jsonl"))  # removed once a shard is written
     table2 = pd.read_csv(finished_run / "results/tables/table2_robustness.csv")
     assert set(zip(table2.attack, table2.defense)) == {
-        (attack, defense) for attack in ("textfooler", "average") for defense in ("baseline", "pgd_at", "ssmba")}
+        (attack, defense) for attack in ("textfooler", "average") for defense in MODELS}
     assert table2.asr_mean.between(0, 100).all()
     substitutions = pd.read_csv(finished_run / "results/tables/attack_substitutions.csv")
     assert set(substitutions.component) == {"WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
     assert "Table 2" in (finished_run / "results/tables/table2_robustness.md").read_text()
+
+
+def test_tiny_run_sweeps_pgd_ats_epsilon(finished_run):
+    sweep = pd.read_csv(finished_run / "results/sweeps/pgd_at/epsilon.csv")
+    assert set(zip(sweep.value, sweep.defense)) == {(0.003, "pgd_at"), (0.03, "pgd_at@epsilon=0.03")}
+    assert set(sweep.measure) == {"mr (clean)", "yelp (out of distribution)", "under textfooler",
+                                  "under attack (mean over attacks)"}
+    assert sweep[sweep.paper_value].value.unique().tolist() == [0.003]  # the paper's epsilon
+    point = json.loads((finished_run / "results/runs/mr/pgd_at@epsilon=0.03/seed1/train_metrics.json").read_text())
+    assert point["defense_params"]["epsilon"] == 0.03 and point["method"] == "pgd_at"
+    evaluation = json.loads((finished_run / "results/runs/mr/pgd_at@epsilon=0.03/seed1/eval_metrics.json").read_text())
+    clean = sweep[(sweep.value == 0.03) & (sweep.measure == "mr (clean)")].accuracy_mean.item()
+    assert clean == pytest.approx(100 * evaluation["accuracy"]["mr"])
+    assert (finished_run / "results/sweeps/pgd_at/epsilon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_changing_one_sweep_value_reruns_only_that_point(finished_run):
+    edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.1]))
+    point = "dataset=mr, defense=pgd_at@epsilon=0.1, seed=1"
+    assert planned_jobs(finished_run) == {
+        ("train", point), ("evaluate", point),
+        ("attack", f"{point}, attack=textfooler, shard=0, shards=2"),
+        ("attack", f"{point}, attack=textfooler, shard=1, shards=2"),
+        ("gather_attack", f"{point}, attack=textfooler"),
+        ("tables", ""), ("robustness_tables", ""), ("sweep", "swept=pgd_at, setting=epsilon"),
+    }
+    edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.03]))
 
 
 def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
@@ -150,21 +182,20 @@ def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
 
 
 def test_changing_one_defense_reruns_only_its_jobs(finished_run):
-    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.01))
+    """Its sweep's points train with its other settings: they rerun with it."""
+    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(init_std=2e-6))
+    runs = [f"dataset=mr, defense={defense}, seed=1" for defense in ("pgd_at", "pgd_at@epsilon=0.03")]
     assert planned_jobs(finished_run) == {
-        ("train", "dataset=mr, defense=pgd_at, seed=1"),
-        ("evaluate", "dataset=mr, defense=pgd_at, seed=1"),
-        ("tables", ""),
-        ("attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler, shard=0, shards=2"),
-        ("attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler, shard=1, shards=2"),
-        ("gather_attack", "dataset=mr, defense=pgd_at, seed=1, attack=textfooler"),
-        ("robustness_tables", ""),
+        *((rule, run) for rule in ("train", "evaluate") for run in runs),
+        *(("attack", f"{run}, attack=textfooler, shard={shard}, shards=2") for run in runs for shard in (0, 1)),
+        *(("gather_attack", f"{run}, attack=textfooler") for run in runs),
+        ("tables", ""), ("robustness_tables", ""), ("sweep", "swept=pgd_at, setting=epsilon"),
         ("lca_finetune", "defense=pgd_at, seed=1"),
         ("lca_extract", "defense=pgd_at, seed=1"),
         ("lca_probe", "defense=pgd_at, seed=1"),
         ("lca_tables", ""),
     }
-    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(epsilon=0.003))
+    edit_config(finished_run, lambda c: c["defenses"]["pgd_at"].update(init_std=1e-6))
 
 
 def test_adding_a_defense_plans_only_its_jobs(finished_run):
@@ -193,8 +224,8 @@ def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished
 def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=80))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables"}
-    assert len([job for job in jobs if job[0] == "attack"]) == 6  # 3 models x 2 shards
+    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables", "sweep"}
+    assert len([job for job in jobs if job[0] == "attack"]) == 2 * len(MODELS)  # 2 shards per model
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=60))
 
 
@@ -202,8 +233,8 @@ def test_changing_a_shared_setting_reruns_every_model(finished_run):
     edit_config(finished_run, lambda c: c["training"].update(max_length=48))
     jobs = planned_jobs(finished_run)
     assert {rule for rule, _ in jobs} == {"augment", "gather_augmentation", "train", "evaluate", "tables", "attack",
-                                          "gather_attack", "robustness_tables"}
-    assert len([job for job in jobs if job[0] == "train"]) == 3
+                                          "gather_attack", "robustness_tables", "sweep"}
+    assert len([job for job in jobs if job[0] == "train"]) == len(MODELS)
     edit_config(finished_run, lambda c: c["training"].update(max_length=32))
 
 
@@ -264,7 +295,8 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
         "datasets": {"mr": {"train_size": 96, "validation_size": 16, "test_size": 16}},
         "ood_datasets": {"yelp": {"test_size": 16}},
         "defenses": TRAINING_PARAMS, "seeds": [1],
-        "training": {"max_length": 24, "batch_size": 16, "epochs": 3, "learning_rate": 2e-3},
+        # six epochs: enough for the random tiny model to start fitting the 96 examples under every objective
+        "training": {"max_length": 24, "batch_size": 16, "epochs": 6, "learning_rate": 5e-3},
         "evaluation": {"batch_size": 32},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -36,7 +36,7 @@ def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror
     the chunks and every example's randomness being the same, ends with what an uninterrupted job makes."""
     started = time.perf_counter()
     examples = training_subsample(data_path, params).iloc[shard::shards]
-    defense = build_defense(params["defense"], params["defense_params"])
+    defense = build_defense(params["method"], params["defense_params"])
     if not defense.augments_data:
         raise AugmentationError(f"defense '{params['defense']}' does not augment data")
     context = AugmentationContext(mirror=mirror, max_length=params["max_length"], device=device,

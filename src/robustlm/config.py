@@ -1,7 +1,13 @@
-"""Run configuration: schema validation with readable errors, and the canonical per-job parameters.
+"""Run configuration: schema validation with readable errors, defense variants and sweeps, and the canonical
+per-job parameters.
 
 Every job receives only the settings it depends on, serialized canonically (sorted keys), so that
 Snakemake's params-based rerun trigger reruns exactly the jobs whose settings changed.
+
+A model is trained for each entry of `defenses`: a registered defense under its own name, or a variant, any other
+name whose `defense:` names the registered one (`rift_mi: {defense: rift, conditional: false}`). `sweeps` adds one
+variant per value of one setting (`sweeps: {pgd_at: {epsilon: [0.001, 0.01]}}` trains `pgd_at@epsilon=0.001` and
+`pgd_at@epsilon=0.01`); the value the swept entry has itself is that entry's own model.
 """
 from __future__ import annotations
 
@@ -10,11 +16,17 @@ import functools
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+
+#: a variant's name (it names run directories and table rows); sweep points are named <entry>@<setting>=<value>
+VARIANT_NAME = r"[a-z][a-z0-9_]*"
+VARIANT_SEPARATOR = "@"
 
 
 class ConfigError(ValueError):
@@ -48,12 +60,13 @@ def _leaves(node: Any, path: tuple = ()):
 
 
 def _resolve(schema: dict, root: dict) -> dict:
+    """The schema a `$ref` points to, with the keywords beside the reference (e.g. its `default`) on top."""
     if "$ref" not in schema:
         return schema
     resolved = root
     for part in schema["$ref"].removeprefix("#/").split("/"):
         resolved = resolved[part]
-    return resolved
+    return {**_resolve(resolved, root), **{key: value for key, value in schema.items() if key != "$ref"}}
 
 
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
@@ -76,30 +89,142 @@ def _schema(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+def _invalid(problems: list[str]) -> ConfigError:
+    return ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _validate(instance: Any, schema: dict, root: dict, prefix: tuple = ()) -> None:
+    """Validate `instance` against `schema` (whose references resolve in `root`), then fill its defaults; the
+    error names keys from `prefix` on."""
+    validator = jsonschema.Draft202012Validator({**schema, "$defs": root["$defs"]})
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    for error in errors:
+        error.path.extendleft(reversed(prefix))  # absolute_path reads it
+    if errors:
+        raise _invalid([_describe(e) for e in errors])
+    non_finite = [_key_path((*prefix, *path)) for path, value in _leaves(instance)
+                  if isinstance(value, float) and not math.isfinite(value)]
+    if non_finite:  # YAML's .nan / .inf pass every JSON-schema bound
+        raise _invalid([f"config key '{where}': not a finite number" for where in non_finite])
+    _fill_defaults(instance, schema, root)
+
+
+def _is_variant(name: str, settings: Any) -> bool:
+    from .defenses import DEFENSES
+
+    return name not in DEFENSES and isinstance(settings, dict) and "defense" in settings
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate `config` against the JSON schema and fill defaults; raise ConfigError listing every problem."""
     schema = _schema(str(schema_path))
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping, got {type(config).__name__}")
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(_describe(e) for e in errors))
-    non_finite = [_key_path(path) for path, value in _leaves(config) if isinstance(value, float) and not math.isfinite(value)]
-    if non_finite:  # YAML's .nan / .inf pass every JSON-schema bound
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(f"config key '{where}': not a finite number"
-                                                                        for where in non_finite))
-    _fill_defaults(config, schema, schema)
-    unconfigured = [name for name in config.get("lca", {}).get("defenses", []) if name not in config["defenses"]]
+    defenses = config.get("defenses")
+    variants = {name: settings for name, settings in defenses.items() if _is_variant(name, settings)} \
+        if isinstance(defenses, dict) else {}
+    # the registered defenses and the rest of the config against the schema; each variant against its defense's entry
+    if variants:
+        config["defenses"] = {name: settings for name, settings in defenses.items() if name not in variants}
+    try:
+        _validate(config, schema, schema)
+    finally:
+        if variants:
+            config["defenses"] = defenses
+    for name, settings in variants.items():
+        _validate_variant(name, settings, schema)
+    _validate_sweeps(config, schema)
+    entries = defense_entries(config)
+    lca_defenses = config.get("lca", {}).get("defenses", [])
+    unconfigured = [name for name in lca_defenses if name not in entries]
     if unconfigured:
         raise ConfigError(f"config key 'lca.defenses': {unconfigured} not configured under 'defenses' "
                           "(the analysis trains with their hyperparameters from there)")
-    for name, settings in config["defenses"].items():
+    sequence_only = [name for name in lca_defenses if not _registered(method_of(config, name)).token_level]
+    if sequence_only:
+        raise ConfigError(f"config key 'lca.defenses': {sequence_only} have no token-level objective (the analysis "
+                          "tags every word)")
+    for name, settings in entries.items():
         epochs = training_settings(config, name)["epochs"]
         if settings.get("clean_epochs", 0) >= epochs:
             raise ConfigError(f"config key 'defenses.{name}.clean_epochs': {settings['clean_epochs']} clean epochs leave no "
                               f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'")
     return config
+
+
+def _registered(method: str):
+    from .defenses import DEFENSES
+
+    return DEFENSES[method]
+
+
+def _defense_schema(schema: dict, method: str) -> dict:
+    return schema["properties"]["defenses"]["properties"][method]
+
+
+def _validate_variant(name: str, settings: dict, schema: dict) -> None:
+    from .defenses import DEFENSES
+
+    if not re.fullmatch(VARIANT_NAME, name):
+        raise ConfigError(f"config key 'defenses.{name}': a variant's name must match {VARIANT_NAME} (it names files "
+                          "and table rows)")
+    method = settings["defense"]
+    if method not in DEFENSES:
+        raise ConfigError(f"config key 'defenses.{name}.defense': unknown defense '{method}'; known: "
+                          f"{', '.join(sorted(DEFENSES))}")
+    body = {key: value for key, value in settings.items() if key != "defense"}
+    _validate(body, _defense_schema(schema, method), schema, ("defenses", name))
+    settings.update(body)  # with its defaults
+
+
+def _validate_sweeps(config: dict, schema: dict) -> None:
+    for name, sweep in config.get("sweeps", {}).items():
+        if name not in config["defenses"]:
+            raise ConfigError(f"config key 'sweeps.{name}': not configured under 'defenses' (a sweep varies one "
+                              "setting of a configured defense)")
+        ((setting, values),) = sweep.items()
+        method = config["defenses"][name].get("defense", name)
+        for value in values:
+            if isinstance(value, str) and not re.fullmatch(r"[\w.+-]+", value):
+                raise ConfigError(f"config key 'sweeps.{name}.{setting}': value {value!r} cannot name a model "
+                                  "(letters, digits and . + - _ only)")
+            settings = {**config["defenses"][name], setting: value}
+            body = {key: v for key, v in settings.items() if key != "defense"}
+            try:
+                _validate(body, _defense_schema(schema, method), schema, ("defenses", name))
+            except ConfigError as error:
+                raise ConfigError(f"config key 'sweeps.{name}.{setting}': value {value!r} is not a valid setting of "
+                                  f"'{name}': {error}") from None
+
+
+def sweep_points(config: dict) -> list[dict]:
+    """Every point of every sweep: the swept entry (`swept`), its registered defense (`method`), the `setting`, the
+    `value` and the `defense` entry whose model is trained at that value (the swept entry itself at its own value)."""
+    points = []
+    for name, sweep in config.get("sweeps", {}).items():
+        ((setting, values),) = sweep.items()
+        own = config["defenses"][name].get(setting)
+        for value in values:
+            key = name if value == own else f"{name}{VARIANT_SEPARATOR}{setting}={value}"
+            points.append({"swept": name, "method": config["defenses"][name].get("defense", name), "setting": setting,
+                           "value": value,
+                           "defense": key})
+    return points
+
+
+def defense_entries(config: dict) -> dict[str, dict]:
+    """Every model the config trains, by name: `defenses` as written, then each sweep point that is not already one."""
+    entries = dict(config["defenses"])
+    for point in sweep_points(config):
+        if point["defense"] not in entries:
+            swept = config["defenses"][point["swept"]]
+            entries[point["defense"]] = {**swept, point["setting"]: point["value"], "defense": point["method"]}
+    return entries
+
+
+def method_of(config: dict, defense: str) -> str:
+    """The registered defense a configured model trains with."""
+    return defense_entries(config)[defense].get("defense", defense)
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> dict:
@@ -123,12 +248,12 @@ def canonical(params: dict) -> str:
 
 def training_settings(config: dict, defense: str) -> dict:
     """`training`, with what the defense's own `training` block overrides."""
-    return {**config["training"], **config["defenses"][defense].get("training", {})}
+    return {**config["training"], **defense_entries(config)[defense].get("training", {})}
 
 
 def defense_params(config: dict, defense: str) -> dict:
     """The defense's hyperparameters (its constructor's arguments)."""
-    return {key: value for key, value in config["defenses"][defense].items() if key != "training"}
+    return {key: value for key, value in defense_entries(config)[defense].items() if key not in ("training", "defense")}
 
 
 def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
@@ -140,6 +265,7 @@ def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
         "train_size": sizes.get("train_size"),
         "validation_size": sizes.get("validation_size"),
         "defense": defense,
+        "method": method_of(config, defense),
         "defense_params": defense_params(config, defense),
         "seed": int(seed),
         "training": training_settings(config, defense),
@@ -148,13 +274,14 @@ def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
 
 def augment_params(config: dict, dataset: str, defense: str) -> dict:
     """What an augmentation shard depends on: the training subsample, the method and how texts are cut."""
-    method = {key: value for key, value in defense_params(config, defense).items() if key != "augmented_fraction"}
+    settings = {key: value for key, value in defense_params(config, defense).items() if key != "augmented_fraction"}
     return {
         "dataset": dataset,
         "data_seed": config["data_seed"],
         "train_size": config["datasets"][dataset].get("train_size"),
         "defense": defense,
-        "defense_params": method,
+        "method": method_of(config, defense),
+        "defense_params": settings,
         "max_length": config["training"]["max_length"],
         "batch_size": config["augmentation"]["batch_size"],
         "seed": config["augmentation"]["seed"],
@@ -204,6 +331,7 @@ def lca_train_params(config: dict, defense: str, seed: int) -> dict:
         "validation_size": settings.get("validation_size"),
         "test_size": settings.get("test_size"),
         "defense": defense,
+        "method": method_of(config, defense),
         "defense_params": defense_params(config, defense),
         "seed": int(seed),
         "training": settings["training"],

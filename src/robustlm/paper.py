@@ -5,6 +5,26 @@ PAPER_MODEL = "bert-base-uncased"
 PAPER_EPOCHS = 4
 PAPER_HARDWARE = "V100"
 
+#: where a method's own paper trains differently from the main paper (TAT, §3.1: Adamax, 6 epochs, in MT-DNN,
+#: whose SMART runs the same way)
+METHOD_EPOCHS = {"tat": 6, "smart": 6}
+METHOD_OPTIMIZERS = {"tat": "adamax", "smart": "adamax"}
+#: RIFT and its comparison methods keep the epoch with the best robust accuracy (RIFT §3.2)
+ROBUST_SELECTION = {"adv_base", "rift", "adv_ptwd", "adv_mixout"}
+
+#: settings the papers give, marked in sweep figures (Altinisik et al. §4: S = 3, L2 bound 0.003; TAT and SMART:
+#: K = 1, eps = 1e-5, eta = 1e-4, alpha = 1; RIFT: beta 10, alpha 0.1, tau 0.2 on IMDB)
+PAPER_SETTINGS = {
+    "pgd_at": {"steps": 3, "epsilon": 0.003},
+    "lds": {"steps": 3, "epsilon": 0.003},
+    "smart": {"steps": 1, "epsilon": 1e-5, "step_size": 1e-4, "adversarial_weight": 1.0},
+    "tat": {"steps": 1, "epsilon": 1e-5, "step_size": 1e-4, "adversarial_weight": 1.0},
+    "rift": {"beta": 10.0, "alpha": 0.1, "temperature": 0.2},
+    "adv_base": {"beta": 10.0},
+    "adv_ptwd": {"beta": 10.0, "pretrained_weight_decay": 0.01},
+    "adv_mixout": {"beta": 10.0, "mixout_probability": 0.6},
+}
+
 #: our defense key -> the paper's row name
 ROW_NAMES = {
     "baseline": "BERT",
@@ -80,17 +100,36 @@ TABLE4_ACCURACY = {
 }
 
 
-def row_name(defense: str) -> str:
-    return ROW_NAMES.get(defense, defense)
+def row_name(defense: str, method: str | None = None) -> str:
+    """A table row's model name: the paper's name for a defense; a variant or sweep point adds what sets it apart
+    ("PGD-AT @ epsilon=0.01", "RIFT (rift_mi)")."""
+    method = method or defense
+    name = ROW_NAMES.get(method, method)
+    if defense == method:
+        return name
+    if defense.startswith(f"{method}@"):
+        return f"{name} @ {defense.removeprefix(method + '@')}"
+    return f"{name} ({defense})"
 
 
 def training_deviations(train_metrics: dict) -> list[str]:
     """How a fine-tuning run differs from the paper's setup."""
     notes = []
+    method = train_metrics["method"]
     if train_metrics["model"] != PAPER_MODEL:
         notes.append(f"model {train_metrics['model']} (paper: {PAPER_MODEL})")
-    if train_metrics["epochs"] != PAPER_EPOCHS:
-        notes.append(f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_EPOCHS})")
+    epochs = METHOD_EPOCHS.get(method, PAPER_EPOCHS)
+    if train_metrics["epochs"] != epochs:
+        notes.append(f"{train_metrics['epochs']} epoch(s) (paper: {epochs})")
+    optimizer = METHOD_OPTIMIZERS.get(method)
+    if optimizer and train_metrics["optimizer"] != optimizer:
+        notes.append(f"optimizer {train_metrics['optimizer']} (paper: {optimizer})")
+    if method in ROBUST_SELECTION:
+        selection = train_metrics["selection"]
+        notes.append(f"kept the epoch with the best robust accuracy on {selection['examples']} validation examples "
+                     "(paper: on its test set)" if "examples" in selection
+                     else "kept the epoch with the best clean validation accuracy (paper: best robust accuracy)")
+    notes += perturbation_deviations(train_metrics)
     augmentation = train_metrics["augmentation"]
     if augmentation is not None:
         notes += augmentation_deviations(augmentation)
@@ -104,6 +143,19 @@ def training_deviations(train_metrics: dict) -> list[str]:
         notes.append(f"{made} of {wanted} adversarial training examples found (query budget {train_metrics['defense_params']['query_budget']})")
         notes += [f"training attack: {substitution['replacement']}" for substitution in report["substitutions"]]
     return notes
+
+
+def perturbation_deviations(train_metrics: dict) -> list[str]:
+    """The arithmetic an embedding-space defense's step ran in, where it is not the plain float32 of a CPU."""
+    perturbation = train_metrics.get("perturbation")
+    if perturbation is None:
+        return []
+    if perturbation["precision"] != "float32":
+        return [f"perturbation under {perturbation['precision']} autocast: rounding changes the logits about as much "
+                "as a small delta does"]
+    if not train_metrics["device"].startswith("cpu"):
+        return ["defense's steps in float32 (other defenses: bfloat16 autocast), slower than theirs"]
+    return []
 
 
 def augmentation_deviations(augmentation: dict) -> list[str]:

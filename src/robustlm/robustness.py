@@ -12,33 +12,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import (defense_order, jobs_of, join_notes, provenance_note, provenance_section,  # noqa: E402
-                     training_jobs, write_tables)
+from .tables import (defense_order, jobs_of, join_notes, model_names, provenance_note,  # noqa: E402
+                     provenance_section, training_jobs, write_tables)
 
 AVERAGE = "average"
 
 
 def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFrame:
-    """One row per attacked model, scored on the sampled examples that every attacked model of the same
-    dataset classifies correctly (the A2T protocol); with the run's training deviations and its accuracy
-    on `ood_test_set`, read from the run directory the attack belongs to."""
+    """One row per attacked model, scored on the sampled examples that every attacked model of the same dataset
+    classifies correctly (the A2T protocol); with the run's training deviations and its accuracy on `ood_test_set`,
+    read from the run directory the attack belongs to. The intersection is taken over the defenses under their own
+    names; a variant or sweep point is scored on those of its examples it classifies correctly, so adding one does
+    not change the others' rows."""
     attacked = []
     for path in summaries:
         examples = pd.read_csv(path.with_name("adversarial_examples.csv"))
-        attacked.append((json.loads(path.read_text()), examples))
+        train = json.loads((path.parents[2] / "train_metrics.json").read_text())
+        attacked.append((json.loads(path.read_text()), examples, train))
     common: dict[str, set] = {}
-    for summary, examples in attacked:
-        correct = set(examples.id[examples.result != "skipped"])
-        common[summary["dataset"]] = common.get(summary["dataset"], correct) & correct
+    for summary, examples, train in attacked:
+        if train["defense"] == train["method"]:
+            correct = set(examples.id[examples.result != "skipped"])
+            common[summary["dataset"]] = common.get(summary["dataset"], correct) & correct
     rows = []
-    for path, (summary, examples) in zip(summaries, attacked):
-        kept = examples[examples.id.isin(common[summary["dataset"]])]
+    for path, (summary, examples, train) in zip(summaries, attacked):
+        kept = examples[examples.id.isin(common.get(summary["dataset"], set(examples.id))) & (examples.result != "skipped")]
+        evaluation = json.loads((path.parents[2] / "eval_metrics.json").read_text())
         successful = kept[kept.result == "successful"]
-        run_dir = path.parents[2]
-        train = json.loads((run_dir / "train_metrics.json").read_text())
-        evaluation = json.loads((run_dir / "eval_metrics.json").read_text())
         rows.append({
-            "dataset": summary["dataset"], "defense": summary["defense"], "seed": summary["seed"],
+            "dataset": summary["dataset"], "defense": summary["defense"], "method": train["method"],
+            "seed": summary["seed"],
             "attack": summary["attack"], "sampled": len(examples), "examples": len(kept),
             "attack_success_rate": 100 * len(successful) / len(kept) if len(kept) else float("nan"),
             "accuracy_under_attack": 100 * (kept.result == "failed").mean() if len(kept) else float("nan"),
@@ -57,7 +60,7 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     """Table 2: ASR (%) mean and std over seeds per attack, dataset and defense, plus each defense's
     average over the attacks; the paper's number next to ours."""
     per_attack = (attacks.groupby(["attack", "dataset", "defense"], sort=False)
-                  .agg(asr_mean=("attack_success_rate", "mean"), asr_std=("attack_success_rate", "std"),
+                  .agg(method=("method", "first"), asr_mean=("attack_success_rate", "mean"), asr_std=("attack_success_rate", "std"),
                        seeds=("seed", "nunique"), sampled=("sampled", "first"), examples=("examples", "first"),
                        average_queries=("average_queries", "mean"),
                        average_perturbed_word_percent=("average_perturbed_word_percent", "mean"),
@@ -70,7 +73,7 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     paper_average = paper_attacks <= set(per_attack.attack)
     averaged = per_attack[per_attack.attack.isin(paper_attacks)] if paper_average else per_attack
     average = (averaged.groupby(["dataset", "defense"], sort=False)
-               .agg(asr_mean=("asr_mean", "mean"), examples=("examples", "first"),
+               .agg(method=("method", "first"), asr_mean=("asr_mean", "mean"), examples=("examples", "first"),
                     attacks=("attack", lambda names: ", ".join(names)), jobs=("jobs", jobs_of))
                .reset_index().assign(attack=AVERAGE))
     table = pd.concat([per_attack, average], ignore_index=True)
@@ -79,9 +82,9 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     if not paper_average:
         table.loc[table.attack == AVERAGE, "paper_asr"] = float("nan")
     table["provenance"] = table.pop("jobs").map(provenance_note)
-    table.insert(3, "model", table.defense.map(paper.row_name))
+    table.insert(3, "model", model_names(table))
     order = {"attack": {a: i for i, a in enumerate([*paper.ATTACK_NAMES, AVERAGE])},
-             "defense": {d: i for i, d in enumerate(defense_order(table.defense))}}
+             "defense": {d: i for i, d in enumerate(defense_order(table.defense, table.method))}}
     return (table.sort_values(["attack", "dataset", "defense"],
                               key=lambda column: column.map(order[column.name]) if column.name in order else column)
             .reset_index(drop=True))
@@ -120,14 +123,16 @@ def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame, jobs: list[tuple
 def _figure(attacks: pd.DataFrame, ood_test_set: str | None, path: Path) -> None:
     """Mean ASR over the attacks against out-of-distribution accuracy, one point per defense."""
     per_model = (attacks.groupby(["dataset", "defense"], sort=False)
-                 .agg(asr=("attack_success_rate", "mean"), ood_accuracy=("ood_accuracy", "mean")).reset_index())
+                 .agg(method=("method", "first"), asr=("attack_success_rate", "mean"),
+                      ood_accuracy=("ood_accuracy", "mean")).reset_index())
+    per_model["model"] = model_names(per_model)
     datasets = list(dict.fromkeys(per_model.dataset))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         subset = per_model[per_model.dataset == dataset]
         ax.scatter(subset.ood_accuracy, subset.asr)
         for row in subset.itertuples():
-            ax.annotate(paper.row_name(row.defense), (row.ood_accuracy, row.asr), fontsize=8,
+            ax.annotate(row.model, (row.ood_accuracy, row.asr), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel(f"accuracy on {ood_test_set} (%)" if ood_test_set else "out-of-distribution accuracy (%)")
         ax.set_ylabel("attack success rate (%), mean over attacks")

@@ -25,16 +25,28 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
         training = training_jobs(train)
         for test_set, accuracy in evaluation["accuracy"].items():
             rows.append({
-                "trained_on": train["dataset"], "defense": train["defense"], "seed": train["seed"],
+                "trained_on": train["dataset"], "defense": train["defense"], "method": train["method"],
+                "seed": train["seed"],
                 "test_set": test_set, "accuracy": 100 * accuracy, "test_examples": evaluation["examples"][test_set],
                 "train_minutes": train["train_seconds"] / 60, "examples_per_second": train["examples_per_second"],
                 "generation_minutes": train["adversarial_generation_seconds"] / 60,
                 "augmentation_minutes": (train["augmentation"] or {}).get("augmentation_seconds", 0.0) / 60,
                 "passes_per_step": train["passes_per_step"], "device": train["device"],
+                **perturbation_columns(train["perturbation"]),
                 "deviations": join_notes(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
                 "training_jobs": training, "jobs": [*training, ("evaluate", evaluation.get("provenance"))],
             })
     return pd.DataFrame(rows)
+
+
+#: what Table 3 shows of an embedding-space defense's perturbation (diagnostics.PerturbationMonitor)
+PERTURBATION_COLUMNS = ("norm", "epsilon", "mean_delta_norm", "ascent_gain", "start_cosine", "mean_abs_logit_change",
+                        "precision")
+PERTURBATION_NUMBERS = ("mean_delta_norm", "ascent_gain", "start_cosine", "mean_abs_logit_change")
+
+
+def perturbation_columns(perturbation: dict | None) -> dict:
+    return {f"perturbation_{name}": (perturbation or {}).get(name) for name in PERTURBATION_COLUMNS}
 
 
 def join_notes(*notes: str) -> str:
@@ -110,15 +122,23 @@ def provenance_section(jobs: list[tuple[str, dict | None]]) -> list[str]:
     return parts
 
 
-def defense_order(defenses) -> list[str]:
+def defense_order(defenses, methods=None) -> list[str]:
+    """The paper's row order; a variant after the defense it varies."""
     known = list(paper.ROW_NAMES)
-    return sorted(set(defenses), key=lambda d: (known.index(d) if d in known else len(known), d))
+    method_of = dict(zip(defenses, methods if methods is not None else defenses))
+    return sorted(method_of, key=lambda d: (known.index(method_of[d]) if method_of[d] in known else len(known),
+                                            d != method_of[d], d))
+
+
+def model_names(table: pd.DataFrame) -> list[str]:
+    return [paper.row_name(defense, method) for defense, method in zip(table.defense, table.method)]
 
 
 def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 4: accuracy (%) per training set, defense and test set, mean and std over seeds."""
     table = (runs.groupby(["trained_on", "defense", "test_set"], sort=False)
-             .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"), seeds=("seed", "nunique"),
+             .agg(method=("method", "first"), accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+                  seeds=("seed", "nunique"),
                   test_examples=("test_examples", "first"), deviations=("deviations", "first"),
                   provenance=("jobs", lambda runs: provenance_note(jobs_of(runs))))
              .reset_index())
@@ -126,7 +146,7 @@ def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
         paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
         for row in table.itertuples()
     ], dtype=float)
-    table.insert(1, "model", table.defense.map(paper.row_name))
+    table.insert(1, "model", model_names(table))
     return _sorted(table, ["trained_on", "defense", "test_set"])
 
 
@@ -135,12 +155,14 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     generation, also shown on its own), throughput, and slowdown relative to the baseline of the same run.
     Data augmentation runs once before fine-tuning; its minutes are listed beside them."""
     per_run = runs.drop_duplicates(["trained_on", "defense", "seed"])
+    perturbation = {f"perturbation_{name}": (f"perturbation_{name}", "mean" if name in PERTURBATION_NUMBERS else "first")
+                    for name in PERTURBATION_COLUMNS}
     table = (per_run.groupby(["trained_on", "defense"], sort=False)
-             .agg(minutes_mean=("train_minutes", "mean"), minutes_std=("train_minutes", "std"),
+             .agg(method=("method", "first"), minutes_mean=("train_minutes", "mean"), minutes_std=("train_minutes", "std"),
                   generation_minutes=("generation_minutes", "mean"), augmentation_minutes=("augmentation_minutes", "mean"),
                   examples_per_second=("examples_per_second", "mean"), passes_per_step=("passes_per_step", "first"),
                   seeds=("seed", "nunique"), device=("device", "first"), deviations=("deviations", "first"),
-                  provenance=("training_jobs", lambda runs: provenance_note(jobs_of(runs))))
+                  provenance=("training_jobs", lambda runs: provenance_note(jobs_of(runs))), **perturbation)
              .reset_index())
     baseline = table[table.defense == "baseline"].set_index("trained_on").minutes_mean
     table["generation_share"] = table.generation_minutes / table.minutes_mean
@@ -152,7 +174,7 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["paper_hardware"] = paper.PAPER_HARDWARE
     # test-set subsampling does not affect training time
     table["deviations"] = table.deviations.map(lambda notes: join_notes(*(n for n in notes.split("; ") if "subsample of the" not in n)))
-    table.insert(1, "model", table.defense.map(paper.row_name))
+    table.insert(1, "model", model_names(table))
     return _sorted(table, ["trained_on", "defense"])
 
 
@@ -178,7 +200,7 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
 
 
 def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    order = {d: i for i, d in enumerate(defense_order(table.defense))}
+    order = {d: i for i, d in enumerate(defense_order(table.defense, table.method))}
     return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(drop=True)
 
 
@@ -195,12 +217,31 @@ def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: p
         runtime[["trained_on", "model", "minutes_mean", "generation_share", "augmentation_minutes", "examples_per_second",
                  "passes_per_step", "slowdown_vs_baseline", "paper_minutes", "paper_slowdown_vs_baseline", "device"]]
         .to_markdown(index=False, floatfmt=".2f"), "\n",
+        *perturbation_section(runtime),
         "## Paper vs. ours\n", comparison.to_markdown(index=False, floatfmt=".2f"), "\n",
         "## Deviations from the paper's setup\n",
         *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}), "\n",
         *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
+
+
+def perturbation_section(runtime: pd.DataFrame) -> list[str]:
+    """Markdown: what each embedding-space defense's perturbation did (none if no such defense ran)."""
+    perturbing = runtime[runtime.perturbation_norm.notna()]
+    if perturbing.empty:
+        return []
+    columns = {f"perturbation_{name}": name for name in PERTURBATION_COLUMNS}
+    return [
+        "## Perturbation diagnostics (embedding-space defenses, the last epoch's last steps)\n",
+        "Measured in eval mode on training batches, at delta = 0, at the ascent's delta and at a random delta of the "
+        "same size: `ascent_gain` is how many times more the ascent's delta raises the ascent's objective than the "
+        "random one (about 1: the ascent found nothing a random draw would not); `start_cosine` compares delta with "
+        "its random start (about 1: the ascent never left it); `mean_abs_logit_change` is how far delta moves the "
+        "logits.\n",
+        perturbing[["trained_on", "model", *columns]].rename(columns=columns).to_markdown(index=False, floatfmt=".3g"),
+        "\n",
+    ]
 
 
 def _figure(generalization: pd.DataFrame, path: Path) -> None:

@@ -29,9 +29,12 @@ from .defenses.base import Autocast
 from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device, to_device
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
+from .selection import RobustValidation
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 2
+#: an epoch's last steps, on which a perturbing defense measures what its perturbation does
+DIAGNOSED_STEPS = 50
 
 
 @dataclass
@@ -42,7 +45,7 @@ class TrainState:
     generation_seconds: float = 0.0
     examples_seen: int = 0
     tokens_seen: int = 0
-    best_validation_accuracy: float = -1.0
+    best_score: float = -1.0  # of the kept epoch: validation accuracy, or robust accuracy (`selection: robust`)
     best_epoch: int = 0
     history: list = field(default_factory=list)
 
@@ -176,15 +179,35 @@ def augmented_training_set(train: pd.DataFrame, augmented_path: Path, fraction: 
     return pd.concat([train, kept[train.columns]], ignore_index=True), manifest
 
 
-def build_optimizer(model, defense: Defense, settings: dict, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the model's and the defense's parameters, without weight decay on biases and LayerNorm
-    weights (BERT's recipe); fused on GPU."""
+class AdamaxW(torch.optim.Adamax):
+    """Adamax with decoupled weight decay, MT-DNN's AdamaxW (TAT's optimiser): each parameter is first shrunk by
+    (1 - lr * weight_decay), then takes torch's Adamax step, which matches MT-DNN's (u = max(beta2 u, |g| + eps),
+    p -= lr / (1 - beta1^t) * m / u)."""
+
+    def __init__(self, groups: list[dict], lr: float):
+        super().__init__([{**group, "weight_decay": 0.0, "decoupled_weight_decay": group["weight_decay"]}
+                          for group in groups], lr=lr)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    parameter.mul_(1 - group["lr"] * group["decoupled_weight_decay"])
+        return super().step(closure)
+
+
+def build_optimizer(model, defense: Defense, settings: dict, device: torch.device) -> torch.optim.Optimizer:
+    """`settings["optimizer"]` over the model's and the defense's parameters, without weight decay on biases and
+    LayerNorm weights (BERT's recipe): AdamW (fused on GPU) or AdamaxW."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
         {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
     ]
+    if settings["optimizer"] == "adamax":
+        return AdamaxW(groups, lr=settings["learning_rate"])
     return torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
 
 
@@ -207,7 +230,7 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
     device = resolve_device(device)
     settings = params["training"]
     set_seed(params["seed"])
-    defense: Defense = build_defense(params["defense"], params["defense_params"])
+    defense: Defense = build_defense(params["method"], params["defense_params"])
     if is_token_level(data.train_labels) and not defense.token_level:
         raise ValueError(f"defense '{params['defense']}' is defined for sequence classification only")
     train_ids, train_labels = data.train_ids, data.train_labels
@@ -219,6 +242,13 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
                                     seed=params["seed"], work_dir=checkpoint_dir,
                                     run_key=json.dumps(params, sort_keys=True)))
     optimizer = build_optimizer(model, defense, settings, device)
+    robust_validation = None
+    if settings["selection"] == "robust":
+        if is_token_level(data.train_labels):
+            raise ValueError("`selection: robust` attacks sentences; a token-level task keeps its best clean epoch")
+        robust_validation = RobustValidation(tokenizer, data.validation_ids, data.validation_labels,
+                                             settings["selection_examples"], params["data_seed"], model, mirror,
+                                             settings["batch_size"] * 2, device)
     total_steps = sum(-(-(len(train_ids) + defense.planned_extra_examples(epoch, len(train_ids))) // settings["batch_size"])
                       for epoch in range(1, settings["epochs"] + 1))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
@@ -247,9 +277,10 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         epoch_labels = train_labels + list(extra_labels)
         adversarial = np.arange(len(epoch_ids)) >= len(train_ids)
         lengths = [len(ids) for ids in epoch_ids]
-        progress = tqdm(epoch_batches(lengths, settings["batch_size"], params["seed"], epoch),
-                        desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
-        for batch_indices in progress:
+        batches = epoch_batches(lengths, settings["batch_size"], params["seed"], epoch)
+        progress = tqdm(batches, desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
+        for step, batch_indices in enumerate(progress):
+            defense.measuring = step >= len(batches) - DIAGNOSED_STEPS
             batch = collate(tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device)
             batch["adversarial"] = to_device(torch.from_numpy(adversarial[batch_indices]), device)
             losses.append(train_step(defense, model, batch, optimizer, scheduler, settings["max_grad_norm"],
@@ -258,24 +289,34 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
             state.examples_seen += len(batch_indices)
             state.tokens_seen += sum(lengths[i] for i in batch_indices)
         epoch_loss = torch.stack(losses).mean().item()  # one host sync per epoch, not per step
-        state.train_seconds += time.perf_counter() - epoch_start
+        perturbation = defense.perturbation_report()
+        # measuring the perturbation is not part of fine-tuning (nor of the paper's Table 3)
+        state.train_seconds += time.perf_counter() - epoch_start - (perturbation or {}).get("measurement_seconds", 0.0)
 
-        validation_accuracy = accuracy(model, tokenizer, data.validation_ids, data.validation_labels,
-                                       settings["batch_size"] * 2, device)
+        record = {"epoch": epoch, "train_loss": epoch_loss,
+                  "validation_accuracy": accuracy(model, tokenizer, data.validation_ids, data.validation_labels,
+                                                  settings["batch_size"] * 2, device)}
+        if robust_validation is not None:
+            record["robust_validation_accuracy"] = robust_validation.accuracy(model)
+        if perturbation is not None:
+            record["perturbation"] = perturbation
         state.epoch = epoch
         defense.on_epoch_end()
-        state.history.append({"epoch": epoch, "train_loss": epoch_loss, "validation_accuracy": validation_accuracy})
-        log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, epoch_loss, validation_accuracy)
-        if defense.selectable(epoch) and validation_accuracy > state.best_validation_accuracy:
-            state.best_validation_accuracy, state.best_epoch = validation_accuracy, epoch
+        state.history.append(record)
+        log.info("epoch %d: %s", epoch, json.dumps(record))
+        score = record["robust_validation_accuracy" if robust_validation else "validation_accuracy"]
+        if defense.selectable(epoch) and score > state.best_score:
+            state.best_score, state.best_epoch = score, epoch
             _save_model_dir(model, tokenizer, best_dir)
         save_checkpoint(checkpoint_dir, params, model, optimizer, scheduler, defense, state)
 
     shutil.rmtree(output_dir, ignore_errors=True)
     shutil.copytree(best_dir, output_dir)
+    kept = state.history[state.best_epoch - 1]
     metrics = {
         "dataset": params["dataset"],
         "defense": params["defense"],
+        "method": params["method"],
         "defense_params": params["defense_params"],
         "seed": params["seed"],
         "model": params["model"],
@@ -292,8 +333,13 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         "examples_per_second": state.examples_seen / max(state.train_seconds - state.generation_seconds, 1e-9),
         "tokens_per_second": state.tokens_seen / max(state.train_seconds - state.generation_seconds, 1e-9),
         "passes_per_step": 1 + defense.extra_passes,
-        "best_validation_accuracy": state.best_validation_accuracy,
+        "optimizer": settings["optimizer"],
+        "selection": robust_validation.describe() if robust_validation else {"by": "clean validation accuracy"},
+        "best_validation_accuracy": kept["validation_accuracy"],
+        "best_robust_validation_accuracy": kept.get("robust_validation_accuracy"),
         "best_epoch": state.best_epoch,
+        # what the defense's perturbation did on the last epoch's last steps (embedding-space defenses)
+        "perturbation": state.history[-1].get("perturbation"),
         "history": state.history,
         "resumed_from_epoch": resumed_from_epoch,
         "defense_report": defense.report(),

@@ -1,11 +1,16 @@
-from robustlm.config import (attack_params, attack_sample_params, augment_params, canonical, evaluate_params,
-                             lca_extract_params, lca_probe_params, lca_train_params, train_params)
+import re
+
+from robustlm.config import (attack_params, attack_sample_params, augment_params, canonical, defense_entries,
+                             evaluate_params, lca_extract_params, lca_probe_params, lca_train_params, method_of,
+                             sweep_points, train_params)
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
 DATASETS = sorted(config["datasets"])
 OOD_DATASETS = sorted(config["ood_datasets"])
-DEFENSES = sorted(config["defenses"])
-AUGMENTING_DEFENSES = [name for name in DEFENSES if REGISTERED_DEFENSES[name].augments_data]
+# every model the config trains: the configured defenses and variants, and the sweeps' points
+DEFENSES = sorted(defense_entries(config))
+AUGMENTING_DEFENSES = [name for name in DEFENSES if REGISTERED_DEFENSES[method_of(config, name)].augments_data]
+SWEEPS = sorted({(point["swept"], point["setting"]) for point in sweep_points(config)})
 SEEDS = sorted(config["seeds"])
 RUNS = "results/runs/{dataset}/{defense}/seed{seed}"
 ATTACKS = config["attacks"]["recipes"] if "attacks" in config else []
@@ -16,9 +21,11 @@ LCA_RUN = "results/lca/{defense}/seed{seed}"
 
 wildcard_constraints:
     dataset="|".join(DATASETS + OOD_DATASETS),
-    defense="|".join(DEFENSES),
+    defense="|".join(map(re.escape, DEFENSES)),
     seed=r"\d+",
     attack="|".join(ATTACKS) or "no-attacks",
+    swept="|".join(map(re.escape, {swept for swept, _ in SWEEPS})) or "no-sweeps",
+    setting=r"\w+",
     shard=r"\d+",
     shards=r"\d+",
 
@@ -36,6 +43,21 @@ def attack_outputs(pattern):
 def lca_outputs(pattern):
     """`pattern` (relative to an analysed tagger's directory) for every LCA defense and seed."""
     return expand(f"{LCA_RUN}/{pattern}", defense=LCA_DEFENSES, seed=SEEDS)
+
+
+def points_of(wildcards):
+    """The points of the sweep of `wildcards.setting` of `wildcards.swept`."""
+    return [point for point in sweep_points(config) if (point["swept"], point["setting"]) == (wildcards.swept, wildcards.setting)]
+
+
+def sweep_outputs(wildcards, pattern):
+    """`pattern` (relative to a run directory) for every run of a sweep's points."""
+    return expand(f"{RUNS}/{pattern}", dataset=DATASETS, defense=[p["defense"] for p in points_of(wildcards)], seed=SEEDS)
+
+
+def sweep_attack_outputs(wildcards):
+    return expand(f"{ATTACK_RUN}/attack_summary.json", dataset=DATASETS, defense=[p["defense"] for p in points_of(wildcards)],
+                  seed=SEEDS, attack=ATTACKS)
 
 
 def rule_resources(family, **defaults):

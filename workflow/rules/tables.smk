@@ -70,3 +70,31 @@ rule robustness_tables:
         "../../envs/tables.yaml"
     script:
         "../scripts/robustness_tables.py"
+
+
+rule sweep:
+    input:
+        train=lambda wc: sweep_outputs(wc, "train_metrics.json"),
+        evaluation=lambda wc: sweep_outputs(wc, "eval_metrics.json"),
+        summaries=sweep_attack_outputs,
+    output:
+        table=report(
+            "results/sweeps/{swept}/{setting}.csv",
+            caption="../../report/sweep_table.rst",
+            category="Sweeps",
+            labels={"sweep": "{swept}: {setting}", "kind": "table"},
+        ),
+        figure=report(
+            "results/sweeps/{swept}/{setting}.png",
+            caption="../../report/sweep_figure.rst",
+            category="Sweeps",
+            labels={"sweep": "{swept}: {setting}", "kind": "figure"},
+        ),
+    params:
+        points=lambda wc: canonical(points_of(wc)),
+    log:
+        "results/logs/sweep/{swept}/{setting}.log",
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/sweep.py"

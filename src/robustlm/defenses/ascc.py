@@ -1,29 +1,52 @@
 """Adversarial fine-tuning against word substitutions and RIFT (Dong et al. 2021) with its comparison methods.
 
 x_hat (RIFT Eq. 8, ASCC): each token's embedding becomes a convex combination sum_j w_ij e(s_ij) of the
-embeddings of the token and its counter-fitted neighbours S(x_i); w_i = softmax(z_i) over S(x_i), and z is
-ascended `steps` times along sign(grad_z KL(q(.|x) || q(.|x_hat))). Only whole-word vocabulary entries with
-whole-word neighbours are substituted (wordpiece models cannot swap a word split into pieces in place).
+embeddings of the token and its counter-fitted neighbours S(x_i); w_i = softmax(z_i) over S(x_i). The inner
+maximisation (`ascent`) finds z:
+- `rift`, as RIFT's code (models/AdvPLM.py, ascc_attack): z from a Kaiming-normal start, `steps` Adam steps (learning
+  rate `step_size`, RIFT's 1, weight decay 2e-5) on -KL(q(.|x) || q(.|x_hat)) + `entropy_weight` * H(w) / (300 x 128)
+  (RIFT's normaliser, its maximum length times a batch size: the entropy term pushes w towards single words), with
+  the model in eval mode;
+- `sign`, the earlier form here: z ~ N(0, init_std^2), `steps` steps along sign(grad_z) of the same objective, in
+  train mode.
+Only whole-word vocabulary entries with whole-word neighbours are substituted (wordpiece models cannot swap a word
+split into pieces in place). RIFT combines the embedding layer's outputs (after position embeddings and LayerNorm);
+here the word embeddings are combined before them.
 
 - Adv-Base (ASCC adversarial fine-tuning, RIFT Eq. 9): CE(x, y) + beta * KL(q(.|x) || q(.|x_hat)).
 - RIFT (Eq. 11): Eq. 9 + alpha * L_r-info, the class-conditional InfoNCE (Eq. 10) between the student's
   features on x_hat and the frozen pre-trained model's features on x, scored by
   f_y(a, b) = cos(g1_y(a), g2_y(b)) / tau with per-class MLP heads; `conditional: false` gives the I(S;T)
   variant of the paper's ablation (one pair of heads, the whole batch as negatives).
-- Adv-PTWD: Eq. 9 + lambda * sum ||W - W_pre||^2 (pre-trained weight decay).
-- Adv-Mixout: Eq. 9 with mixout(p) on every linear layer of the encoder (Lee et al. 2020).
+- Adv-PTWD: Eq. 9 + lambda * ||W - W_pre||_2, the L2 norm of the distance to the pre-trained encoder (the paper's
+  penalty; RIFT's code takes the square root of the summed squares plus 1e-10).
+- Adv-Mixout: Eq. 9 with mixout(p) on every parameter of the encoder (Lee et al. 2020; "each parameter", as the
+  paper says), a fresh mask for every forward pass of a module, as RIFT's and mixout's own code draw it.
+
+RIFT keeps the epoch with the best robust accuracy (its §3.2): `training: {selection: robust}`, with RIFT's ASCC test
+attack (`substitution_attack`) on a seeded validation subset (training.py).
 """
 from __future__ import annotations
 
 import copy
+import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..resources import counterfitted_neighbors
-from .base import Defense, TrainingContext, at, labelled_positions, model_inputs
+from .base import Defense, TrainingContext, at, eval_mode, labelled_positions, model_inputs
 from .embedding import kl_divergence
+
+ASCENTS = ("rift", "sign")
+#: RIFT's code divides the combination weights' summed entropy by its maximum length (300) times 128
+ENTROPY_NORMALISER = 300 * 128
+#: Adam's weight decay on the combination logits in RIFT's code
+COMBINATION_WEIGHT_DECAY = 2e-5
+#: RIFT's test attack (opts.py: ascc_test_attack_iters, ascc_w_optm_lr, ascc_test_attack_sparse_weight)
+TEST_ATTACK = {"steps": 10, "step_size": 1.0, "entropy_weight": 15.0}
 
 
 def neighbor_table(vocabulary: dict[str, int], neighbors: dict[str, list[str]], size: int, max_neighbors: int = 8) -> torch.Tensor:
@@ -39,10 +62,69 @@ def neighbor_table(vocabulary: dict[str, int], neighbors: dict[str, list[str]], 
     return table
 
 
+def counterfitted_table(tokenizer, mirror, size: int) -> torch.Tensor:
+    return neighbor_table(tokenizer.get_vocab(), counterfitted_neighbors(mirror), size)
+
+
+def combination_weights(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """softmax over each token's valid (>= 0) candidates."""
+    return torch.softmax(scores.masked_fill(candidates < 0, float("-inf")), dim=-1)
+
+
 def convex_combination(embedding_weight: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """sum_j softmax(scores)_j e(candidate_j) per token, over the valid (>= 0) candidates only."""
-    weights = torch.softmax(scores.masked_fill(candidates < 0, float("-inf")), dim=-1)
+    weights = combination_weights(scores, candidates)
     return torch.einsum("blk,blkd->bld", weights.to(embedding_weight.dtype), embedding_weight[candidates.clamp_min(0)])
+
+
+def weights_entropy(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The summed entropy of every token's combination weights (zero for a token without substitutes)."""
+    log_weights = torch.log_softmax(scores.masked_fill(candidates < 0, float("-inf")), dim=-1)
+    return -(log_weights.exp() * log_weights.masked_fill(candidates < 0, 0.0)).sum()
+
+
+def kaiming_scores(candidates: torch.Tensor) -> torch.Tensor:
+    """RIFT's start: Kaiming-normal weights of shape (batch, length, candidates, 1), std sqrt(2 / (length x candidates))."""
+    _, length, slots = candidates.shape
+    return torch.randn(candidates.shape, device=candidates.device) * math.sqrt(2.0 / (length * slots))
+
+
+def ascend_scores(model, candidates: torch.Tensor, inputs: dict, positions, objective, steps: int, step_size: float,
+                  entropy_weight: float, ascent: str, init_std: float = 1.0) -> torch.Tensor:
+    """The combination logits z that maximise `objective(logits at x_hat)` - entropy_weight * H(w) / 38,400 (model
+    parameters untouched). `rift`: Adam in eval mode, as RIFT's code; `sign`: sign-gradient steps in the model's mode."""
+    weight = model.get_input_embeddings().weight.detach()
+    if ascent == "rift":
+        scores = kaiming_scores(candidates).requires_grad_(True)
+        optimizer = torch.optim.Adam([scores], lr=step_size, weight_decay=COMBINATION_WEIGHT_DECAY)
+    else:
+        scores = (torch.randn(candidates.shape, device=candidates.device) * init_std).requires_grad_(True)
+    with eval_mode(model) if ascent == "rift" else nullcontext():
+        for _ in range(steps):
+            with torch.enable_grad():
+                logits = at(model(inputs_embeds=convex_combination(weight, candidates, scores), **inputs).logits, positions)
+                loss = -objective(logits) + entropy_weight * weights_entropy(scores, candidates) / ENTROPY_NORMALISER
+                (gradient,) = torch.autograd.grad(loss, scores)
+            if ascent == "rift":
+                scores.grad = gradient
+                optimizer.step()
+            else:
+                with torch.no_grad():
+                    scores -= step_size * gradient.sign()
+    return scores.detach()
+
+
+@torch.no_grad()
+def substitution_attack(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                        neighbors: torch.Tensor) -> torch.Tensor:
+    """RIFT's ASCC test attack: the combination weights that maximise the cross-entropy of the gold label (10 Adam
+    steps, entropy weight 15), each token then replaced by its highest-weighted candidate; returns the substituted
+    input ids (robust accuracy is the accuracy on them)."""
+    candidates = neighbors[input_ids]
+    scores = ascend_scores(model, candidates, {"attention_mask": attention_mask}, None,
+                           lambda logits: F.cross_entropy(logits, labels, reduction="sum"), ascent="rift", **TEST_ATTACK)
+    chosen = scores.masked_fill(candidates < 0, float("-inf")).argmax(-1, keepdim=True)
+    return torch.where(attention_mask.bool(), candidates.gather(-1, chosen).squeeze(-1), input_ids)
 
 
 def info_nce(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, student_heads, teacher_heads,
@@ -69,9 +151,14 @@ def info_nce(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
 class AdvBase(Defense):
     name = "adv_base"
 
-    def __init__(self, beta: float, steps: int, step_size: float, init_std: float):
-        super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
-        self.beta, self.steps, self.step_size, self.init_std = beta, steps, step_size, init_std
+    def __init__(self, beta: float, steps: int, step_size: float, ascent: str = "rift", entropy_weight: float = 15.0,
+                 init_std: float = 1.0):
+        super().__init__(beta=beta, steps=steps, step_size=step_size, ascent=ascent, entropy_weight=entropy_weight,
+                         init_std=init_std)
+        if ascent not in ASCENTS:
+            raise ValueError(f"unknown ascent '{ascent}'; known: {', '.join(ASCENTS)}")
+        self.beta, self.steps, self.step_size, self.ascent = beta, steps, step_size, ascent
+        self.entropy_weight, self.init_std = entropy_weight, init_std
         self.neighbors: torch.Tensor | None = None
 
     @property
@@ -80,19 +167,20 @@ class AdvBase(Defense):
 
     def prepare(self, context: TrainingContext) -> None:
         embeddings = context.model.get_input_embeddings()
-        self.neighbors = neighbor_table(context.tokenizer.get_vocab(), counterfitted_neighbors(context.mirror),
-                                        embeddings.num_embeddings).to(embeddings.weight.device)
+        self.neighbors = counterfitted_table(context.tokenizer, context.mirror, embeddings.num_embeddings).to(
+            embeddings.weight.device)
 
     def adversarial_embeddings(self, model, input_ids, inputs, clean_logits, positions) -> torch.Tensor:
-        weight = model.get_input_embeddings().weight
         candidates = self.neighbors[input_ids]
-        scores = torch.randn(candidates.shape, device=weight.device) * self.init_std
-        for _ in range(self.steps):
-            scores.requires_grad_(True)
-            logits = at(model(inputs_embeds=convex_combination(weight.detach(), candidates, scores), **inputs).logits, positions)
-            (gradient,) = torch.autograd.grad(kl_divergence(clean_logits.detach(), logits, reduction="sum"), scores)
-            scores = (scores + self.step_size * gradient.sign()).detach()
-        return convex_combination(weight, candidates, scores)
+        if self.ascent == "rift":  # RIFT ascends from the eval-mode prediction, as the whole ascent runs in eval mode
+            with torch.no_grad(), eval_mode(model):
+                reference = at(model(input_ids=input_ids, **inputs).logits, positions)
+        else:
+            reference = clean_logits.detach()
+        scores = ascend_scores(model, candidates, inputs, positions,
+                               lambda logits: kl_divergence(reference, logits, reduction="sum"),
+                               self.steps, self.step_size, self.entropy_weight, self.ascent, self.init_std)
+        return convex_combination(model.get_input_embeddings().weight, candidates, scores)
 
     def loss(self, model, batch):
         inputs = model_inputs(batch)
@@ -118,9 +206,9 @@ class Rift(AdvBase):
     name = "rift"
     token_level = False  # its mutual-information term is between sentence ([CLS]) features
 
-    def __init__(self, beta: float, steps: int, step_size: float, init_std: float, alpha: float,
-                 temperature: float = 0.2, projection_dim: int = 128, conditional: bool = True):
-        super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
+    def __init__(self, beta: float, steps: int, step_size: float, alpha: float, temperature: float = 0.2,
+                 projection_dim: int = 128, conditional: bool = True, **ascent):
+        super().__init__(beta=beta, steps=steps, step_size=step_size, **ascent)
         self.params.update(alpha=alpha, temperature=temperature, projection_dim=projection_dim, conditional=conditional)
         self.alpha, self.temperature, self.projection_dim, self.conditional = alpha, temperature, projection_dim, conditional
 
@@ -151,11 +239,17 @@ class Rift(AdvBase):
         self.heads.load_state_dict(state["heads"])
 
 
+def distance_to_pretrained(model: nn.Module, pretrained: dict[str, torch.Tensor]) -> torch.Tensor:
+    """||W - W_pre||_2 over the encoder's parameters, as RIFT's code computes it (sqrt(1e-10 + summed squares))."""
+    squares = sum(((p - pretrained[name]) ** 2).sum() for name, p in model.base_model.named_parameters())
+    return torch.sqrt(squares + 1e-10)
+
+
 class AdvPtwd(AdvBase):
     name = "adv_ptwd"
 
-    def __init__(self, beta: float, steps: int, step_size: float, init_std: float, pretrained_weight_decay: float):
-        super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
+    def __init__(self, beta: float, steps: int, step_size: float, pretrained_weight_decay: float, **ascent):
+        super().__init__(beta=beta, steps=steps, step_size=step_size, **ascent)
         self.params.update(pretrained_weight_decay=pretrained_weight_decay)
         self.pretrained_weight_decay = pretrained_weight_decay
 
@@ -164,41 +258,54 @@ class AdvPtwd(AdvBase):
         self.pretrained = {name: p.detach().clone() for name, p in context.model.base_model.named_parameters()}
 
     def regularizer(self, model, batch, adversarial):
-        distance = sum(((p - self.pretrained[name]) ** 2).sum() for name, p in model.base_model.named_parameters())
-        return self.pretrained_weight_decay * distance
+        return self.pretrained_weight_decay * distance_to_pretrained(model, self.pretrained)
 
 
-class MixoutLinear(nn.Linear):
-    """A linear layer whose weights are, while training, mixed with their pre-trained values: each entry is
-    replaced by its target with probability p and the result rescaled so its expectation is the weight."""
+def mixout(weight: torch.Tensor, target: torch.Tensor, probability: float) -> torch.Tensor:
+    """Each entry replaced by its pre-trained value with `probability`, rescaled so that the expectation is `weight`
+    (Lee et al. 2020, Eq. 4): (mask * target + (1 - mask) * weight - p * target) / (1 - p)."""
+    mask = torch.rand_like(weight) < probability
+    return (torch.where(mask, target, weight) - probability * target) / (1 - probability)
 
-    def __init__(self, layer: nn.Linear, probability: float):
-        super().__init__(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                         device=layer.weight.device, dtype=layer.weight.dtype)
-        self.load_state_dict(layer.state_dict())
+
+class Mixout:
+    """Mixout on every parameter of a module tree, while it trains: before each forward pass of a module, its own
+    parameters are swapped for their mixed-out values (a differentiable function of them), and put back after it;
+    in eval mode the module runs on its own weights. The parameters themselves, their state dict and the optimizer
+    never see the swap."""
+
+    def __init__(self, root: nn.Module, probability: float):
         self.probability = probability
-        self.register_buffer("target", layer.weight.detach().clone(), persistent=False)  # keeps checkpoints plain
+        self.targets = {}
+        for module in root.modules():
+            own = {name: p.detach().clone() for name, p in module.named_parameters(recurse=False)}
+            if own:
+                self.targets[module] = own
+                module.register_forward_pre_hook(self._mix)
+                module.register_forward_hook(self._restore, always_call=True)
+        self.swapped: dict[nn.Module, dict[str, nn.Parameter]] = {}
 
-    def forward(self, inputs):
-        if not self.training or self.probability == 0:
-            return super().forward(inputs)
-        mask = torch.rand_like(self.weight) < self.probability
-        mixed = (torch.where(mask, self.target, self.weight) - self.probability * self.target) / (1 - self.probability)
-        return F.linear(inputs, mixed, self.bias)
+    def _mix(self, module, args):
+        if not module.training or self.probability == 0:
+            return
+        own = {name: module._parameters[name] for name in self.targets[module]}
+        self.swapped[module] = own
+        for name, parameter in own.items():
+            # a plain tensor in the parameter's slot for this forward pass (nn.Module.__setattr__ would refuse it)
+            module._parameters[name] = mixout(parameter, self.targets[module][name], self.probability)
+
+    def _restore(self, module, args, output):
+        module._parameters.update(self.swapped.pop(module, {}))
 
 
 class AdvMixout(AdvBase):
     name = "adv_mixout"
 
-    def __init__(self, beta: float, steps: int, step_size: float, init_std: float, mixout_probability: float):
-        super().__init__(beta=beta, steps=steps, step_size=step_size, init_std=init_std)
+    def __init__(self, beta: float, steps: int, step_size: float, mixout_probability: float, **ascent):
+        super().__init__(beta=beta, steps=steps, step_size=step_size, **ascent)
         self.params.update(mixout_probability=mixout_probability)
         self.mixout_probability = mixout_probability
 
     def prepare(self, context):
         super().prepare(context)
-        encoder = context.model.base_model
-        for module in list(encoder.modules()):
-            for child_name, child in list(module.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(module, child_name, MixoutLinear(child, self.mixout_probability))
+        self.mixout = Mixout(context.model.base_model, self.mixout_probability)

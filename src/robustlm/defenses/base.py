@@ -6,7 +6,7 @@ before training) and input-space adversarial training (`extra_training_examples`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -54,6 +54,8 @@ class Defense(ABC):
     token_level: ClassVar[bool] = True
     # whether training reads an augmented copy of the training set made beforehand by `augment`
     augments_data: ClassVar[bool] = False
+    # set by the training loop on the steps whose perturbation is measured (an epoch's last ones)
+    measuring: bool = False
 
     def __init__(self, **params):
         self.params = params
@@ -109,6 +111,11 @@ class Defense(ABC):
         """What the defense did beyond the loss (e.g. adversarial examples generated), kept in the run's metrics."""
         return {}
 
+    def perturbation_report(self) -> dict | None:
+        """For defenses that perturb the embeddings: what their perturbation did on the steps measured since the last
+        report (diagnostics.PerturbationMonitor); None for the others."""
+        return None
+
     def on_epoch_end(self) -> None:
         """Called after every epoch (TAT updates its confusion tally here)."""
 
@@ -148,3 +155,14 @@ def embedded_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
 
 def padding_mask(inputs: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     return inputs["attention_mask"].unsqueeze(-1).to(like.dtype)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """The model in eval mode (no dropout) inside the block, back in its own mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,12 +1,26 @@
-"""Smoothness-inducing adversarial regularisation in embedding space: SMART/VAT (Jiang et al. 2019) and
-TAT (Pereira et al. 2021, Algorithm 1), which differ only in where the perturbation steps.
+"""Smoothness-inducing adversarial regularisation in embedding space: SMART/VAT (Jiang et al. 2019) and TAT
+(Pereira et al. 2021, Algorithm 1), as MT-DNN, the code of both papers, computes them. They differ only in where
+the perturbation steps.
 
-Both: delta ~ N(0, sigma^2 I) on the word embeddings; K steps delta <- Pi_{||delta||_inf <= eps}(delta +- eta * d),
-with d the gradient normalised by its per-example max-norm (as MT-DNN, the reference implementation, does);
-then the update on l(f(x), y) + alpha * l_s(f(x), f(x + delta)), l_s the symmetric KL divergence.
-SMART steps *up* the divergence from the clean prediction; TAT steps *down* the cross-entropy towards a
-target label y_t != y, drawn in proportion to a running per-class tally e(y, y_t) of the model's errors
-(uniform at first, re-estimated after every epoch from the training predictions).
+Both: delta ~ N(0, sigma^2 I) on the word embeddings; K steps delta <- delta + eta * g / (max_j |g_j| + 1e-6), the
+gradient normalised per token along the hidden dimension (`norm: elementwise`, `step: normalized`: MT-DNN's
+`_norm_grad` with p = inf); then the update on l(f(x), y) + alpha * l_s(f(x), f(x + delta)), l_s the symmetric KL
+divergence with each direction's target detached (MT-DNN's SymKlCriterion). SMART steps *up* the divergence from
+the clean prediction; TAT steps *down* the cross-entropy towards a target label y_t != y, drawn in proportion to a
+running per-class tally e(y, y_t) of the model's errors (uniform at first, re-estimated after every epoch from the
+training predictions), for any number of classes.
+
+Where the papers and MT-DNN differ:
+- the papers clip delta to ||delta||_inf <= eps = 1e-5 (SMART's Algorithm 1, TAT's line 6); MT-DNN does not clip.
+  Followed: MT-DNN (`epsilon: null`); a number restores the papers' clip.
+- TAT's Algorithm 1 steps along the raw gradient; MT-DNN normalises each token's step. Followed: MT-DNN
+  (`step: normalized`; `raw` is the printed algorithm).
+- MT-DNN since December 2020 normalises delta + eta * g itself, so each token's delta has a largest coordinate of
+  about 1 (in its post-LayerNorm embedding space) whatever eta is. Followed: its first version (April 2020) and
+  SMART's Algorithm 1, where eta is the step's length, since delta here perturbs word embeddings, whose coordinates
+  are a few hundredths.
+- TAT trains with Adamax (MT-DNN's AdamaxW) for 6 epochs: `training: {optimizer: adamax, ...}` per defense; the
+  paper also names Lookahead, which MT-DNN's code never had.
 """
 from __future__ import annotations
 
@@ -16,28 +30,20 @@ import torch.nn.functional as F
 from .embedding import EmbeddingSpaceAdversary
 
 
-def project_linf(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
-    return delta.clamp(-epsilon, epsilon)
-
-
-def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
-    """KL(p || q) + KL(q || p); zero when the two predictions agree."""
-    log_p, log_q = F.log_softmax(logits_p, dim=-1), F.log_softmax(logits_q, dim=-1)
-    return (F.kl_div(log_q, log_p, reduction=reduction, log_target=True)
-            + F.kl_div(log_p, log_q, reduction=reduction, log_target=True))
-
-
-def normalized(gradient: torch.Tensor) -> torch.Tensor:
-    scale = gradient.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
-    return gradient / scale.view(-1, *([1] * (gradient.dim() - 1)))
+def symmetric_kl(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+    """KL(sg(q) || p) + KL(sg(p) || q), p = softmax(clean), q = softmax(perturbed), sg = no gradient: the symmetric
+    KL's value, with each term's gradient reaching only the distribution it scores (MT-DNN's SymKlCriterion)."""
+    log_p, log_q = F.log_softmax(clean_logits, dim=-1), F.log_softmax(perturbed_logits, dim=-1)
+    return (F.kl_div(log_p, log_q.detach(), reduction=reduction, log_target=True)
+            + F.kl_div(log_q, log_p.detach(), reduction=reduction, log_target=True))
 
 
 class SmoothnessRegularizer(EmbeddingSpaceAdversary):
-    def project(self, delta):
-        return project_linf(delta, self.epsilon)
-
-    def direction(self, gradient):
-        return normalized(gradient)
+    def __init__(self, steps: int, step_size: float, init_std: float, epsilon: float | None = None,
+                 adversarial_weight: float = 1.0, norm: str = "elementwise", step: str = "normalized",
+                 precision: str = "float32"):
+        super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
+                         adversarial_weight=adversarial_weight, norm=norm, step=step, precision=precision)
 
     def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
         return symmetric_kl(clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction)
@@ -71,9 +77,9 @@ class Tat(SmoothnessRegularizer):
         """y_t ~ e(y, .), which is zero on the gold label (Algorithm 1, line 3)."""
         return torch.multinomial(self.error_tally[labels], 1).squeeze(1)
 
-    def perturbation(self, model, embeddings, inputs, clean_logits, labels, positions):
-        # one target per example (per token, when tagging) for all K steps; the ascent treats it as its label
-        return super().perturbation(model, embeddings, inputs, clean_logits, self.sample_targets(labels), positions)
+    def ascent_labels(self, labels):
+        # one target per example (per token, when tagging) for all K steps
+        return self.sample_targets(labels)
 
     def ascent_objective(self, perturbed_logits, clean_logits, targets):
         # stepping *down* the cross-entropy towards the target (Algorithm 1, lines 5-6)
@@ -95,6 +101,9 @@ class Tat(SmoothnessRegularizer):
         errors = confusion * (1 - torch.eye(len(confusion), device=confusion.device))
         totals = errors.sum(1, keepdim=True)
         return torch.where(totals > 0, errors / totals.clamp_min(1), previous)
+
+    def report(self):
+        return {"error_tally": self.error_tally.tolist() if self.error_tally is not None else None}
 
     def state_dict(self):
         # loaded on the CPU when resumed; `observe` moves them back to the device
