@@ -13,12 +13,16 @@ SOURCE = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SOURCE)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SOURCE, os.environ.get("PYTHONPATH")])))
 
-from robustlm.config import ConfigError, validate_config
+from robustlm.config import ConfigError, mirror_dir, validate_config
+from robustlm.requirements import MissingResources, check
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# `--configfile` names the whole configuration of a run: config/paper.yaml's grid is not merged into the default's.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"
@@ -28,6 +32,15 @@ try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+
+# Before any job: a run that cannot get its data, models or resources stops here with one message.
+onstart:
+    try:
+        configfiles = " ".join(map(str, workflow.config_settings.configfiles)) or "config/config.yaml"
+        check(config, mirror_dir(config), configfiles)
+    except MissingResources as error:
+        raise WorkflowError(str(error)) from None
 
 
 include: "workflow/rules/common.smk"

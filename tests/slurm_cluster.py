@@ -26,7 +26,7 @@ MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 SYSTEM_CONFIG = Path("/etc/slurm/slurm.conf")
 CONFIG_CACHE_LINK = Path("/run/slurm/conf")
 CONTROLLER_PORT = 16817
-PARTITION = "gpu"  # the partition profiles/slurm asks for
+PARTITIONS = ("cpu", "gpu")  # the partitions profiles/slurm asks for: one node serves both
 
 
 def unavailable_reason() -> str | None:
@@ -136,8 +136,7 @@ ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 NodeName={self.node} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN
-PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-"""
+""" + "".join(f"PartitionName={name} Nodes=ALL MaxTime=INFINITE State=UP\n" for name in PARTITIONS)
 
     def _start(self, command: list[str]) -> None:
         started = subprocess.run(command, capture_output=True, text=True)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 import inspect
 
 from robustlm.config import (ConfigError, attack_params, attack_sample_params, augment_params, canonical,
-                             defense_entries, evaluate_params, lca_extract_params, lca_probe_params, lca_train_params,
-                             load_config, method_of, sweep_points, train_params, validate_config)
+                             defense_entries, evaluate_params, job_resources, lca_extract_params, lca_probe_params,
+                             lca_train_params, load_config, method_of, sweep_points, train_params, validate_config)
 from robustlm.defenses import DEFENSES, build_defense
 
 from conftest import REPO, SCHEMA
@@ -161,6 +161,16 @@ def test_a_config_file_on_the_command_line_replaces_the_default():
     assert "defense=ssmba" not in result.stdout and "regression_study" not in result.stdout
 
 
+def test_a_cluster_run_of_the_paper_grid_inherits_no_local_profile():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--nolock", "--profile", "profiles/slurm", "--configfile",
+         "config/paper.yaml"], cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Using profile profiles/slurm for setting" in result.stderr
+    assert "workflow specific profile" not in result.stderr  # no local settings (cores: all, keep-going: false)
+
+
 def _key_paths(node, prefix=()):
     """Every key (and list position) of a config, as a path from the top."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
@@ -235,3 +245,11 @@ def test_a_malformed_config_is_refused_naming_its_key_or_runs(case):
     for job_settings in every_job_setting(validated):
         canonical(job_settings)
 
+
+def test_a_retried_job_asks_for_more_memory_and_time_and_a_cpu_rule_never_for_a_gpu():
+    config = {"resources": {"train": {"mem_mb": 32000}, "lca": {"gpu": 1, "runtime": 90}}}
+    train = job_resources(config, "train", mem_mb=16000, runtime=240, gpu=1)
+    assert [train["mem_mb"](None, attempt) for attempt in (1, 2, 3)] == [32000, 64000, 96000]
+    assert train["runtime"](None, 2) == 480 and train["gpu"] == 1
+    probe = job_resources(config, "lca", mem_mb=16000, runtime=60)  # the probe: CPU only, whatever `resources.lca` says
+    assert "gpu" not in probe and probe["runtime"](None, 1) == 90

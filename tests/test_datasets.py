@@ -6,7 +6,8 @@ import zipfile
 import pytest
 
 from robustlm import datasets
-from robustlm.datasets.base import DataSourceError, MirrorFile, normalized, sha256_of
+from robustlm.datasets.base import normalized
+from robustlm.sources import DataSourceError, PublishedFile, sha256_of
 
 from conftest import copy_mirror_subset
 
@@ -70,7 +71,7 @@ def test_missing_source_file_names_it_with_checksum(tmp_path):
         datasets.prepare("yelp", tmp_path, seed=0)
     message = str(error.value)
     assert str(tmp_path / "datasets/textfooler/yelp") in message
-    assert "befbfa6f" in message and "TextFooler repository" in message
+    assert "befbfa6f" in message and "/jind11/TextFooler/" in message and "robustlm-mirror build" in message
 
 
 def test_corrupt_source_file_is_rejected(tmp_path, mirror):
@@ -105,12 +106,12 @@ def synthetic_mirror(root, monkeypatch, name: str, *contents: bytes):
     """`contents` written under `root` at the paths of dataset `name`'s source files, which are pinned to
     them (the real ones' checksums would reject them); returns the files."""
     dataset = datasets.DATASETS[name]
-    paths = [root / source.relative_path for source in dataset.mirror_files]
+    paths = [root / source.relative_path for source in dataset.sources]
     for path, content in zip(paths, contents, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    monkeypatch.setattr(dataset, "mirror_files", tuple(MirrorFile(source.relative_path, sha256_of(path), "a test")
-                                                       for source, path in zip(dataset.mirror_files, paths)))
+    monkeypatch.setattr(dataset, "sources", tuple(PublishedFile(source.relative_path, sha256_of(path), source.url,
+                                                                "a test") for source, path in zip(dataset.sources, paths)))
     return paths
 
 
@@ -167,39 +168,3 @@ def test_truncated_parquet_is_reported(tmp_path, prepared):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(DataSourceError, match="rerun its prepare_data job"):
         datasets.read_split(path, "test")
-
-
-class FakeHubSplit:
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows["text"])
-
-    def __getitem__(self, column):
-        return self.rows[column]
-
-    def shuffle(self, seed):
-        return self
-
-    def select(self, indices):
-        return FakeHubSplit({k: [v[i] for i in indices] for k, v in self.rows.items()})
-
-
-def test_hub_source_gives_the_same_schema(monkeypatch):
-    def fake_load(hub_id):
-        split = lambda n: FakeHubSplit({"text": [f"{hub_id} review {i}<br />end" for i in range(n)], "label": [i % 2 for i in range(n)]})
-        return {"train": split(40), "validation": split(6), "test": split(1200)}
-
-    monkeypatch.setattr(datasets.base, "load_hub_dataset", fake_load)
-    for module in (datasets.imdb, datasets.mr, datasets.yelp):
-        monkeypatch.setattr(module, "load_hub_dataset", fake_load)
-    imdb, manifest = datasets.prepare("imdb", None, seed=0)
-    assert counts(imdb) == {"train": 36, "validation": 4, "test": 1200}
-    assert manifest["source"] == {"kind": "hub", "hub_id": "imdb", "note": ""}
-    assert not imdb.text.str.contains("<br").any()
-    mr, _ = datasets.prepare("mr", None, seed=0)
-    assert counts(mr) == {"train": 40, "validation": 6, "test": 1200}
-    yelp, manifest = datasets.prepare("yelp", None, seed=0)
-    assert counts(yelp) == {"test": 1000} and "seeded" in manifest["source"]["note"]
-    assert list(yelp.columns) == list(imdb.columns) == ["id", "text", "label", "split"]

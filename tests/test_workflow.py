@@ -253,9 +253,9 @@ def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(fini
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("noise_probability"))
 
 
-def test_a_job_failing_on_a_missing_mirror_file_names_it_and_loses_nothing_computed(finished_run, mirror, tmp_path):
-    """A defense added to a finished run whose resource is missing from the mirror: its job fails naming the file
-    and where to get it; every result computed before stays as it was, and nothing else needs to rerun."""
+def test_a_run_missing_a_mirror_file_stops_before_any_job_naming_it_and_loses_nothing(finished_run, mirror, tmp_path):
+    """A defense added to a finished run whose resource is missing from the mirror: the run stops before any job,
+    naming the file and the command that fetches it; every result computed before stays as it was."""
     partial_mirror = tmp_path / "mirror"  # the mirror without the counter-fitted neighbour lists ASCC reads
     (partial_mirror / "resources").mkdir(parents=True)
     for entry in mirror.iterdir():
@@ -269,10 +269,10 @@ def test_a_job_failing_on_a_missing_mirror_file_names_it_and_loses_nothing_compu
     edit_config(finished_run, lambda c: c["defenses"].update(adv_base=adv_base))
     failed = snakemake(finished_run, env={**os.environ, "ROBUSTLM_MIRROR": str(partial_mirror)})
     assert failed.returncode != 0
-    assert "Error in rule train" in failed.stdout + failed.stderr
-    log = (results / "logs" / "train" / "mr" / "adv_base" / "seed1.log").read_text()
-    assert f"missing data file {partial_mirror}/resources/counterfitted_neighbors.json" in log
-    assert "certified-word-sub" in log  # where to obtain it
+    assert f"cannot run with the mirror {partial_mirror}; missing:\n  - resources/counterfitted_neighbors.json" in \
+        failed.stderr
+    assert "robustlm-mirror build DIR --configfile" in failed.stderr
+    assert "rule train" not in failed.stdout + failed.stderr  # no job started
     assert {path: path.stat().st_mtime_ns for path in before} == before
     assert not (results / "runs" / "mr" / "adv_base").exists()
 
@@ -311,6 +311,8 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
 
 
 GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}
+LIGHT_RULES = {"prepare_data", "prepare_treebank", "attack_sample", "gather_attack", "gather_augmentation", "tables",
+               "robustness_tables", "sweep", "lca_tables"}  # on a cluster: on the login node
 
 
 @pytest.fixture(scope="module")
@@ -331,8 +333,8 @@ def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(fin
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
          "--configfile", str(tmp_path / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"),
-         "--slurm-no-account"],
-        capture_output=True, text=True,
+         "--slurm-no-account", "--max-threads", str(os.cpu_count())],  # a job asking for more CPUs than the node has
+        capture_output=True, text=True, timeout=1800,                  # would pend for ever
     )
     assert result.returncode == 0, result.stderr[-5000:] + slurm_cluster.log("slurmctld")[-2000:]
 
@@ -344,12 +346,17 @@ def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(fin
         slurm_ids.update({job: f"{array}_{task}" for task, job in enumerate(jobs.split(","), start=int(first_task))})
     remote = {job: rule for rule, _, local, job in jobs_in(output) if not local}
     assert set(slurm_ids) == set(remote) and len(remote) > 20
+    assert {rule for rule, _, local, _ in jobs_in(output) if local} == LIGHT_RULES
+    assert set(remote.values()) == GPU_RULES | {"regression_study", "lca_probe"}
     assert {remote[job] for jobs, _, _ in arrays for job in jobs.split(",")} == {"attack"}  # augment has one shard
     for job, slurm_id in slurm_ids.items():
         shown = slurm_cluster.job(slurm_id)
         assert shown["JobState"] == "COMPLETED", (remote[job], shown)
         asks_for_gpu = "gpu" in shown.get("TresPerJob", "")
         assert asks_for_gpu == (remote[job] in GPU_RULES), (remote[job], shown.get("TresPerJob"))
+        assert shown["Partition"] == ("gpu" if remote[job] in GPU_RULES else "cpu"), (remote[job], shown["Partition"])
+    benchmark = pd.read_csv(tmp_path / "results/benchmarks/train/mr/baseline/seed1.tsv", sep="\t")
+    assert benchmark.max_rss.item() > 100  # MB: what `resources.train.mem_mb` can be sized from
 
     for pattern in ("results/runs/**/predictions.parquet", "results/runs/**/adversarial_examples.csv",
                     "results/regression/table1.csv", "results/tables/table5_lca_association.csv",

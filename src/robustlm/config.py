@@ -235,10 +235,27 @@ def load_config(path: str | Path, schema_path: str | Path) -> dict:
     return validate_config(config, schema_path)
 
 
+# Where `mirror: auto` looks (relative to the working directory): a checkout beside the shared mirror.
+AUTO_MIRROR = Path("../shared/mirror")
+
+
 def mirror_dir(config: dict) -> Path | None:
-    """The air-gapped mirror, if any: $ROBUSTLM_MIRROR, else the config's `mirror`."""
+    """The air-gapped mirror, if any: $ROBUSTLM_MIRROR, else the config's `mirror`; `auto` is ../shared/mirror when it
+    exists. None: files are downloaded from their published locations."""
     location = os.environ.get("ROBUSTLM_MIRROR") or config.get("mirror")
+    if location == "auto":
+        location = AUTO_MIRROR if AUTO_MIRROR.is_dir() else None
     return Path(location).resolve() if location else None
+
+
+def job_resources(config: dict, family: str, mem_mb: int, runtime: int, gpu: int = 0) -> dict:
+    """A rule's cluster requests: its defaults, then the config's `resources.<family>` (a CPU rule never gets a GPU
+    from there). Memory and time grow with each retry, attempt k asking for k times the first's, so that a job killed
+    for either is not resubmitted unchanged."""
+    settings = {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpu, **config.get("resources", {}).get(family, {})}
+    requests = {"mem_mb": lambda wildcards, attempt: settings["mem_mb"] * attempt,
+                "runtime": lambda wildcards, attempt: settings["runtime"] * attempt}
+    return {**requests, "gpu": settings["gpu"]} if gpu else requests
 
 
 def canonical(params: dict) -> str:

@@ -10,12 +10,14 @@ class ModelError(RuntimeError):
     """The model named in the config cannot be found or loaded."""
 
 
+def model_candidates(name: str, mirror: Path | None) -> list[Path]:
+    """Where a model named `name` is looked for, in order: a local directory, <mirror>/<name>, <mirror>/models/<name>."""
+    return [Path(name)] + ([mirror / name, mirror / "models" / name] if mirror is not None else [])
+
+
 def resolve_model(name: str, mirror: Path | None) -> str:
     """An existing local directory, else <mirror>/<name> or <mirror>/models/<name>, else `name` as a hub id."""
-    candidates = [Path(name)]
-    if mirror is not None:
-        candidates += [mirror / name, mirror / "models" / name]
-    for candidate in candidates:
+    for candidate in model_candidates(name, mirror):
         if candidate.is_dir():
             check_model_dir(candidate)
             return str(candidate.resolve())

@@ -1,3 +1,9 @@
+# Drawing the sample and gathering shards read and write a few files: on a cluster they run on the login node.
+localrules:
+    attack_sample,
+    gather_attack,
+
+
 rule attack_sample:
     input:
         data="results/data/{dataset}.parquet",
@@ -25,6 +31,8 @@ rule attack:
         checkpoint="results/checkpoints/attacks/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.jsonl",
     log:
         "results/logs/attack/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.log",
+    benchmark:
+        "results/benchmarks/attack/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.tsv"
     threads: 2
     resources:
         **rule_resources("attack", gpu=1, mem_mb=16000, runtime=240),

@@ -1,6 +1,11 @@
 AUGMENTED = "results/augmented/{dataset}/{defense}"
 
 
+# gathering shards: on a cluster, on the login node
+localrules:
+    gather_augmentation,
+
+
 rule augment:
     input:
         data="results/data/{dataset}.parquet",
@@ -13,6 +18,8 @@ rule augment:
         checkpoint="results/checkpoints/augment/{dataset}/{defense}/shard{shard}of{shards}.jsonl",
     log:
         "results/logs/augment/{dataset}/{defense}/shard{shard}of{shards}.log",
+    benchmark:
+        "results/benchmarks/augment/{dataset}/{defense}/shard{shard}of{shards}.tsv"
     threads: 2
     resources:
         **rule_resources("augment", gpu=1, mem_mb=16000, runtime=240),

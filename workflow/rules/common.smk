@@ -1,8 +1,8 @@
 import re
 
 from robustlm.config import (attack_params, attack_sample_params, augment_params, canonical, defense_entries,
-                             evaluate_params, lca_extract_params, lca_probe_params, lca_train_params, method_of,
-                             sweep_points, train_params)
+                             evaluate_params, job_resources, lca_extract_params, lca_probe_params, lca_train_params,
+                             method_of, sweep_points, train_params)
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
 DATASETS = sorted(config["datasets"])
@@ -60,8 +60,8 @@ def sweep_attack_outputs(wildcards):
                   seed=SEEDS, attack=ATTACKS)
 
 
-def rule_resources(family, **defaults):
-    return {**defaults, **config.get("resources", {}).get(family, {})}
+def rule_resources(family, mem_mb, runtime, gpu=0):
+    return job_resources(config, family, mem_mb, runtime, gpu)
 
 
 def augmented_training_set(wildcards):

@@ -10,6 +10,8 @@ rule evaluate:
         spec=lambda wc: canonical(evaluate_params(config, wc.dataset)),
     log:
         "results/logs/evaluate/{dataset}/{defense}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{defense}/seed{seed}.tsv"
     threads: 4
     resources:
         **rule_resources("evaluate", gpu=1, mem_mb=8000, runtime=60),

@@ -1,9 +1,11 @@
 # Linguistic Correlation Analysis (Tables 5-7): treebank -> POS tagger per defense -> NeuroX activations ->
 # probe and neuron analyses -> tables. Activations are large and cheap to recompute, so they are temp().
 
-# reads the mirror, or downloads with nltk when none is configured: keep it on the login node
+# the treebank reads the mirror, or downloads with nltk when none is configured; the tables read a few files: both
+# run on the login node
 localrules:
     prepare_treebank,
+    lca_tables,
 
 
 rule prepare_treebank:
@@ -31,6 +33,8 @@ rule lca_finetune:
         checkpoints="results/checkpoints/lca/{defense}/seed{seed}",
     log:
         "results/logs/lca_finetune/{defense}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/lca_finetune/{defense}/seed{seed}.tsv"
     threads: 4
     resources:
         **rule_resources("train", gpu=1, mem_mb=16000, runtime=120),
@@ -51,6 +55,8 @@ rule lca_extract:
         spec=lambda wc: canonical(lca_extract_params(config)),
     log:
         "results/logs/lca_extract/{defense}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/lca_extract/{defense}/seed{seed}.tsv"
     threads: 2
     resources:
         **rule_resources("lca", gpu=1, mem_mb=16000, runtime=60),

@@ -1,3 +1,10 @@
+# Assembling tables and figures reads a few files: on a cluster these run on the login node, not as jobs.
+localrules:
+    tables,
+    robustness_tables,
+    sweep,
+
+
 rule tables:
     input:
         train=run_outputs("train_metrics.json"),

@@ -11,6 +11,8 @@ rule train:
         checkpoints="results/checkpoints/{dataset}/{defense}/seed{seed}",
     log:
         "results/logs/train/{dataset}/{defense}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{defense}/seed{seed}.tsv"
     threads: 4
     resources:
         **rule_resources("train", gpu=1, mem_mb=16000, runtime=240),

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..resources import use_mirror_nltk_data
+from ..resources import use_nltk_data
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def prepare_textattack(mirror) -> None:
     """
     if mirror is None:
         return
-    use_mirror_nltk_data(mirror)
+    use_nltk_data(Path(mirror) / "nltk_data")
     cache = Path(os.environ.get("TA_CACHE_DIR", Path.home() / ".cache" / "textattack"))
     cache.mkdir(parents=True, exist_ok=True)
     (cache / TEXTATTACK_POST_INSTALL_MARKER).touch()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..sources import provenance
 from .base import COLUMNS, DataSourceError, Dataset
 from .imdb import Imdb
 from .mr import MovieReviews
@@ -28,12 +29,7 @@ def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, di
     Texts that are empty once the source's markup is cleaned are no examples: they are dropped (after the
     validation split is carved, which depends on ids only) and counted per split in the manifest."""
     dataset = get(name)
-    if mirror is not None:
-        frame = dataset.from_mirror(Path(mirror), seed)
-        source = {"kind": "mirror", "files": {f.relative_path: f.sha256 for f in dataset.mirror_files}}
-    else:
-        frame = dataset.from_hub(seed)
-        source = {"kind": "hub", "hub_id": dataset.hub_id, "note": dataset.hub_note}
+    frame = dataset.load(mirror, seed)
     frame = frame[COLUMNS].reset_index(drop=True)
     if frame.id.duplicated().any():
         raise DataSourceError(f"{name}: duplicate example ids {frame.id[frame.id.duplicated()].tolist()[:5]}")
@@ -46,7 +42,8 @@ def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, di
                 "skipped_empty_texts": int(skipped.get(split, 0))}
         for split in dataset.splits
     }
-    return frame, {"dataset": name, "source": source, "validation_seed": seed, "splits": counts}
+    return frame, {"dataset": name, "source": provenance(dataset.sources, mirror), "validation_seed": seed,
+                   "splits": counts}
 
 
 def read_split(path: str | Path, split: str) -> pd.DataFrame:

@@ -1,52 +1,18 @@
-"""What every dataset provides: canonical splits (`id`, `text`, `label`, `split`) from the air-gapped
-mirror or from the public hubs, with verified source files."""
+"""What every dataset provides: canonical splits (`id`, `text`, `label`, `split`) read from its published source
+files, verified, in the air-gapped mirror or the download cache."""
 from __future__ import annotations
 
-import hashlib
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from ..sources import DataSourceError, PublishedFile
+
 COLUMNS = ["id", "text", "label", "split"]
-
-
-class DataSourceError(RuntimeError):
-    """A source file is missing, does not match its published checksum, or does not read as its format says."""
-
-
-@dataclass(frozen=True)
-class MirrorFile:
-    relative_path: str
-    sha256: str
-    obtain: str
-
-    def verified(self, mirror: Path) -> Path:
-        path = mirror / self.relative_path
-        if not path.is_file():
-            raise DataSourceError(
-                f"missing data file {path} (expected at <mirror>/{self.relative_path}, sha256 {self.sha256}). "
-                f"Obtain it from {self.obtain}, or unset the mirror to download from the hub."
-            )
-        digest = sha256_of(path)
-        if digest != self.sha256:
-            raise DataSourceError(
-                f"corrupt data file {path}: sha256 is {digest}, expected {self.sha256}. "
-                f"Replace it with a fresh copy from {self.obtain}."
-            )
-        return path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def decode_utf8(raw: bytes, source: str) -> str:
@@ -94,20 +60,8 @@ def normalized(text: str) -> str:
 class Dataset(ABC):
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
-    mirror_files: ClassVar[tuple[MirrorFile, ...]]
-    hub_id: ClassVar[str]
-    hub_note: ClassVar[str] = ""  # how the hub copy differs from the mirror's, recorded in the manifest
+    sources: ClassVar[tuple[PublishedFile, ...]]
 
     @abstractmethod
-    def from_mirror(self, mirror: Path, seed: int) -> pd.DataFrame:
-        """All splits from the mirror's upstream files (verify them with MirrorFile.verified)."""
-
-    @abstractmethod
-    def from_hub(self, seed: int) -> pd.DataFrame:
-        """All splits from the Hugging Face hub (network needed)."""
-
-
-def load_hub_dataset(hub_id: str):
-    import datasets  # imported lazily: only the online path needs it
-
-    return datasets.load_dataset(hub_id)
+    def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
+        """All splits from the published source files (`PublishedFile.locate(mirror)` finds and verifies them)."""

@@ -7,29 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..resources import use_mirror_nltk_data
-from .base import DataSourceError, MirrorFile
+from ..resources import use_nltk_data
+from ..sources import TREEBANK, DataSourceError, provenance
 
-TREEBANK = MirrorFile(
-    "nltk_data/corpora/treebank.zip",
-    "9da92d76c3666cfb6cddeaed0f7e86b344cce0f0928a286d439e555f19c37399",
-    "the nltk downloader (`python -m nltk.downloader treebank`)",
-)
 SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 EMPTY_ELEMENT = "-NONE-"  # traces and null elements of the annotation, not words of the sentence
 
 
 def prepare_treebank(mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict]:
     """Every tagged sentence (`id`, `words`, `tags`, `split`) and a manifest of where they came from."""
-    import nltk
-
-    if mirror is not None:
-        TREEBANK.verified(Path(mirror))
-        use_mirror_nltk_data(mirror)
-        source = {"kind": "mirror", "files": {TREEBANK.relative_path: TREEBANK.sha256}}
-    else:
-        nltk.download("treebank", quiet=True)
-        source = {"kind": "nltk downloader", "corpus": "treebank"}
+    corpus = TREEBANK.locate(mirror)  # <root>/nltk_data/corpora/treebank.zip
+    use_nltk_data(corpus.parents[1])
     from nltk.corpus import treebank
 
     rows = []
@@ -39,7 +27,7 @@ def prepare_treebank(mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict
             if words:
                 rows.append((f"{fileid}/{number}", [w for w, _ in words], [t for _, t in words]))
     if not rows:
-        raise DataSourceError(f"the treebank corpus read from {mirror or 'nltk'} has no tagged sentences")
+        raise DataSourceError(f"the treebank corpus read from {corpus} has no tagged sentences")
     frame = pd.DataFrame(rows, columns=["id", "words", "tags"]).sort_values("id", kind="stable", ignore_index=True)
     order = np.random.default_rng(seed).permutation(len(frame))
     bounds = np.cumsum([round(fraction * len(frame)) for fraction in SPLIT_FRACTIONS.values()])[:-1]
@@ -48,8 +36,8 @@ def prepare_treebank(mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict
         frame.loc[members, "split"] = split
     counts = {split: {"sentences": int((frame.split == split).sum()),
                       "words": int(frame.words[frame.split == split].map(len).sum())} for split in SPLIT_FRACTIONS}
-    manifest = {"dataset": "treebank", "source": source, "split_seed": seed, "splits": counts,
-                "tags": tag_set(frame)}
+    manifest = {"dataset": "treebank", "source": provenance((TREEBANK,), mirror), "split_seed": seed,
+                "splits": counts, "tags": tag_set(frame)}
     return frame, manifest
 
 

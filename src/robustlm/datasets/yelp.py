@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import Dataset, MirrorFile, load_hub_dataset, read_textfooler_sample
-
-SAMPLE_SIZE = 1000
+from ..sources import TEXTFOOLER_SAMPLES
+from .base import Dataset, read_textfooler_sample
 
 
 def clean_sample_text(text: str) -> str:
@@ -20,26 +19,9 @@ def clean_sample_text(text: str) -> str:
 class YelpPolarity(Dataset):
     name = "yelp"
     splits = ("test",)
-    hub_id = "yelp_polarity"
-    hub_note = f"hub copy is a seeded {SAMPLE_SIZE}-example sample of yelp_polarity test, not TextFooler's sample"
-    mirror_files = (
-        MirrorFile(
-            "datasets/textfooler/yelp",
-            "befbfa6f4737ed813f0830bcab7ce9df1fa141a0648bab04f894c9318c8231fc",
-            "the TextFooler repository (data/yelp)",
-        ),
-    )
+    sources = (TEXTFOOLER_SAMPLES["yelp"],)
 
-    def from_mirror(self, mirror: Path, seed: int) -> pd.DataFrame:
-        frame = read_textfooler_sample(self.mirror_files[0].verified(mirror), "yelp/textfooler", "test")
+    def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
+        frame = read_textfooler_sample(self.sources[0].locate(mirror), "yelp/textfooler", "test")
         frame["text"] = frame.text.map(clean_sample_text)
         return frame
-
-    def from_hub(self, seed: int) -> pd.DataFrame:
-        test = load_hub_dataset(self.hub_id)["test"].shuffle(seed=seed).select(range(SAMPLE_SIZE))
-        return pd.DataFrame({
-            "id": [f"yelp/hub/{index}" for index in range(SAMPLE_SIZE)],
-            "text": test["text"],
-            "label": test["label"],
-            "split": "test",
-        })

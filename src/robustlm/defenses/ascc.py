@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..resources import counterfitted_neighbors
+from ..sources import COUNTERFITTED_NEIGHBORS, PublishedFile
 from .base import Defense, TrainingContext, at, eval_mode, labelled_positions, model_inputs
 from .embedding import kl_divergence
 
@@ -164,6 +165,9 @@ class AdvBase(Defense):
     @property
     def extra_passes(self) -> int:
         return self.steps + 1
+
+    def needed_files(self, mirror: bool) -> list[PublishedFile]:
+        return [COUNTERFITTED_NEIGHBORS]
 
     def prepare(self, context: TrainingContext) -> None:
         embeddings = context.model.get_input_embeddings()

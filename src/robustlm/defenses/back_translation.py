@@ -135,6 +135,9 @@ class BackTranslation(DataAugmentation):
         self.backend, self.pivot, self.temperature = backend, pivot, temperature
         self.forward_model, self.backward_model = forward_model, backward_model
 
+    def needed_models(self) -> list[str]:
+        return [self.forward_model, self.backward_model] if self.backend == "marian" else []
+
     def translator(self, context: AugmentationContext):
         if self.backend == "apertium":
             return Apertium(self.pivot)

@@ -14,6 +14,8 @@ from typing import Callable, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..sources import PublishedFile
+
 Autocast = Callable[[], AbstractContextManager]
 IGNORED_LABEL = -100  # token positions without a label: sub-word continuations, special tokens, padding
 
@@ -70,6 +72,14 @@ class Defense(ABC):
         """Whether the defense's cost lies in making training data (augmentation before training, adversarial
         examples before epochs) while its optimizer step costs what the baseline's does."""
         return cls.augments_data or cls.extra_training_examples is not Defense.extra_training_examples
+
+    def needed_models(self) -> list[str]:
+        """Models the defense loads besides the one it trains (hub ids, mirror names or directories)."""
+        return []
+
+    def needed_files(self, mirror: bool) -> list[PublishedFile]:
+        """Published files the defense reads (`mirror`: whether the run reads from a mirror)."""
+        return []
 
     def prepare(self, context: TrainingContext) -> None:
         """Called once with the pre-trained model, before training starts or resumes."""

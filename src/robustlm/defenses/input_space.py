@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..jsonl_checkpoint import fingerprint
+from ..sources import COUNTERFITTED_NEIGHBORS, PublishedFile
 from .base import Defense, TrainingContext, model_inputs
 
 
@@ -41,6 +42,12 @@ class InputSpaceAdversarialTraining(Defense):
         self.generations: list[dict] = []  # one summary per adversarial epoch
         self.substitutions: list[dict] = []  # the attack's offline resource replacements
         self._attack = None
+
+    def needed_models(self) -> list[str]:
+        return [self.params["masked_lm"]]
+
+    def needed_files(self, mirror: bool) -> list[PublishedFile]:
+        return [COUNTERFITTED_NEIGHBORS] if mirror else []  # a mirror's attacks use them (attacks/offline.py)
 
     def prepare(self, context: TrainingContext) -> None:
         if context.train_texts is None or context.work_dir is None:

@@ -46,6 +46,9 @@ class Ssmba(DataAugmentation):
         self.random_token_probability, self.leave_unmasked_probability = random_token_probability, leave_unmasked_probability
         self.masked_lm = masked_lm
 
+    def needed_models(self) -> list[str]:
+        return [self.masked_lm]
+
     def load_masked_lm(self, context: AugmentationContext):
         """The reconstructing MLM, its tokenizer, and the tokens it may not sample."""
         from transformers import AutoModelForMaskedLM

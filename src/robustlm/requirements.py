@@ -1,0 +1,120 @@
+"""What a configuration reads from outside the project: checked before any job runs, so that a run without its data
+stops at once with one message, and fetched into a mirror by `robustlm-mirror build`."""
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from . import datasets
+from .config import attack_params, defense_entries, defense_params, method_of
+from .defenses import build_defense
+from .sources import BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, PublishedFile, cache_dir, routed
+
+PROBE_TIMEOUT_SECONDS = 5
+
+
+class MissingResources(RuntimeError):
+    """A run's data, models or resources are neither in its mirror nor downloadable."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    files: tuple[PublishedFile, ...]
+    models: tuple[str, ...]  # hub ids, mirror model names or local directories
+
+
+def needs(config: dict, mirror: bool) -> Needs:
+    """The published files and models a run of `config` reads (`mirror`: whether it reads them from a mirror)."""
+    files: dict[str, PublishedFile] = {}
+    for name in [*config["datasets"], *config.get("ood_datasets", {})]:
+        files.update({file.relative_path: file for file in datasets.get(name).sources})
+    if config.get("lca"):
+        files[TREEBANK.relative_path] = TREEBANK
+    models = {config["model"]}
+    for name in defense_entries(config):
+        defense = build_defense(method_of(config, name), defense_params(config, name))
+        models.update(defense.needed_models())
+        files.update({file.relative_path: file for file in defense.needed_files(mirror)})
+    attacks = config.get("attacks", {}).get("recipes", [])
+    if attacks:
+        models.add(attack_params(config, attacks[0])["masked_lm"])
+        if mirror:  # a mirror's attacks stand the neighbour lists in for the counter-fitted vectors (attacks/offline.py)
+            files[COUNTERFITTED_NEIGHBORS.relative_path] = COUNTERFITTED_NEIGHBORS
+    return Needs(tuple(files.values()), tuple(sorted(models)))
+
+
+def is_model_directory(name: str, mirror: Path | None) -> bool:
+    from .models import model_candidates
+
+    return any(candidate.is_dir() for candidate in model_candidates(name, mirror))
+
+
+def missing(config: dict, mirror: Path | None) -> list[str]:
+    """What a run of `config` cannot get, one line each: a file absent from the mirror (or, without one, neither cached
+    nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub."""
+    wanted = needs(config, mirror is not None)
+    problems = []
+    for file in wanted.files:
+        if mirror is not None:
+            if not file.present_in(mirror):
+                problems.append(f"{file.relative_path}: {file.what}, not in the mirror")
+        elif not file.present_in(cache_dir()) and (unreachable := unreachable_reason(routed(file.url))):
+            problems.append(f"{file.relative_path}: {file.what}, not cached and {unreachable}")
+    for name in wanted.models:
+        if is_model_directory(name, mirror) or hub_model_cached(name):
+            continue
+        if name.startswith("models/"):
+            problems.append(f"model {name}: a mirror's model, " + (f"not in {mirror}" if mirror else "and no mirror"))
+        elif unreachable := ("the hub is switched off (HF_HUB_OFFLINE)" if hub_offline() else
+                             unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))):
+            where = f"not under {mirror}/models, " if mirror is not None else ""
+            problems.append(f"model {name}: {where}not in the Hugging Face cache, and {unreachable}")
+    return problems
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_model_cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repository id
+        return False
+
+
+def unreachable_reason(url: str) -> str | None:
+    """Why `url`'s server cannot be reached (name lookup or TCP connection), None if it can."""
+    parts = urllib.parse.urlsplit(url)
+    return _unreachable(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+@lru_cache(maxsize=None)
+def _unreachable(host: str, port: int) -> str | None:
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        return f"{host}:{port} is unreachable ({exc.strerror or exc})"
+    return None
+
+
+def check(config: dict, mirror: Path | None, configfile: str) -> None:
+    """Stop, naming everything missing and how to fetch it, if a run of `config` cannot get its data."""
+    problems = missing(config, mirror)
+    if not problems:
+        return
+    where = (f"the mirror {mirror}" if mirror is not None else
+             f"no mirror (ROBUSTLM_MIRROR unset, `mirror:` null or auto without ../shared/mirror; downloads into "
+             f"{cache_dir()})")
+    raise MissingResources(
+        f"{configfile} cannot run with {where}; missing:\n  - " + "\n  - ".join(problems) + "\n"
+        f"On a machine with internet, `{BUILD_COMMAND.replace('<config>', configfile)}` fetches every published "
+        "file and hub model of this config into DIR; then run with ROBUSTLM_MIRROR=DIR. A model that is no hub id "
+        "(e.g. the shared mirror's MiniLM) is copied into DIR/models/ by hand."
+    )

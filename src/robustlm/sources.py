@@ -1,0 +1,146 @@
+"""Where every public file the pipeline reads comes from: its published location, its SHA-256 and its path in the
+mirror layout. A run reads them from one store: an air-gapped mirror when there is one (never downloading), else
+a download cache in the same layout, filled from the published locations on first use."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE_VARIABLE = "ROBUSTLM_CACHE"
+# A URL prefix under which https://<host>/<path> is served as <prefix>/<host>/<path>: a site's artifact proxy (an
+# Artifactory or Nexus "generic remote"), or the tests' loopback server standing in for the publishers.
+DOWNLOAD_PREFIX_VARIABLE = "ROBUSTLM_DOWNLOAD_PREFIX"
+BUILD_COMMAND = "robustlm-mirror build DIR --configfile <config>"
+DOWNLOAD_TIMEOUT_SECONDS = 60
+
+
+class DataSourceError(RuntimeError):
+    """A source file is missing, cannot be downloaded, does not match its published checksum, or does not read as
+    its format says."""
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    relative_path: str  # in the mirror layout
+    sha256: str
+    url: str  # pinned to a commit or release wherever the publisher allows
+    what: str
+    # Repacks of the same content that a mirror may hold instead, as (relative path, sha256)
+    equivalents: tuple[tuple[str, str], ...] = ()
+
+    def locate(self, mirror: Path | None) -> Path:
+        """The verified file: from the mirror if one is given, else from the download cache (downloaded if absent)."""
+        if mirror is not None:
+            return self._in_mirror(Path(mirror))
+        path = cache_dir() / self.relative_path
+        if not path.is_file():
+            download(self.url, path, self.sha256)
+        return verified(path, self.sha256, self.url)
+
+    def _in_mirror(self, mirror: Path) -> Path:
+        for relative_path, sha256 in ((self.relative_path, self.sha256), *self.equivalents):
+            if (mirror / relative_path).is_file():
+                return verified(mirror / relative_path, sha256, self.url)
+        raise DataSourceError(
+            f"missing {self.what}: {mirror / self.relative_path} (sha256 {self.sha256}). Complete the mirror with "
+            f"`{BUILD_COMMAND}` on a machine with internet (it fetches {self.url}), or unset the mirror to download "
+            "it."
+        )
+
+    def present_in(self, root: Path) -> bool:
+        return any((root / path).is_file() for path, _ in ((self.relative_path, self.sha256), *self.equivalents))
+
+
+def provenance(files: tuple[PublishedFile, ...], mirror: Path | None) -> dict:
+    """Where a run's files came from, for its manifest."""
+    return {"kind": "mirror" if mirror is not None else "download",
+            "files": {file.relative_path: {"sha256": file.sha256, "url": file.url} for file in files}}
+
+
+def cache_dir() -> Path:
+    """Downloads of a run without a mirror: $ROBUSTLM_CACHE, else ~/.cache/robustlm."""
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "robustlm")
+
+
+def routed(url: str) -> str:
+    """`url`, or its copy under $ROBUSTLM_DOWNLOAD_PREFIX."""
+    prefix = os.environ.get(DOWNLOAD_PREFIX_VARIABLE)
+    if not prefix:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return f"{prefix.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+def download(url: str, destination: Path, sha256: str) -> None:
+    """`url` to `destination`, which appears only once its checksum is verified (concurrent jobs may race)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source = routed(url)
+    handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != sha256:
+            raise DataSourceError(f"{source} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: the "
+                                  "published file changed or the download was corrupted; nothing was kept")
+        os.replace(partial, destination)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataSourceError(
+            f"cannot download {source} ({getattr(exc, 'reason', exc)}). Without network, build a mirror with "
+            f"`{BUILD_COMMAND}` on a machine with internet and set ROBUSTLM_MIRROR=DIR."
+        ) from exc
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
+def verified(path: Path, sha256: str, url: str) -> Path:
+    digest = sha256_of(path)
+    if digest != sha256:
+        raise DataSourceError(f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a fresh "
+                              f"copy of {url}.")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+NLTK_PACKAGES = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages"
+TEXTFOOLER_DATA = "https://raw.githubusercontent.com/jind11/TextFooler/6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data"
+
+SENTENCE_POLARITY = PublishedFile(
+    "nltk_data/corpora/sentence_polarity.zip", "6e1ed4405b65c7eabf1d199a7f7c437091ac21da0ea7467b410a74062574566b",
+    f"{NLTK_PACKAGES}/corpora/sentence_polarity.zip", "MR, Pang & Lee's sentence polarity v1.0 (nltk package)")
+TREEBANK = PublishedFile(
+    "nltk_data/corpora/treebank.zip", "9da92d76c3666cfb6cddeaed0f7e86b344cce0f0928a286d439e555f19c37399",
+    f"{NLTK_PACKAGES}/corpora/treebank.zip", "the Penn Treebank WSJ sample (nltk package)")
+TEXTFOOLER_SAMPLES = {
+    name: PublishedFile(f"datasets/textfooler/{name}", sha256, f"{TEXTFOOLER_DATA}/{name}",
+                        f"TextFooler's 1,000-example {name} test sample")
+    for name, sha256 in (("mr", "6d36d344c14cece04ec67bcc1cef243b8c067bfd20d212345556aa67eb83eed2"),
+                         ("yelp", "befbfa6f4737ed813f0830bcab7ce9df1fa141a0648bab04f894c9318c8231fc"))
+}
+ACL_IMDB = PublishedFile(
+    "datasets/imdb/aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+    "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz", "IMDB, Maas et al. 2011's aclImdb release",
+    # the shared mirror's copy, repacked without train/unsup and the *.feat files
+    equivalents=(("datasets/imdb/aclImdb_labelled.tar.gz",
+                  "7742b240cc4309acb147dda61d94cd7ff973a1f4c070cb030778fc3ccf210c77"),),
+)
+COUNTERFITTED_NEIGHBORS = PublishedFile(
+    "resources/counterfitted_neighbors.json", "103247143f39bd5dd66850f3a912393392641dbd98093c61e2b24a4cc8a96fb0",
+    "https://raw.githubusercontent.com/dongxinshuai/RIFT-NeurIPS2021/633ba92d6951432e03956f942c53cacf575e15c9/"
+    "attack/counterfitted_neighbors.json",
+    "the counter-fitted neighbour lists of Jia et al. 2019, as RIFT's code ships them")

@@ -1,0 +1,163 @@
+"""Published files without a mirror (downloaded, verified, cached), the mirror builder, and the check that stops a
+run that cannot get its data before any job. The publishers' servers are stood in for by a loopback HTTP server
+holding the shared mirror's copies at their published paths."""
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from robustlm import datasets
+from robustlm.config import load_config
+from robustlm.mirror_builder import CHECKSUMS, main as mirror_main
+from robustlm.requirements import missing, needs
+from robustlm.sources import (CACHE_VARIABLE, COUNTERFITTED_NEIGHBORS, DOWNLOAD_PREFIX_VARIABLE, SENTENCE_POLARITY,
+                              TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
+
+from conftest import REPO, SCHEMA, tiny_config
+
+SERVED = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"], TEXTFOOLER_SAMPLES["yelp"], TREEBANK, COUNTERFITTED_NEIGHBORS)
+
+
+class Publishers:
+    """https://<host>/<path> of each served file as http://127.0.0.1:<port>/<host>/<path>; `requests` lists what
+    was asked for."""
+
+    def __init__(self, root: Path):
+        self.root, self.requests = root, []
+        publishers = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self):
+                publishers.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, file, content: Path | bytes) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(file.url)
+        path = self.root / parts.netloc / parts.path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.symlink_to(content)
+
+
+@pytest.fixture
+def publishers(tmp_path, mirror, monkeypatch):
+    served = Publishers(tmp_path / "published")
+    for file in SERVED:
+        served.publish(file, mirror / file.relative_path)
+    monkeypatch.setenv(DOWNLOAD_PREFIX_VARIABLE, served.url)
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
+    yield served
+    served.server.shutdown()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_without_a_mirror_each_file_is_downloaded_once_from_where_it_is_published(publishers, mirror, tmp_path):
+    downloaded, manifest = datasets.prepare("mr", None, seed=0)
+    from_mirror, _ = datasets.prepare("mr", mirror, seed=0)
+    pd.testing.assert_frame_equal(downloaded, from_mirror)
+    assert manifest["source"]["kind"] == "download"
+    assert manifest["source"]["files"]["datasets/textfooler/mr"]["url"].startswith(
+        "https://raw.githubusercontent.com/jind11/TextFooler/")
+    assert sorted(publishers.requests) == ["/raw.githubusercontent.com/jind11/TextFooler/"
+                                           "6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data/mr",
+                                           "/raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/"
+                                           "sentence_polarity.zip"]
+    assert (tmp_path / "cache" / "datasets/textfooler/mr").is_file()
+    datasets.prepare("mr", None, seed=0)
+    assert len(publishers.requests) == 2  # the second run reads the cache
+
+
+def test_a_download_that_does_not_match_its_published_checksum_is_refused_and_not_kept(publishers, mirror, tmp_path):
+    publishers.publish(TEXTFOOLER_SAMPLES["yelp"], (mirror / "datasets/textfooler/yelp").read_bytes()[:-100])
+    with pytest.raises(DataSourceError, match="expected befbfa6f.*nothing was kept"):
+        datasets.prepare("yelp", None, seed=0)
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
+
+
+def test_without_network_the_error_names_the_file_and_how_to_build_a_mirror(monkeypatch, tmp_path):
+    monkeypatch.setenv(DOWNLOAD_PREFIX_VARIABLE, closed_port_url())
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
+    with pytest.raises(DataSourceError, match=r"cannot download .*/jind11/TextFooler/.*/data/yelp .*"
+                                              r"robustlm-mirror build DIR --configfile"):
+        datasets.prepare("yelp", None, seed=0)
+
+
+def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
+    config = load_config(REPO / "config" / "paper.yaml", SCHEMA)
+    wanted = needs(config, mirror=True)
+    assert {file.relative_path for file in wanted.files} == {
+        "datasets/imdb/aclImdb_v1.tar.gz", "nltk_data/corpora/sentence_polarity.zip", "datasets/textfooler/mr",
+        "datasets/textfooler/yelp", "nltk_data/corpora/treebank.zip", "resources/counterfitted_neighbors.json"}
+    assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en"}
+
+
+def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(publishers, mirror, tiny_model,
+                                                                                tmp_path):
+    config = tiny_config(mirror)
+    config.update(model=str(tiny_model))
+    config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)
+    config["defenses"]["adv_base"] = {"beta": 10.0, "steps": 1, "step_size": 1.0}
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    built = tmp_path / "built-mirror"
+
+    assert mirror_main(["build", str(built), "--configfile", str(configfile)]) == 0
+    assert len(publishers.requests) == len(SERVED)
+    listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
+    assert set(listed) == {file.relative_path for file in SERVED}
+    assert all(sha256_of(built / path) == digest for path, digest in listed.items())
+    assert missing(load_config(configfile, SCHEMA), built) == []
+    pd.testing.assert_frame_equal(datasets.prepare("mr", built, seed=0)[0], datasets.prepare("mr", mirror, seed=0)[0])
+
+    assert mirror_main(["build", str(built), "--configfile", str(configfile)]) == 0  # complete: nothing fetched
+    assert len(publishers.requests) == len(SERVED)
+
+
+def test_without_mirror_or_network_the_default_run_stops_before_any_job_with_one_message(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "ROBUSTLM_MIRROR"}
+    environment.update({DOWNLOAD_PREFIX_VARIABLE: closed_port_url(), CACHE_VARIABLE: str(tmp_path / "cache"),
+                        "HF_HUB_OFFLINE": "1"})
+    workdir = tmp_path / "clone"  # no ../shared/mirror beside it, so `mirror: auto` finds none
+    workdir.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "1"],
+        capture_output=True, text=True, env=environment,
+    )
+    assert result.returncode != 0
+    message = result.stderr
+    assert "cannot run with no mirror" in message
+    for missing_file in ("datasets/textfooler/mr", "datasets/textfooler/yelp", "nltk_data/corpora/treebank.zip"):
+        assert f"  - {missing_file}: " in message
+    assert "  - model models/minilm-l6-h384-uncased-mlm: a mirror's model, and no mirror" in message
+    assert "robustlm-mirror build DIR --configfile" in message
+    assert not (workdir / "results").exists()
