@@ -17,12 +17,13 @@ import yaml
 
 from robustlm import datasets
 from robustlm.config import load_config
-from robustlm.mirror_builder import CHECKSUMS, main as mirror_main
+from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
 from robustlm.sources import (CACHE_VARIABLE, COUNTERFITTED_NEIGHBORS, DOWNLOAD_PREFIX_VARIABLE, SENTENCE_POLARITY,
                               TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
 
 from conftest import REPO, SCHEMA, tiny_config
+from hub_standin import HubStandIn
 
 SERVED = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"], TEXTFOOLER_SAMPLES["yelp"], TREEBANK, COUNTERFITTED_NEIGHBORS)
 
@@ -120,26 +121,58 @@ def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
     assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en"}
 
 
+def run_python(code: str, **environment: str) -> str:
+    """`code` in a fresh interpreter (huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when imported)."""
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **environment})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(publishers, mirror, tiny_model,
                                                                                 tmp_path):
     config = tiny_config(mirror)
-    config.update(model=str(tiny_model))
-    config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)
+    config.update(model="stand-in/tiny-bert")  # on the hub stand-in
+    config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)  # a local directory
     config["defenses"]["adv_base"] = {"beta": 10.0, "steps": 1, "step_size": 1.0}
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     built = tmp_path / "built-mirror"
+    build = f"from robustlm.mirror_builder import main; main(['build', {str(built)!r}, '--configfile', {str(configfile)!r}])"
 
-    assert mirror_main(["build", str(built), "--configfile", str(configfile)]) == 0
-    assert len(publishers.requests) == len(SERVED)
+    with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
+        output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
+        assert len(publishers.requests) == len(SERVED)
+        assert sorted(hub.downloads) == sorted(f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir())
+    assert "model stand-in/tiny-bert: fetched" in output and f"model {tiny_model}: a local directory" in output
     listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
-    assert set(listed) == {file.relative_path for file in SERVED}
+    assert set(listed) == {file.relative_path for file in SERVED} | {
+        f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()}
     assert all(sha256_of(built / path) == digest for path, digest in listed.items())
+    assert all(sha256_of(built / "models/stand-in/tiny-bert" / file.name) == sha256_of(file)
+               for file in tiny_model.iterdir())
     assert missing(load_config(configfile, SCHEMA), built) == []
     pd.testing.assert_frame_equal(datasets.prepare("mr", built, seed=0)[0], datasets.prepare("mr", mirror, seed=0)[0])
 
-    assert mirror_main(["build", str(built), "--configfile", str(configfile)]) == 0  # complete: nothing fetched
+    with HubStandIn({}) as hub:  # complete: a rerun fetches nothing
+        assert "fetched" not in run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
     assert len(publishers.requests) == len(SERVED)
+
+
+def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):
+    hub_home = str(tmp_path / "hf")
+    config = {"datasets": {}, "model": "stand-in/tiny-bert", "defenses": {"baseline": {}}}
+    check = ("from robustlm.requirements import missing; "
+             f"print(missing({config!r}, None))")
+    assert "stand-in/tiny-bert: not in the Hugging Face cache" in run_python(check, HF_HOME=hub_home,
+                                                                             HF_HUB_OFFLINE="1")
+    with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
+        loaded = run_python("from robustlm.models import load_classifier, resolve_model; "
+                            "print(load_classifier(resolve_model('stand-in/tiny-bert', None)).num_parameters())",
+                            HF_ENDPOINT=hub.url, HF_HOME=hub_home)
+        assert "model.safetensors" in " ".join(hub.downloads)
+    assert int(loaded) > 0
+    assert run_python(check, HF_HOME=hub_home, HF_HUB_OFFLINE="1").strip() == "[]"
 
 
 def test_without_mirror_or_network_the_default_run_stops_before_any_job_with_one_message(tmp_path):

@@ -22,6 +22,10 @@ def fetch_model(name: str, mirror: Path) -> str:
     """`name` from the Hugging Face hub ($HF_ENDPOINT) into <mirror>/models/<name>; what was done, in words."""
     if Path(name).is_dir():
         return f"model {name}: a local directory, read in place (copy it beside the mirror if the site cannot see it)"
+    if name.startswith("models/"):
+        if (mirror / name / "config.json").is_file():
+            return f"model {name}: present"
+        raise DataSourceError(f"model {name}: a mirror's own model, published on no hub; copy it into {mirror / name}")
     target = mirror / "models" / name
     if (target / "config.json").is_file():
         return f"model {name}: present"
@@ -31,8 +35,7 @@ def fetch_model(name: str, mirror: Path) -> str:
     try:
         snapshot_download(repo_id=name, local_dir=target, ignore_patterns=MODEL_FILES_SKIPPED)
     except (RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        raise DataSourceError(f"model {name}: cannot fetch it from the hub ({type(exc).__name__}: {exc}). A model "
-                              f"that is no hub id is copied into {target} by hand.") from exc
+        raise DataSourceError(f"model {name}: cannot fetch it from the hub ({type(exc).__name__}: {exc})") from exc
     return f"model {name}: fetched"
 
 
