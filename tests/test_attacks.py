@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -123,6 +124,39 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
         if isinstance(component, WordSwapMaskedLM):
             assert component._language_model.config.hidden_size == 384  # the mirror's MiniLM, not bert-base
     assert built.goal_function.query_budget == PARAMS["query_budget"]
+
+
+def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stock(sentiment_model, mirror, tmp_path,
+                                                                                   monkeypatch):
+    """The counter-fitted embedding and HowNet, when a mirror holds them (stand-ins built from the shared mirror),
+    are read by TextAttack's own loaders from its cache, and no substitution is recorded for them."""
+    import textattack.shared.utils
+    from textattack.shared import WordEmbedding
+    from textattack.transformations import WordSwapEmbedding, WordSwapHowNet
+
+    from textattack_standin import HOWNET, counterfitted_embedding, hownet_candidates
+
+    with_stock = tmp_path / "mirror"
+    for entry in mirror.iterdir():
+        (with_stock / entry.name).parent.mkdir(exist_ok=True)
+        (with_stock / entry.name).symlink_to(entry)
+    embedding = counterfitted_embedding(with_stock / "textattack/word_embeddings/paragramcf",
+                                        resources.counterfitted_neighbors(mirror))
+    (with_stock / "textattack/transformations/hownet").mkdir(parents=True)
+    (with_stock / "textattack/transformations/hownet/word_candidates_sense.pkl").write_bytes(hownet_candidates())
+    monkeypatch.setenv("TA_CACHE_DIR", str(tmp_path / "cache"))  # read by TextAttack when imported, and by us
+    monkeypatch.setattr(textattack.shared.utils.install, "TEXTATTACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(textattack.shared.utils, "GLOBAL_OBJECTS", {})  # no embedding loaded by another test
+
+    textfooler, substitutions = attack("textfooler", sentiment_model, with_stock)
+    assert {s["component"] for s in substitutions} == {"UniversalSentenceEncoder"}
+    assert (tmp_path / "cache/word_embeddings/paragramcf").resolve() == embedding.resolve()
+    assert type(textfooler.transformation) is WordSwapEmbedding
+    assert isinstance(textfooler.transformation.embedding, WordEmbedding)
+    assert (textfooler.transformation.embedding.nn_matrix == np.load(embedding / "nn.npy")).all()
+    pso, substitutions = attack("pso", sentiment_model, with_stock)
+    assert substitutions == []
+    assert type(pso.transformation) is WordSwapHowNet and pso.transformation.candidates_bank == HOWNET
 
 
 @pytest.mark.parametrize("min_confidence", [0.0, 5e-4])  # BAE's and the stock default: all ranks vs. a cut-off

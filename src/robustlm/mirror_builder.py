@@ -1,15 +1,18 @@
-"""`robustlm-mirror build DIR --configfile CONFIG`: on a machine with internet, fetch every published file and hub
-model a configuration reads into DIR, in the mirror layout, with a SHA256SUMS over it all. An air-gapped site then
+"""`robustlm-mirror build DIR --configfile CONFIG`: on a machine with internet, fetch every published file, hub
+model and stock TextAttack resource a configuration reads into DIR, in the mirror layout, with a SHA256SUMS over it
+all. An air-gapped site then
 runs that configuration with ROBUSTLM_MIRROR=DIR (or `mirror: DIR`)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from .config import ConfigError, load_config
 from .requirements import needs
-from .sources import DataSourceError, download, sha256_of, verified
+from .sources import DataSourceError, TextAttackResource, download, sha256_of, verified
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 CHECKSUMS = "SHA256SUMS"
@@ -54,6 +57,26 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
     return done
 
 
+def fetch_textattack(resource: TextAttackResource, mirror: Path) -> str:
+    """A stock TextAttack resource into <mirror>/textattack/<name>, unpacked as TextAttack unpacks it."""
+    target = mirror / resource.relative_path
+    if target.exists():
+        return f"{resource.relative_path}: present"
+    with tempfile.TemporaryDirectory(dir=mirror) as scratch:
+        archive = Path(scratch) / "download"
+        download(resource.url, archive, sha256=None)  # TextAttack publishes no checksum: SHA256SUMS records this copy
+        if zipfile.is_zipfile(archive):
+            unpacked = Path(scratch) / "unpacked"
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(unpacked)  # TextAttack's zips hold the folder itself
+            archive = unpacked / target.name
+            if not archive.exists():
+                raise DataSourceError(f"{resource.url} unpacks to no {target.name} folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        archive.rename(target)
+    return f"{resource.relative_path}: fetched from {resource.url}"
+
+
 def write_checksums(mirror: Path) -> int:
     files = sorted(path for path in mirror.rglob("*")
                    if path.is_file() and path.name != CHECKSUMS and ".cache" not in path.relative_to(mirror).parts)
@@ -69,7 +92,9 @@ def build(mirror: Path, configfiles: list[str]) -> list[str]:
     for configfile in configfiles:
         config = load_config(configfile, SCHEMA)
         report += fetch_files(config, mirror)
-        report += [fetch_model(name, mirror) for name in needs(config, mirror=True).models]
+        wanted = needs(config, mirror=True)
+        report += [fetch_model(name, mirror) for name in wanted.models]
+        report += [fetch_textattack(resource, mirror) for resource in wanted.textattack]
     report.append(f"{CHECKSUMS}: {write_checksums(mirror)} files")
     return list(dict.fromkeys(report))
 

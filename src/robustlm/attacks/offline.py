@@ -25,6 +25,7 @@ from textattack.shared import AbstractWordEmbedding
 from textattack.shared.validators import transformation_consists_of_word_swaps
 from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM
 
+from ..sources import COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES
 from . import AttackError, Recipe
 from .faster import DynamicPaddingWordSwapMaskedLM
 
@@ -47,6 +48,7 @@ class AttackResources:
     neighbours: dict[str, list[str]] | None  # counter-fitted neighbour lists (Jia et al. 2019); None = online
     sentence_encoder: str | None  # sentence-transformers model directory or hub id
     masked_lm: str  # model directory or hub id for MLM candidates
+    stock: frozenset[str] = frozenset()  # names of the TextAttack resources at hand offline (sources.py): kept stock
 
     def __post_init__(self):
         if self.neighbours is not None and self.sentence_encoder is None:
@@ -176,15 +178,17 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
     substitutes = {}
     if resources.neighbours is not None:  # offline
         embedding = CounterfittedNeighbours(resources.neighbours)
-        substitutes["WordSwapEmbedding"] = (
-            lambda max_candidates=15, **kwargs: WordSwapEmbedding(max_candidates=max_candidates, embedding=embedding),
-            "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)")
-        substitutes["WordEmbeddingDistance"] = (
-            lambda compare_against_original=True, **thresholds: NeighbourListDistance(resources.neighbours, compare_against_original),
-            "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not available offline)")
-        substitutes["WordSwapHowNet"] = (
-            lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
-            "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet is not available offline)")
+        if COUNTERFITTED_EMBEDDING.name not in resources.stock:
+            substitutes["WordSwapEmbedding"] = (
+                lambda max_candidates=15, **kwargs: WordSwapEmbedding(max_candidates=max_candidates, embedding=embedding),
+                "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)")
+            substitutes["WordEmbeddingDistance"] = (
+                lambda compare_against_original=True, **thresholds: NeighbourListDistance(resources.neighbours, compare_against_original),
+                "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not in the mirror)")
+        if HOWNET_CANDIDATES.name not in resources.stock:
+            substitutes["WordSwapHowNet"] = (
+                lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
+                "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet is not in the mirror)")
         substitutes["Google1BillionWordsLanguageModel"] = (
             lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
                 resources.masked_lm, top_n_per_index, compare_against_original),

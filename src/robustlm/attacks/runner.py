@@ -24,7 +24,7 @@ from ..datasets.base import coverage_gaps
 from ..evaluation import computes_in_bf16
 from ..jsonl_checkpoint import resumed
 from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
-from . import AttackError, get, prepare_textattack
+from . import AttackError, get, prepare_textattack, stock_resources_in
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
         neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
         sentence_encoder=resolve_sentence_encoder(params["sentence_encoder"]),
         masked_lm=resolve_model(params["masked_lm"], mirror),
+        stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror is not None else frozenset(),
     )
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
     attack.goal_function.query_budget = params["query_budget"]

@@ -81,6 +81,10 @@ class Defense(ABC):
         """Published files the defense reads (`mirror`: whether the run reads from a mirror)."""
         return []
 
+    def needed_attacks(self) -> list[str]:
+        """Attacks (robustlm.attacks.ATTACKS) the defense runs while it trains."""
+        return []
+
     def prepare(self, context: TrainingContext) -> None:
         """Called once with the pre-trained model, before training starts or resumes."""
 

@@ -49,6 +49,9 @@ class InputSpaceAdversarialTraining(Defense):
     def needed_files(self, mirror: bool) -> list[PublishedFile]:
         return [COUNTERFITTED_NEIGHBORS] if mirror else []  # a mirror's attacks use them (attacks/offline.py)
 
+    def needed_attacks(self) -> list[str]:
+        return [self.attack]
+
     def prepare(self, context: TrainingContext) -> None:
         if context.train_texts is None or context.work_dir is None:
             raise ValueError(f"defense '{self.name}' attacks raw training texts and needs a work directory")
