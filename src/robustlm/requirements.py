@@ -42,22 +42,23 @@ def needs(config: dict, mirror: bool) -> Needs:
         files[TREEBANK.relative_path] = TREEBANK
     models = {config["model"]}
     recipes = config.get("attacks", {}).get("recipes", [])
-    attacks = {attack: config["attacks"]["sentence_encoder"] for attack in recipes}  # -> its sentence encoder
+    attacks = {(attack, config["attacks"]["sentence_encoder"]) for attack in recipes}  # with its sentence encoder
     for name in defense_entries(config):
         defense = build_defense(method_of(config, name), defense_params(config, name))
         models.update(defense.needed_models())
         files.update({file.relative_path: file for file in defense.needed_files(mirror)})
-        attacks.update({attack: defense.params["sentence_encoder"] for attack in defense.needed_attacks()})
+        attacks.update((attack, defense.params["sentence_encoder"]) for attack in defense.needed_attacks())
     if recipes:
         models.add(attack_params(config, recipes[0])["masked_lm"])
         if mirror:  # a mirror's attacks stand the neighbour lists in for the counter-fitted vectors (attacks/offline.py)
             files[COUNTERFITTED_NEIGHBORS.relative_path] = COUNTERFITTED_NEIGHBORS
-    stock = {resource.name: resource for attack in sorted(attacks) for resource in ATTACKS[attack].stock_resources}
+    names = sorted({attack for attack, _ in attacks})
+    stock = {resource.name: resource for attack in names for resource in ATTACKS[attack].stock_resources}
     # offline.py replaces the sentence encoder when one is set, and the Google LM whenever it reads a mirror
-    stock_encoders = [f"{attack}: {ATTACKS[attack].sentence_encoder}" for attack, encoder in sorted(attacks.items())
-                      if ATTACKS[attack].sentence_encoder and encoder is None]
+    stock_encoders = sorted({f"{attack}: {ATTACKS[attack].sentence_encoder}" for attack, encoder in attacks
+                             if ATTACKS[attack].sentence_encoder and encoder is None})
     tensorflow = [entry for entry in stock_encoders if entry.endswith(USE)] + [
-        f"{attack}: Google LM" for attack in sorted(attacks) if ATTACKS[attack].google_language_model and not mirror]
+        f"{attack}: Google LM" for attack in names if ATTACKS[attack].google_language_model and not mirror]
     return Needs(tuple(files.values()), tuple(sorted(models)), tuple(stock.values()), tuple(stock_encoders),
                  tuple(tensorflow))
 
