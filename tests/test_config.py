@@ -161,14 +161,66 @@ def test_a_config_file_on_the_command_line_replaces_the_default():
     assert "defense=ssmba" not in result.stdout and "regression_study" not in result.stdout
 
 
-def test_a_cluster_run_of_the_paper_grid_inherits_no_local_profile():
-    result = subprocess.run(
+def planned_cluster_run(configfile: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--nolock", "--profile", "profiles/slurm", "--configfile",
-         "config/paper.yaml"], cwd=REPO, capture_output=True, text=True,
+         configfile], cwd=REPO, capture_output=True, text=True,
     )
+
+
+def job_counts(plan: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table: rule -> jobs."""
+    table = plan.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_a_cluster_run_of_the_paper_grid_inherits_no_local_profile():
+    result = planned_cluster_run("config/paper.yaml")
     assert result.returncode == 0, result.stderr
     assert "Using profile profiles/slurm for setting" in result.stderr
     assert "workflow specific profile" not in result.stderr  # no local settings (cores: all, keep-going: false)
+
+
+#: what the rehearsal of the paper grid may change: how much, never what
+SIZE_KEYS = re.compile(r"""^(
+    (datasets|ood_datasets)\.\w+\.(train|validation|test)_size
+  | defenses\.\w+\.(query_budget|query_batch_size|generation_workers)
+  | defenses\.\w+\.training\.(epochs|selection_examples)
+  | attacks\.(examples|query_budget|shards|query_batch_size)
+  | augmentation\.(shards|batch_size)
+  | lca\.(train|validation|test)_size
+  | (lca\.)?training\.(max_length|batch_size|epochs)
+  | regression_study\.(runs|samples|epochs|switch_epoch)
+  | evaluation\.batch_size
+  | seeds(\.\d+)?
+  | resources\..+
+)$""", re.VERBOSE)
+
+
+def test_the_rehearsal_of_the_paper_grid_differs_from_it_in_sizes_only():
+    paper, rehearsal = (load_config(REPO / path, SCHEMA) for path in ("config/paper.yaml", ".test/paper/config.yaml"))
+    leaves = lambda config: {".".join(map(str, path)): value for path, value in _leaf_values(config)}
+    paper_leaves, rehearsal_leaves = leaves(paper), leaves(rehearsal)
+    changed = {key for key in paper_leaves.keys() | rehearsal_leaves.keys()
+               if paper_leaves.get(key, "absent") != rehearsal_leaves.get(key, "absent")}
+    assert changed and all(SIZE_KEYS.match(key) for key in changed), sorted(k for k in changed if not SIZE_KEYS.match(k))
+    assert rehearsal["seeds"] and set(rehearsal["seeds"]) <= set(paper["seeds"])
+
+    plans = [planned_cluster_run(path) for path in ("config/paper.yaml", ".test/paper/config.yaml")]
+    assert all(plan.returncode == 0 for plan in plans), [plan.stderr[-2000:] for plan in plans]
+    full, small = (job_counts(plan.stdout + plan.stderr) for plan in plans)
+    assert len(full) > 10 and full.keys() == small.keys()  # every stage of the grid runs in the rehearsal
+    assert sum(small.values()) < sum(full.values())
+
+
+def _leaf_values(node, prefix=()):
+    """(path, value) of every scalar of a config."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, (dict, list)) and value:
+            yield from _leaf_values(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
 
 
 def _key_paths(node, prefix=()):

@@ -3,6 +3,7 @@ run that cannot get its data before any job. The publishers' servers are stood i
 holding the shared mirror's copies at their published paths."""
 from __future__ import annotations
 
+import hashlib
 import http.server
 import importlib.util
 import json
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -21,9 +23,9 @@ from robustlm import datasets
 from robustlm.config import load_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
-from robustlm.sources import (CACHE_VARIABLE, COUNTERFITTED_EMBEDDING, COUNTERFITTED_NEIGHBORS,
-                              DOWNLOAD_PREFIX_VARIABLE, HOWNET_CANDIDATES, SENTENCE_POLARITY, TEXTFOOLER_SAMPLES,
-                              TREEBANK, DataSourceError, sha256_of)
+from robustlm.sources import (ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, COUNTERFITTED_EMBEDDING, COUNTERFITTED_NEIGHBORS,
+                              DOWNLOAD_PREFIX_VARIABLE, HOWNET_CANDIDATES, NLTK_INDEX, NLTK_PACKAGES, SENTENCE_POLARITY,
+                              TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
 
 from conftest import REPO, SCHEMA, tiny_config
 from hub_standin import HubStandIn
@@ -54,6 +56,19 @@ class Publishers:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish_nltk_index(self, mirror: Path, packages) -> None:
+        """nltk's index.xml listing `packages` with the mirror's copies (published where the index says) and their
+        MD5s."""
+        entries = []
+        for package in packages:
+            url = f"{NLTK_PACKAGES}/{package.subdirectory}/{package.identifier}.zip"
+            copy = mirror / package.relative_path
+            self.publish(SimpleNamespace(url=url), copy)
+            entries.append(f'<package id="{package.identifier}" subdir="{package.subdirectory}" url="{url}" '
+                           f'checksum="{hashlib.md5(copy.read_bytes()).hexdigest()}" />')
+        index = f'<?xml version="1.0"?><nltk_data><packages>{"".join(entries)}</packages></nltk_data>'
+        self.publish(SimpleNamespace(url=NLTK_INDEX), index.encode())
 
     def publish(self, file, content: Path | bytes) -> None:
         from urllib.parse import urlsplit
@@ -168,6 +183,7 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
                                         json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text()))
     publishers.publish(COUNTERFITTED_EMBEDDING, zipped(embedding))
     publishers.publish(HOWNET_CANDIDATES, hownet_candidates())
+    publishers.publish_nltk_index(mirror, ATTACK_NLTK_PACKAGES)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     built = tmp_path / "built-mirror"
@@ -175,14 +191,14 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
 
     with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
         output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-        assert len(publishers.requests) == len(SERVED) + 2
+        assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
         assert sorted(hub.downloads) == sorted(f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir())
     assert "model stand-in/tiny-bert: fetched" in output and f"model {tiny_model}: a local directory" in output
     listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
     assert set(listed) == {file.relative_path for file in SERVED} | {
         f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()} | {
         f"textattack/word_embeddings/paragramcf/{file.name}" for file in embedding.iterdir()} | {
-        HOWNET_CANDIDATES.relative_path}
+        HOWNET_CANDIDATES.relative_path} | {package.relative_path for package in ATTACK_NLTK_PACKAGES}
     assert all(sha256_of(built / "textattack/word_embeddings/paragramcf" / file.name) == sha256_of(file)
                for file in embedding.iterdir())
     assert all(sha256_of(built / path) == digest for path, digest in listed.items())
@@ -193,7 +209,7 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
 
     with HubStandIn({}) as hub:  # complete: a rerun fetches nothing
         assert "fetched" not in run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-    assert len(publishers.requests) == len(SERVED) + 2
+    assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
 
 
 def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):

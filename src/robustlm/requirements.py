@@ -14,8 +14,8 @@ from . import datasets
 from .config import attack_params, defense_entries, defense_params, method_of
 from .defenses import build_defense
 from .attacks import ATTACKS, USE, textattack_cache
-from .sources import (BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, PublishedFile, TextAttackResource, cache_dir,
-                      routed)
+from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, NltkPackage,
+                      PublishedFile, TextAttackResource, cache_dir, routed)
 
 PROBE_TIMEOUT_SECONDS = 5
 
@@ -29,6 +29,7 @@ class Needs:
     files: tuple[PublishedFile, ...]
     models: tuple[str, ...]  # hub ids, mirror model names or local directories
     textattack: tuple[TextAttackResource, ...]  # stock attack resources (a mirror without them uses stand-ins)
+    nltk: tuple[NltkPackage, ...]  # read from a mirror's nltk_data (without one, TextAttack downloads them)
     stock_encoders: tuple[str, ...]  # attacks left with their stock sentence encoder, as "<attack>: <encoder>"
     tensorflow: tuple[str, ...]  # the stock components left to run on TensorFlow, as "<attack>: <component>"
 
@@ -50,7 +51,7 @@ def needs(config: dict, mirror: bool) -> Needs:
         attacks.update((attack, defense.params["sentence_encoder"]) for attack in defense.needed_attacks())
     if recipes:
         models.add(attack_params(config, recipes[0])["masked_lm"])
-        if mirror:  # a mirror's attacks stand the neighbour lists in for the counter-fitted vectors (attacks/offline.py)
+        if mirror:  # a mirror's attacks stand the neighbour lists in for counter-fitted vectors (attacks/offline.py)
             files[COUNTERFITTED_NEIGHBORS.relative_path] = COUNTERFITTED_NEIGHBORS
     names = sorted({attack for attack, _ in attacks})
     stock = {resource.name: resource for attack in names for resource in ATTACKS[attack].stock_resources}
@@ -59,8 +60,8 @@ def needs(config: dict, mirror: bool) -> Needs:
                              if ATTACKS[attack].sentence_encoder and encoder is None})
     tensorflow = [entry for entry in stock_encoders if entry.endswith(USE)] + [
         f"{attack}: Google LM" for attack in names if ATTACKS[attack].google_language_model and not mirror]
-    return Needs(tuple(files.values()), tuple(sorted(models)), tuple(stock.values()), tuple(stock_encoders),
-                 tuple(tensorflow))
+    return Needs(tuple(files.values()), tuple(sorted(models)), tuple(stock.values()),
+                 ATTACK_NLTK_PACKAGES if attacks else (), tuple(stock_encoders), tuple(tensorflow))
 
 
 def is_model_directory(name: str, mirror: Path | None) -> bool:
@@ -89,6 +90,9 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
                              unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))):
             where = f"not under {mirror}/models, " if mirror is not None else ""
             problems.append(f"model {name}: {where}not in the Hugging Face cache, and {unreachable}")
+    if mirror is not None:
+        problems += [f"{package.relative_path}: nltk's {package.identifier}, which the attacks read, not in the mirror"
+                     for package in wanted.nltk if not package.present_in(mirror)]
     if mirror is not None and wanted.stock_encoders:
         problems.append(f"a local sentence encoder for {'; '.join(wanted.stock_encoders)}: the stock ones download "
                         "from tfhub and the hub, so a mirror run needs `attacks.sentence_encoder` (and each AT-IP "

@@ -77,20 +77,20 @@ def routed(url: str) -> str:
     return f"{prefix.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
-def download(url: str, destination: Path, sha256: str | None) -> None:
-    """`url` to `destination`, which appears only once complete and, given its `sha256`, verified (concurrent jobs
-    may race)."""
+def download(url: str, destination: Path, expected: str | None, algorithm: str = "sha256") -> None:
+    """`url` to `destination`, which appears only once complete and, given the `expected` digest (SHA-256, or the
+    `algorithm` a publisher uses), verified; concurrent jobs may race."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     source = routed(url)
     handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-            for block in iter(lambda: response.read(1 << 20), b""):
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_SECONDS) as reply:
+            for block in iter(lambda: reply.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise DataSourceError(f"{source} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: the "
+        if expected is not None and digest.hexdigest() != expected:
+            raise DataSourceError(f"{source} downloaded with {algorithm} {digest.hexdigest()}, expected {expected}: the "
                                   "published file changed or the download was corrupted; nothing was kept")
         os.replace(partial, destination)
     except (urllib.error.URLError, OSError) as exc:
@@ -105,8 +105,8 @@ def download(url: str, destination: Path, sha256: str | None) -> None:
 def verified(path: Path, sha256: str, url: str) -> Path:
     digest = sha256_of(path)
     if digest != sha256:
-        raise DataSourceError(f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a fresh "
-                              f"copy of {url}.")
+        raise DataSourceError(f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a "
+                              f"fresh copy of {url}.")
     return path
 
 
@@ -116,6 +116,21 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class NltkPackage:
+    """An nltk data package the attacks read. nltk's index publishes its location and MD5 (what nltk's own downloader
+    checks); a mirror holds it at nltk_data/<subdirectory>/<identifier>.zip, or unpacked there."""
+    identifier: str
+    subdirectory: str
+
+    @property
+    def relative_path(self) -> str:
+        return f"nltk_data/{self.subdirectory}/{self.identifier}.zip"
+
+    def present_in(self, root: Path) -> bool:
+        return (root / self.relative_path).is_file() or (root / self.relative_path).with_suffix("").is_dir()
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,7 @@ class TextAttackResource:
 
 
 TEXTATTACK_S3 = "https://textattack.s3.amazonaws.com"
+NLTK_INDEX = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/index.xml"
 NLTK_PACKAGES = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages"
 TEXTFOOLER_DATA = "https://raw.githubusercontent.com/jind11/TextFooler/6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data"
 
@@ -168,3 +184,7 @@ COUNTERFITTED_EMBEDDING = TextAttackResource(
     "word_embeddings/paragramcf", "the counter-fitted embedding (vectors, neighbours, distances) of word swaps")
 HOWNET_CANDIDATES = TextAttackResource(
     "transformations/hownet/word_candidates_sense.pkl", "PSO's HowNet sememe substitution candidates")
+# what the attacks read through nltk: stopwords, WordNet (PWWS), the POS tagger and its universal tag set
+ATTACK_NLTK_PACKAGES = (NltkPackage("stopwords", "corpora"), NltkPackage("wordnet", "corpora"),
+                        NltkPackage("averaged_perceptron_tagger_eng", "taggers"),
+                        NltkPackage("universal_tagset", "taggers"))
