@@ -25,10 +25,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from robustlm import datasets, resources  # noqa: E402
+from robustlm import datasets  # noqa: E402
 from robustlm.attacks import get, prepare_textattack  # noqa: E402
 from robustlm.evaluation import PRECISIONS, device_name, resolve_device  # noqa: E402
-from robustlm.models import load_classifier, load_tokenizer, resolve_model  # noqa: E402
+from robustlm.models import load_classifier, load_tokenizer  # noqa: E402
 
 
 def kept_in_eval_mode(model):
@@ -61,7 +61,7 @@ def main() -> None:
     prepare_textattack(args.mirror)
     import textattack
 
-    from robustlm.attacks.offline import AttackResources, build_attack, resolve_sentence_encoder
+    from robustlm.attacks.offline import AttackResources, build_attack
     from robustlm.attacks.runner import load_attack, run_shard, seed_example
 
     device = resolve_device()
@@ -71,9 +71,7 @@ def main() -> None:
 
     stock_wrapper = textattack.models.wrappers.HuggingFaceModelWrapper(
         kept_in_eval_mode(load_classifier(str(args.model)).to(device)), load_tokenizer(str(args.model)))
-    attack_resources = AttackResources(
-        neighbours=resources.counterfitted_neighbors(args.mirror) if args.mirror else None,
-        sentence_encoder=resolve_sentence_encoder(args.sentence_encoder), masked_lm=resolve_model(args.masked_lm, args.mirror))
+    attack_resources = AttackResources.configured(args.sentence_encoder, args.masked_lm, args.mirror)
     stock_attack, _ = build_attack(args.recipe, get(args.recipe), stock_wrapper, attack_resources, faster=False)
     stock_attack.goal_function.query_budget = args.query_budget
     started = time.perf_counter()

