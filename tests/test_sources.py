@@ -172,6 +172,21 @@ def run_python(code: str, **environment: str) -> str:
     return result.stdout
 
 
+def publish_attack_resources(publishers: Publishers, mirror: Path, tmp_path: Path) -> Path:
+    """Stand-ins for TextAttack's counter-fitted embedding (returned) and HowNet, and nltk's index and packages."""
+    embedding = counterfitted_embedding(tmp_path / "standin" / "paragramcf",
+                                        json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text()))
+    publishers.publish(COUNTERFITTED_EMBEDDING, zipped(embedding))
+    publishers.publish(HOWNET_CANDIDATES, hownet_candidates())
+    publishers.publish_nltk_index(mirror, ATTACK_NLTK_PACKAGES)
+    return embedding
+
+
+def build_command(mirror: Path, configfile: Path) -> str:
+    return ("from robustlm.mirror_builder import main; "
+            f"raise SystemExit(main(['build', {str(mirror)!r}, '--configfile', {str(configfile)!r}]))")
+
+
 def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(publishers, mirror, tiny_model,
                                                                                 tmp_path):
     config = tiny_config(mirror)
@@ -179,15 +194,11 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)  # a local directory
     config["defenses"]["adv_base"] = {"beta": 10.0, "steps": 1, "step_size": 1.0}
     config["attacks"]["recipes"] = ["textfooler", "pso"]  # TextAttack's counter-fitted embedding and HowNet
-    embedding = counterfitted_embedding(tmp_path / "standin" / "paragramcf",
-                                        json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text()))
-    publishers.publish(COUNTERFITTED_EMBEDDING, zipped(embedding))
-    publishers.publish(HOWNET_CANDIDATES, hownet_candidates())
-    publishers.publish_nltk_index(mirror, ATTACK_NLTK_PACKAGES)
+    embedding = publish_attack_resources(publishers, mirror, tmp_path)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     built = tmp_path / "built-mirror"
-    build = f"from robustlm.mirror_builder import main; main(['build', {str(built)!r}, '--configfile', {str(configfile)!r}])"
+    build = build_command(built, configfile)
 
     with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
         output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
@@ -210,6 +221,26 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     with HubStandIn({}) as hub:  # complete: a rerun fetches nothing
         assert "fetched" not in run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
     assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
+
+
+def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads_but_the_sentence_encoders_left_to_decide(
+        publishers, mirror, tiny_model, tmp_path):
+    """The rehearsal of paper.yaml (same resources), built from the stand-ins: bert-base-uncased and the MarianMT
+    models from the hub stand-in, every published file, TextAttack's and nltk's resources. A site's own copy of the
+    IMDB repack is kept. All that stays missing is a local replacement for the recipes' USE/SBERT."""
+    publish_attack_resources(publishers, mirror, tmp_path)
+    built = tmp_path / "built-mirror"
+    (built / "datasets/imdb").mkdir(parents=True)
+    (built / "datasets/imdb/aclImdb_labelled.tar.gz").symlink_to(mirror / "datasets/imdb/aclImdb_labelled.tar.gz")
+    rehearsal = REPO / ".test/paper/config.yaml"
+    stock_models = ("bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en")
+
+    with HubStandIn({name: tiny_model for name in stock_models}) as hub:
+        output = run_python(build_command(built, rehearsal), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
+    assert "datasets/imdb/aclImdb_v1.tar.gz: present as an equivalent repack" in output
+    assert all(f"model {name}: fetched" in output for name in stock_models)
+    problems = missing(load_config(rehearsal, SCHEMA), built)
+    assert len(problems) == 1 and problems[0].startswith("a local sentence encoder for a2t: SBERT"), problems
 
 
 def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):
