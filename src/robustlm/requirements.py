@@ -12,8 +12,9 @@ from pathlib import Path
 
 from . import datasets
 from .config import attack_params, defense_entries, defense_params, method_of
-from .defenses import build_defense
 from .attacks import ATTACKS, USE, textattack_cache
+from .defenses import build_defense
+from .models import model_candidates
 from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, NltkPackage,
                       PublishedFile, TextAttackResource, cache_dir, routed)
 
@@ -35,7 +36,7 @@ class Needs:
 
 
 def needs(config: dict, mirror: bool) -> Needs:
-    """The published files and models a run of `config` reads (`mirror`: whether it reads them from a mirror)."""
+    """Everything a run of `config` reads from outside the project (`mirror`: whether it reads from a mirror)."""
     files: dict[str, PublishedFile] = {}
     for name in [*config["datasets"], *config.get("ood_datasets", {})]:
         files.update({file.relative_path: file for file in datasets.get(name).sources})
@@ -65,14 +66,13 @@ def needs(config: dict, mirror: bool) -> Needs:
 
 
 def is_model_directory(name: str, mirror: Path | None) -> bool:
-    from .models import model_candidates
-
     return any(candidate.is_dir() for candidate in model_candidates(name, mirror))
 
 
 def missing(config: dict, mirror: Path | None) -> list[str]:
-    """What a run of `config` cannot get, one line each: a file absent from the mirror (or, without one, neither cached
-    nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub."""
+    """What a run of `config` cannot get or run, one line each: a file absent from the mirror (or, without one, neither
+    cached nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub, the
+    nltk packages and TextAttack resources its attacks read, and the stock sentence encoders they cannot use."""
     wanted = needs(config, mirror is not None)
     problems = []
     for file in wanted.files:
