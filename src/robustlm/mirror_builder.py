@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 from .config import ConfigError, load_config
 from .requirements import needs
-from .sources import NLTK_INDEX, DataSourceError, NltkPackage, TextAttackResource, download, sha256_of, verified
+from .sources import NLTK_INDEX, DataSourceError, NltkPackage, TextAttackResource, download, sha256_of
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 CHECKSUMS = "SHA256SUMS"
@@ -47,11 +47,9 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
     done = []
     for file in needs(config, mirror=True).files:
         path = mirror / file.relative_path
-        if path.is_file():
-            verified(path, file.sha256, file.url)
-            done.append(f"{file.relative_path}: present")
-        elif file.present_in(mirror):
-            done.append(f"{file.relative_path}: present as an equivalent repack")
+        if file.present_in(mirror):  # verified, as a run reads it
+            repack = file.locate(mirror) != path
+            done.append(f"{file.relative_path}: present" + (" as an equivalent repack" if repack else ""))
         else:
             download(file.url, path, file.sha256)
             done.append(f"{file.relative_path}: fetched from {file.url}")

@@ -40,7 +40,8 @@ class PublishedFile:
             return self._in_mirror(Path(mirror))
         path = cache_dir() / self.relative_path
         if not path.is_file():
-            download(self.url, path, self.sha256)
+            download(self.url, path, self.sha256)  # verified as it is written
+            return path
         return verified(path, self.sha256, self.url)
 
     def _in_mirror(self, mirror: Path) -> Path:
