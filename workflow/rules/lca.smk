@@ -1,8 +1,8 @@
 # Linguistic Correlation Analysis (Tables 5-7): treebank -> POS tagger per defense -> NeuroX activations ->
 # probe and neuron analyses -> tables. Activations are large and cheap to recompute, so they are temp().
 
-# the treebank reads the mirror, or downloads with nltk when none is configured; the tables read a few files: both
-# run on the login node
+# the treebank reads the mirror, or downloads its published file when none is configured; the tables read a few
+# files: both run on the login node
 localrules:
     prepare_treebank,
     lca_tables,
