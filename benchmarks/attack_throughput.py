@@ -58,7 +58,7 @@ def main() -> None:
                         help="append the rows here (one file for several recipes; benchmarks/paper_grid_estimate.py reads it)")
     args = parser.parse_args()
 
-    prepare_textattack(args.mirror)
+    prepare_textattack(args.mirror, args.recipe)
     import textattack
 
     from robustlm.attacks.offline import AttackResources, build_attack

@@ -41,7 +41,7 @@ GREEDY = ["textfooler", "pwws", "a2t", "bae", "bert_attack"]
 @pytest.fixture(scope="module", autouse=True)
 def textattack_offline(mirror):
     """As the attack job does before importing TextAttack."""
-    prepare_textattack(mirror)
+    prepare_textattack(mirror, "textfooler")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 from robustlm.attacks import prepare_textattack
-prepare_textattack({str(mirror)!r})
+prepare_textattack({str(mirror)!r}, 'textfooler')
 import textattack
 from nltk.corpus import wordnet, stopwords
 assert wordnet.synsets("good") and stopwords.words("english")

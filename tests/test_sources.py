@@ -213,6 +213,37 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
 
 
+def test_without_a_mirror_an_attack_fetches_its_nltk_packages_and_textattack_resources_through_the_prefix(
+        publishers, mirror, tmp_path):
+    """TextAttack's own first-import downloads (nltk) and bucket downloads would go past the download prefix and the
+    checks; online they come through sources.py into the cache, and TextAttack's loaders read them from there. No
+    connection leaves the loopback."""
+    embedding = publish_attack_resources(publishers, mirror, tmp_path)
+    script = f"""
+import socket
+connect = socket.socket.connect
+def loopback_only(self, address, *args):
+    assert address[0] == "127.0.0.1", f"network access: {{address}}"
+    return connect(self, address, *args)
+socket.socket.connect = loopback_only
+from robustlm.attacks import prepare_textattack
+prepare_textattack(None, "textfooler")
+import nltk, textattack
+from nltk.corpus import stopwords, wordnet
+from textattack.shared import WordEmbedding
+assert wordnet.synsets("good") and "the" in stopwords.words("english")
+assert nltk.pos_tag(["a", "good", "film"], tagset="universal")[1][1] == "ADJ"
+assert (WordEmbedding.counterfitted_GLOVE_embedding().nn_matrix == __import__("numpy").load({str(embedding / "nn.npy")!r})).all()
+"""
+    environment = {"TA_CACHE_DIR": str(tmp_path / "textattack"), "HOME": str(tmp_path / "home")}
+    run_python(script, **environment)
+    fetched = {request.rsplit("/", 1)[-1] for request in publishers.requests}
+    assert fetched == {"index.xml", "paragramcf"} | {f"{package.identifier}.zip" for package in ATTACK_NLTK_PACKAGES}
+    assert (tmp_path / "cache" / COUNTERFITTED_EMBEDDING.relative_path / "nn.npy").is_file()
+    run_python(script, **environment)  # from the cache
+    assert len(publishers.requests) == len(fetched)
+
+
 def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror, tiny_model, tmp_path):
     """The rehearsal of paper.yaml (same resources), built from the stand-ins: bert-base-uncased, the MarianMT
     models, USE's student and A2T's SBERT model from the hub stand-in, every published file, TextAttack's and nltk's

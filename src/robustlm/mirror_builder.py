@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
-from xml.etree import ElementTree
 
 from .config import ConfigError, load_config
 from .requirements import needs
-from .sources import NLTK_INDEX, DataSourceError, NltkPackage, TextAttackResource, download, sha256_of
+from .sources import DataSourceError, download, fetch_nltk_packages, sha256_of
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 CHECKSUMS = "SHA256SUMS"
@@ -56,45 +53,6 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
     return done
 
 
-def fetch_textattack(resource: TextAttackResource, mirror: Path) -> str:
-    """A stock TextAttack resource into <mirror>/textattack/<name>, unpacked as TextAttack unpacks it."""
-    target = mirror / resource.relative_path
-    if target.exists():
-        return f"{resource.relative_path}: present"
-    with tempfile.TemporaryDirectory(dir=mirror) as scratch:
-        archive = Path(scratch) / "download"
-        download(resource.url, archive, expected=None)  # TextAttack publishes no checksum: SHA256SUMS records this copy
-        if zipfile.is_zipfile(archive):
-            unpacked = Path(scratch) / "unpacked"
-            with zipfile.ZipFile(archive) as bundle:
-                bundle.extractall(unpacked)  # TextAttack's zips hold the folder itself
-            archive = unpacked / target.name
-            if not archive.exists():
-                raise DataSourceError(f"{resource.url} unpacks to no {target.name} folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        archive.rename(target)
-    return f"{resource.relative_path}: fetched from {resource.url}"
-
-
-def fetch_nltk_packages(packages: tuple[NltkPackage, ...], mirror: Path) -> list[str]:
-    """nltk packages into <mirror>/nltk_data, located and checked (MD5) through nltk's index, as nltk's downloader
-    does."""
-    wanted = [package for package in packages if not package.present_in(mirror)]
-    done = [f"{package.relative_path}: present" for package in packages if package not in wanted]
-    if wanted:
-        with tempfile.TemporaryDirectory(dir=mirror) as scratch:
-            download(NLTK_INDEX, Path(scratch) / "index.xml", expected=None)
-            packages_listed = ElementTree.parse(Path(scratch) / "index.xml").iter("package")
-            index = {element.get("id"): element for element in packages_listed}
-        for package in wanted:
-            if package.identifier not in index:
-                raise DataSourceError(f"nltk's index ({NLTK_INDEX}) lists no package {package.identifier}")
-            entry = index[package.identifier]
-            download(entry.get("url"), mirror / package.relative_path, entry.get("checksum"), algorithm="md5")
-            done.append(f"{package.relative_path}: fetched from {entry.get('url')}")
-    return done
-
-
 def write_checksums(mirror: Path) -> int:
     files = sorted(path for path in mirror.rglob("*")
                    if path.is_file() and path.name != CHECKSUMS and ".cache" not in path.relative_to(mirror).parts)
@@ -112,8 +70,11 @@ def build(mirror: Path, configfiles: list[str]) -> list[str]:
         report += fetch_files(config, mirror)
         wanted = needs(config, mirror=True)
         report += [fetch_model(name, mirror) for name in dict.fromkeys([*wanted.models, *wanted.stock_models])]
-        report += [fetch_textattack(resource, mirror) for resource in wanted.textattack]
-        report += fetch_nltk_packages(wanted.nltk, mirror)
+        report += [f"{resource.relative_path}: " + ("fetched from " + resource.url if resource.fetch_into(mirror)
+                                                      else "present") for resource in wanted.textattack]
+        fetched = fetch_nltk_packages(wanted.nltk, mirror)
+        report += [f"{package.relative_path}: " + ("fetched" if package in fetched else "present")
+                   for package in wanted.nltk]
     report.append(f"{CHECKSUMS}: {write_checksums(mirror)} files")
     return list(dict.fromkeys(report))
 

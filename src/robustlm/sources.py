@@ -9,8 +9,10 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 CACHE_VARIABLE = "ROBUSTLM_CACHE"
 # A URL prefix under which https://<host>/<path> is served as <prefix>/<host>/<path>: a site's artifact proxy (an
@@ -149,6 +151,48 @@ class TextAttackResource:
     @property
     def relative_path(self) -> str:
         return f"textattack/{self.name}"
+
+    def fetch_into(self, root: Path) -> bool:
+        """Download it to <root>/textattack/<name> unless there, unpacked as TextAttack unpacks it (its zips hold the
+        folder itself); whether it was fetched. A concurrent job fetching the same resource may win the race."""
+        target = root / self.relative_path
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            fetched = Path(scratch) / "download"
+            download(self.url, fetched, expected=None)  # TextAttack publishes no checksum (a mirror's SHA256SUMS does)
+            if zipfile.is_zipfile(fetched):
+                with zipfile.ZipFile(fetched) as bundle:
+                    bundle.extractall(Path(scratch) / "unpacked")
+                fetched = Path(scratch) / "unpacked" / target.name
+                if not fetched.exists():
+                    raise DataSourceError(f"{routed(self.url)} unpacks to no {target.name} folder")
+            try:
+                fetched.rename(target)
+            except OSError:
+                if not target.exists():
+                    raise
+        return True
+
+
+def fetch_nltk_packages(packages: tuple[NltkPackage, ...], root: Path) -> list[NltkPackage]:
+    """The `packages` missing under <root>/nltk_data, located and checked (MD5) through nltk's index, as nltk's
+    downloader does; those fetched."""
+    wanted = [package for package in packages if not package.present_in(root)]
+    if wanted:
+        index_file = root / "nltk_data" / f".index-{os.getpid()}.xml"
+        download(NLTK_INDEX, index_file, expected=None)
+        try:
+            index = {element.get("id"): element for element in ElementTree.parse(index_file).iter("package")}
+        finally:
+            index_file.unlink()
+        for package in wanted:
+            if package.identifier not in index:
+                raise DataSourceError(f"nltk's index ({NLTK_INDEX}) lists no package {package.identifier}")
+            entry = index[package.identifier]
+            download(entry.get("url"), root / package.relative_path, entry.get("checksum"), algorithm="md5")
+    return wanted
 
 
 TEXTATTACK_S3 = "https://textattack.s3.amazonaws.com"

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..resources import use_nltk_data
-from ..sources import COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES, TextAttackResource
+from ..sources import (ATTACK_NLTK_PACKAGES, COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES, TextAttackResource,
+                       cache_dir, fetch_nltk_packages)
 
 
 @dataclass(frozen=True)
@@ -74,30 +75,35 @@ def textattack_cache() -> Path:
     return Path(os.environ.get("TA_CACHE_DIR", Path.home() / ".cache" / "textattack"))
 
 
-def prepare_textattack(mirror) -> None:
-    """Call before `import textattack` when reading from a mirror.
+def prepare_textattack(mirror: Path | None, attack: str) -> None:
+    """Call before `import textattack`, for the recipe `attack`.
 
-    TextAttack's first import runs `nltk.download` for its taggers and corpora; offline those come from
-    the mirror's nltk_data instead, so nltk is pointed there and the post-install step marked as done. The stock
-    resources the mirror holds are linked into TextAttack's cache, where its recipes look for them.
+    TextAttack's first import runs `nltk.download` for its taggers and corpora, and its recipes download their
+    resources from its bucket, both past the pipeline's download prefix and checksums. Instead both are read from the
+    mirror, or without one fetched through sources.py into the download cache (the mirror's layout): nltk is pointed
+    at its nltk_data, TextAttack's post-install step marked done, and the resources linked into TextAttack's cache,
+    where its recipes look for them.
     """
+    root = Path(mirror) if mirror is not None else cache_dir()
     if mirror is None:
-        return
-    use_nltk_data(Path(mirror) / "nltk_data")
+        fetch_nltk_packages(ATTACK_NLTK_PACKAGES, root)
+        for resource in get(attack).stock_resources:
+            resource.fetch_into(root)
+    use_nltk_data(root / "nltk_data")
     cache = textattack_cache()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / TEXTATTACK_POST_INSTALL_MARKER).touch()
-    for resource in stock_resources_in(Path(mirror)):
+    for resource in stock_resources_in(root):
         link = cache / resource.name
         if link.is_symlink() and not link.exists():  # a link into a mirror that moved
             link.unlink()
         if not link.exists():
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(mirror).resolve() / resource.relative_path)
+            link.symlink_to(root.resolve() / resource.relative_path)
 
 
 def stock_resources_in(mirror: Path) -> list[TextAttackResource]:
-    """The TextAttack resources a mirror holds."""
+    """The TextAttack resources a mirror (or the download cache) holds."""
     every = {resource for recipe in ATTACKS.values() for resource in recipe.stock_resources}
     return sorted((resource for resource in every if (mirror / resource.relative_path).exists()),
                   key=lambda resource: resource.name)

@@ -271,9 +271,9 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
         return build
 
     with contextlib.ExitStack() as patches:
-        if resources.neighbours is not None:
-            # WordSwapWordNet fetches the multilingual wordnet it needs only for other languages than English
-            patches.enter_context(mock.patch("nltk.download", side_effect=_no_download))
+        # WordSwapWordNet fetches the multilingual wordnet it needs only for other languages than English; the
+        # English packages come through prepare_textattack
+        patches.enter_context(mock.patch("nltk.download", side_effect=_no_download))
         equivalents = FASTER_EQUIVALENTS if faster else {}
         for component, equivalent in equivalents.items():
             if hasattr(module, component):
@@ -291,7 +291,7 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
 
 
 def _no_download(package, *args, **kwargs) -> bool:
-    log.info("offline: not downloading nltk package %s (English WordNet and taggers come from the mirror)", package)
+    log.info("not downloading nltk package %s (English WordNet and taggers come from the mirror or the cache)", package)
     return False
 
 

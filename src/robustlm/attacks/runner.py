@@ -38,7 +38,7 @@ def load_attack(name: str, params: dict, model_dir: Path, mirror: Path | None, d
 def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | None, device: torch.device):
     """The attack `name` against `model` as it is (input-space adversarial training attacks the model being
     trained); `params` holds the query budget, batching, truncation, precision and the resources of `attacks`."""
-    prepare_textattack(mirror)
+    prepare_textattack(mirror, name)
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # a progress bar per encode call otherwise
     from .offline import AttackResources, build_attack
     from .wrapper import ClassifierWrapper
