@@ -81,3 +81,15 @@ def copy_mirror_subset(mirror: Path, target: Path, relative_paths: list[str]) ->
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(mirror / relative, target / relative)
     return target
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster (slurm_cluster.py), shared by the tests that submit through profiles/slurm."""
+    from slurm_cluster import SingleNodeCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no SLURM cluster: {reason}")
+    with SingleNodeCluster(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster

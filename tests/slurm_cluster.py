@@ -1,7 +1,8 @@
-"""A single-node SLURM cluster on this machine, from Debian's `slurm-wlm` and `munge`, for the profile test.
+"""A single-node SLURM cluster on this machine, from Debian's `slurm-wlm` and `munge`, for the profile and
+rehearsal tests.
 
-No systemd: munged, slurmctld and slurmd are started directly and stopped by PID. The node offers one fake GPU
-(a GRES whose `File=` is a character device: SLURM registers no GRES without one), so GPU requests are
+No systemd: munged, slurmctld and slurmd are started directly and stopped by PID. The node offers a fake GPU per CPU
+(GRES whose `File=` is a character device: SLURM registers no GRES without one), so GPU requests are
 scheduled and recorded as on a real cluster; the jobs themselves find no CUDA and run on CPU.
 
 The cluster is configless (slurmd fetches slurm.conf from slurmctld and caches it where clients look,
@@ -61,6 +62,7 @@ class SingleNodeCluster:
     def __init__(self, root: Path):
         self.root = root
         self.node = socket.gethostname().split(".")[0]
+        self.gpus = os.cpu_count()
 
     def __enter__(self) -> "SingleNodeCluster":
         for directory in ("munge", "state", "spool", "log"):
@@ -68,10 +70,10 @@ class SingleNodeCluster:
         key = self.root / "munge" / "munge.key"
         key.write_bytes(os.urandom(128))
         key.chmod(0o400)
-        fake_gpu = self.root / "gpu0"
-        _make_fake_gpu(fake_gpu)
+        for gpu in range(self.gpus):  # one per CPU, so that the node runs as many GPU jobs at once as it can
+            _make_fake_gpu(self.root / f"gpu{gpu}")
         (self.root / "slurm.conf").write_text(self._slurm_conf())
-        (self.root / "gres.conf").write_text(f"NodeName={self.node} Name=gpu File={fake_gpu}\n")
+        (self.root / "gres.conf").write_text(f"NodeName={self.node} Name=gpu File={self.root}/gpu[0-{self.gpus - 1}]\n")
         MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         try:
             if not MUNGE_SOCKET.exists():
@@ -135,7 +137,7 @@ MinJobAge=7200
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName={self.node} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN
+NodeName={self.node} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:{self.gpus} State=UNKNOWN
 """ + "".join(f"PartitionName={name} Nodes=ALL MaxTime=INFINITE State=UP\n" for name in PARTITIONS)
 
     def _start(self, command: list[str]) -> None:

@@ -134,14 +134,15 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
 def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stock(sentiment_model, mirror, tmp_path,
                                                                                    monkeypatch):
     """The counter-fitted embedding and HowNet, when a mirror holds them (stand-ins built from the shared mirror),
-    are read by TextAttack's own loaders from its cache, A2T's SBERT model from the mirror's models/, and no
-    substitution is recorded for them."""
+    are read by TextAttack's own loaders from its cache, flair's tagger (HowNet's swaps) and A2T's SBERT model from
+    the mirror's models/, and no substitution is recorded for them."""
     import textattack.shared.utils
     from textattack.constraints.semantics.sentence_encoders import SBERT
-    from textattack.shared import WordEmbedding
+    from textattack.shared import AttackedText, WordEmbedding
     from textattack.transformations import WordSwapEmbedding, WordSwapHowNet
 
-    from textattack_standin import HOWNET, counterfitted_embedding, hownet_candidates
+    from textattack_standin import (HOWNET, UNIVERSAL_POS_TAGS, counterfitted_embedding, flair_upos_tagger,
+                                    hownet_candidates)
 
     with_stock = tmp_path / "mirror"
     for entry in mirror.iterdir():
@@ -151,6 +152,12 @@ def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stoc
                                         resources.counterfitted_neighbors(mirror))
     (with_stock / "textattack/transformations/hownet").mkdir(parents=True)
     (with_stock / "textattack/transformations/hownet/word_candidates_sense.pkl").write_bytes(hownet_candidates())
+    (with_stock / "models").unlink()
+    (with_stock / "models/sentence-transformers").mkdir(parents=True)
+    (with_stock / "models" / MINILM.name).symlink_to(MINILM)
+    (with_stock / "models/sentence-transformers/stsb-distilbert-base").symlink_to(MINILM)  # stand-ins for the
+    (with_stock / "models/bert-base-uncased").symlink_to(MINILM)                                 # stock models
+    flair_upos_tagger(with_stock / "models/flair/upos-english-fast")
     monkeypatch.setenv("TA_CACHE_DIR", str(tmp_path / "cache"))  # read by TextAttack when imported, and by us
     monkeypatch.setattr(textattack.shared.utils.install, "TEXTATTACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(textattack.shared.utils, "GLOBAL_OBJECTS", {})  # no embedding loaded by another test
@@ -164,16 +171,15 @@ def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stoc
     pso, substitutions = attack("pso", sentiment_model, with_stock)
     assert substitutions == []
     assert type(pso.transformation) is WordSwapHowNet and pso.transformation.candidates_bank == HOWNET
+    assert AttackedText("a good film").pos_of_word_index(1) in UNIVERSAL_POS_TAGS  # the mirror's tagger, no download
 
-    stsb = with_stock / "models/sentence-transformers/stsb-distilbert-base"  # a stand-in for the stock model
-    (with_stock / "models").unlink()
-    (with_stock / "models/sentence-transformers").mkdir(parents=True)
-    (with_stock / "models" / MINILM.name).symlink_to(MINILM)
-    stsb.symlink_to(MINILM)
     a2t, substitutions = attack("a2t", sentiment_model, with_stock)
     assert substitutions == []
     (encoder,) = [constraint for constraint in a2t.constraints if isinstance(constraint, SBERT)]
     assert Path(encoder.model[0].auto_model.config._name_or_path).resolve() == MINILM.resolve()
+    bae, substitutions = attack("bae", sentiment_model, with_stock, masked_lm="bert-base-uncased")
+    assert {s["component"] for s in substitutions} == {"UniversalSentenceEncoder"}  # bert-base-uncased is stock
+    assert bae.transformation._language_model.config.hidden_size == 384  # read from the mirror's copy
 
 
 @pytest.mark.parametrize("min_confidence", [0.0, 5e-4])  # BAE's and the stock default: all ranks vs. a cut-off

@@ -22,7 +22,8 @@ from robustlm import datasets
 from robustlm.config import ConfigError, load_config, validate_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
-from robustlm.sources import (ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, COUNTERFITTED_EMBEDDING, COUNTERFITTED_NEIGHBORS,
+from robustlm.sources import (ACL_IMDB, ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, COUNTERFITTED_EMBEDDING,
+                              COUNTERFITTED_NEIGHBORS,
                               DOWNLOAD_PREFIX_VARIABLE, HOWNET_CANDIDATES, NLTK_INDEX, NLTK_PACKAGES, SENTENCE_POLARITY,
                               TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
 
@@ -115,6 +116,14 @@ def test_without_a_mirror_each_file_is_downloaded_once_from_where_it_is_publishe
     assert len(publishers.requests) == 2  # the second run reads the cache
 
 
+def test_a_download_cache_holding_an_equivalent_repack_is_read_as_a_mirror_holding_it(publishers, mirror, tmp_path):
+    """A site that has its own copy of a repack (IMDB's, without the unlabelled reviews) seeds the cache with it."""
+    repack = tmp_path / "cache" / ACL_IMDB.equivalents[0][0]
+    repack.parent.mkdir(parents=True)
+    repack.symlink_to(mirror / ACL_IMDB.equivalents[0][0])
+    assert ACL_IMDB.locate(None) == repack and publishers.requests == []
+
+
 def test_a_download_that_does_not_match_its_published_checksum_is_refused_and_not_kept(publishers, mirror, tmp_path):
     publishers.publish(TEXTFOOLER_SAMPLES["yelp"], (mirror / "datasets/textfooler/yelp").read_bytes()[:-100])
     with pytest.raises(DataSourceError, match="expected befbfa6f.*nothing was kept"):
@@ -140,11 +149,11 @@ def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
                                   "sentence-transformers/distiluse-base-multilingual-cased-v1"}
     assert {resource.name for resource in wanted.textattack} == {"word_embeddings/paragramcf",
                                                                  "transformations/hownet/word_candidates_sense.pkl"}
-    # A2T's SBERT model: fetched into a mirror by the builder, replaced (recorded) where a mirror lacks it, and
-    # required online, where it downloads
-    assert wanted.stock_models == ("sentence-transformers/stsb-distilbert-base",)
+    # A2T's SBERT model and flair's tagger of PSO's HowNet swaps: fetched into a mirror by the builder, their
+    # components replaced (recorded) where a mirror lacks them, and required online, where they download
+    assert wanted.stock_models == ("flair/upos-english-fast", "sentence-transformers/stsb-distilbert-base")
     online = needs(config, mirror=False)
-    assert set(online.models) == set(wanted.models) | {"sentence-transformers/stsb-distilbert-base"}
+    assert set(online.models) == set(wanted.models) | set(wanted.stock_models)
 
 
 def test_a_config_that_leaves_the_tensorflow_sentence_encoder_is_refused_by_name():
@@ -246,8 +255,8 @@ assert (WordEmbedding.counterfitted_GLOVE_embedding().nn_matrix == __import__("n
 
 def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror, tiny_model, tmp_path):
     """The rehearsal of paper.yaml (same resources), built from the stand-ins: bert-base-uncased, the MarianMT
-    models, USE's student and A2T's SBERT model from the hub stand-in, every published file, TextAttack's and nltk's
-    resources. A site's own copy of the IMDB repack is kept."""
+    models, USE's student, A2T's SBERT model and flair's tagger from the hub stand-in, every published file,
+    TextAttack's and nltk's resources. A site's own copy of the IMDB repack is kept."""
     publish_attack_resources(publishers, mirror, tmp_path)
     built = tmp_path / "built-mirror"
     (built / "datasets/imdb").mkdir(parents=True)
@@ -255,7 +264,7 @@ def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror
     rehearsal = REPO / ".test/paper/config.yaml"
     stock_models = ("bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en",
                     "sentence-transformers/distiluse-base-multilingual-cased-v1",
-                    "sentence-transformers/stsb-distilbert-base")
+                    "sentence-transformers/stsb-distilbert-base", "flair/upos-english-fast")
 
     with HubStandIn({name: tiny_model for name in stock_models}) as hub:
         output = run_python(build_command(built, rehearsal), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))

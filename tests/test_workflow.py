@@ -315,17 +315,6 @@ LIGHT_RULES = {"prepare_data", "prepare_treebank", "attack_sample", "gather_atta
                "robustness_tables", "sweep", "lca_tables"}  # on a cluster: on the login node
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    from slurm_cluster import SingleNodeCluster, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"no SLURM cluster: {reason}")
-    with SingleNodeCluster(tmp_path_factory.mktemp("slurm")) as cluster:
-        yield cluster
-
-
 @pytest.mark.slurm
 def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(finished_run, slurm_cluster, tmp_path):
     """The tiny config through `--profile profiles/slurm` (overriding only the account) on a one-node cluster."""

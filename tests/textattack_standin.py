@@ -45,3 +45,27 @@ HOWNET = {"good": {"adj": ["fine", "nice"]}, "film": {"noun": ["movie", "picture
 def hownet_candidates() -> bytes:
     """word_candidates_sense.pkl: word -> part of speech -> substitution candidates."""
     return pickle.dumps(HOWNET)
+
+
+UNIVERSAL_POS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+                      "PUNCT", "SCONJ", "SYM", "VERB", "X")
+
+
+def flair_upos_tagger(folder: Path) -> Path:
+    """flair/upos-english-fast's repository as flair loads it (pytorch_model.bin): a random tagger over the universal
+    tags, on one-hot embeddings of a few words."""
+    from flair.data import Dictionary
+    from flair.embeddings import OneHotEmbeddings
+    from flair.models import SequenceTagger
+
+    words, tags = Dictionary(), Dictionary(add_unk=False)
+    for word in ("a", "good", "film", "the", "bad", "movie"):
+        words.add_item(word)
+    for tag in UNIVERSAL_POS_TAGS:
+        tags.add_item(tag)
+    tagger = SequenceTagger(hidden_size=8, embeddings=OneHotEmbeddings(words, field="text", embedding_length=8),
+                            tag_dictionary=tags, tag_type="upos", use_crf=False, use_rnn=False,
+                            reproject_embeddings=False)
+    folder.mkdir(parents=True)
+    tagger.save(folder / "pytorch_model.bin")
+    return folder

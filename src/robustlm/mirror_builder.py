@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .models import WEIGHT_FILES
 from .requirements import needs
 from .sources import DataSourceError, download, fetch_nltk_packages, sha256_of
 
@@ -28,7 +29,7 @@ def fetch_model(name: str, mirror: Path) -> str:
             return f"model {name}: present"
         raise DataSourceError(f"model {name}: a mirror's own model, published on no hub; copy it into {mirror / name}")
     target = mirror / "models" / name
-    if (target / "config.json").is_file():
+    if any((target / file).is_file() for file in ("config.json", *WEIGHT_FILES)):  # flair's models have no config
         return f"model {name}: present"
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import datasets
 from .config import attack_params, defense_entries, defense_params, method_of
-from .attacks import ATTACKS, SBERT, STOCK_SBERT_MODEL, bundling_package, textattack_cache
+from .attacks import ATTACKS, bundling_package, textattack_cache
 from .defenses import build_defense
 from .models import model_candidates
 from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, NltkPackage,
@@ -57,7 +57,7 @@ def needs(config: dict, mirror: bool) -> Needs:
     models.update(encoder for _, encoder in attacks if encoder and bundling_package(encoder) is None)
     names = sorted({attack for attack, _ in attacks})
     stock = {resource.name: resource for attack in names for resource in ATTACKS[attack].stock_resources}
-    stock_models = (STOCK_SBERT_MODEL,) if any(ATTACKS[attack].sentence_encoder == SBERT for attack in names) else ()
+    stock_models = tuple(sorted({model for attack in names for model in ATTACKS[attack].stock_models}))
     if not mirror:
         models.update(stock_models)
     return Needs(tuple(files.values()), tuple(sorted(models)), stock_models, tuple(stock.values()),

@@ -37,14 +37,15 @@ class PublishedFile:
     equivalents: tuple[tuple[str, str], ...] = ()
 
     def locate(self, mirror: Path | None) -> Path:
-        """The verified file: from the mirror if one is given, else from the download cache (downloaded if absent)."""
+        """The verified file: from the mirror if one is given, else from the download cache (downloaded if absent;
+        the cache, in the mirror's layout, may hold an equivalent repack as a mirror does)."""
         if mirror is not None:
             return self._in_mirror(Path(mirror))
+        if self.present_in(cache_dir()):
+            return self._in_mirror(cache_dir())
         path = cache_dir() / self.relative_path
-        if not path.is_file():
-            download(self.url, path, self.sha256)  # verified as it is written
-            return path
-        return verified(path, self.sha256, self.url)
+        download(self.url, path, self.sha256)  # verified as it is written
+        return path
 
     def _in_mirror(self, mirror: Path) -> Path:
         for relative_path, sha256 in ((self.relative_path, self.sha256), *self.equivalents):

@@ -28,7 +28,7 @@ from textattack.shared.validators import transformation_consists_of_word_swaps
 from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM
 
 from ..sources import COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES
-from . import STOCK_SBERT_MODEL, AttackError, Recipe, bundling_package
+from . import ATTACKS, FLAIR_UPOS_TAGGER, STOCK_SBERT_MODEL, AttackError, Recipe, bundling_package
 from .faster import DynamicPaddingWordSwapMaskedLM
 
 STOCK_MASKED_LM = "bert-base-uncased"
@@ -51,8 +51,8 @@ class AttackResources:
     sentence_encoder: str  # sentence-transformers model directory or hub id, in place of USE
     masked_lm: str  # model directory or hub id for MLM candidates
     stock: frozenset[str] = frozenset()  # names of the TextAttack resources at hand offline (sources.py): kept stock
-    # SBERT's stock model (STOCK_SBERT_MODEL) as a hub id or a mirror's directory; None = not at hand, so replaced
-    sbert_model: str | None = None
+    # the recipes' stock hub models (Recipe.stock_models) at hand: hub id online, else the mirror's directory
+    stock_models: dict[str, str] = field(default_factory=dict)
     # what the record calls a resolved resource: its configured name, never this machine's path to it
     names: dict[str, str] = field(default_factory=dict)
 
@@ -71,15 +71,16 @@ class AttackResources:
 
         encoder = resolve_sentence_encoder(sentence_encoder, mirror) if sentence_encoder else sentence_encoder
         language_model = resolve_model(masked_lm, mirror)
-        if mirror is None:
-            sbert_model = STOCK_SBERT_MODEL
-        else:
-            sbert_model = next((str(path.resolve()) for path in model_candidates(STOCK_SBERT_MODEL, mirror)[1:]
-                                if path.is_dir()), None)
+        stock_models = {}
+        for model in {model for recipe in ATTACKS.values() for model in recipe.stock_models}:
+            if mirror is None:
+                stock_models[model] = model
+            elif directory := next((path for path in model_candidates(model, mirror)[1:] if path.is_dir()), None):
+                stock_models[model] = str(directory.resolve())
         return cls(neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
                    sentence_encoder=encoder, masked_lm=language_model,
                    stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror else frozenset(),
-                   sbert_model=sbert_model,
+                   stock_models=stock_models,
                    names={encoder: installed_name(sentence_encoder), language_model: masked_lm})
 
     def name(self, resource: str) -> str:
@@ -222,10 +223,11 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
             substitutes["WordEmbeddingDistance"] = (
                 lambda compare_against_original=True, **thresholds: NeighbourListDistance(resources.neighbours, compare_against_original),
                 "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not in the mirror)")
-        if HOWNET_CANDIDATES.name not in resources.stock:
+        if HOWNET_CANDIDATES.name not in resources.stock or FLAIR_UPOS_TAGGER not in resources.stock_models:
             substitutes["WordSwapHowNet"] = (
                 lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
-                "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet is not in the mirror)")
+                "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet or the flair POS tagger its "
+                "swaps need is not in the mirror)")
     # TensorFlow components (README, Attacks): replaced always
     substitutes["Google1BillionWordsLanguageModel"] = (
         lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
@@ -240,12 +242,12 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
         sentence_encoder,
         f"Universal Sentence Encoder (TensorFlow) -> sentence encoder {resources.name(resources.sentence_encoder)}, "
         "same threshold")
-    if resources.sbert_model is None:
+    if STOCK_SBERT_MODEL not in resources.stock_models:
         substitutes["SBERT"] = (
             sentence_encoder,
             f"SBERT stsb-distilbert-base (not in the mirror) -> sentence encoder "
             f"{resources.name(resources.sentence_encoder)}, same threshold")
-    if resources.masked_lm != STOCK_MASKED_LM:
+    if resources.name(resources.masked_lm) != STOCK_MASKED_LM:
         substitutes["WordSwapMaskedLM"] = (
             lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
             f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}")
@@ -278,16 +280,35 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
         for component, equivalent in equivalents.items():
             if hasattr(module, component):
                 patches.enter_context(mock.patch.object(module, component, equivalent))
-        if resources.sbert_model not in (None, STOCK_SBERT_MODEL) and hasattr(module, "SBERT"):
-            # the stock model read from the mirror's copy: not a substitution
-            patches.enter_context(mock.patch.object(module, "SBERT", lambda *args, **kwargs: SBERT(
-                *args, **{**kwargs, "model_name": resources.sbert_model})))
         masked_lm_swap = equivalents.get("WordSwapMaskedLM", WordSwapMaskedLM)
+        # stock models read from the mirror's copies: not substitutions
+        if resources.name(resources.masked_lm) == STOCK_MASKED_LM != resources.masked_lm and hasattr(
+                module, "WordSwapMaskedLM"):
+            patches.enter_context(mock.patch.object(module, "WordSwapMaskedLM", lambda *args, **kwargs: masked_lm_swap(
+                *args, **{**kwargs, "masked_language_model": resources.masked_lm})))
+        sbert_model = resources.stock_models.get(STOCK_SBERT_MODEL, STOCK_SBERT_MODEL)
+        if sbert_model != STOCK_SBERT_MODEL and hasattr(module, "SBERT"):
+            patches.enter_context(mock.patch.object(module, "SBERT", lambda *args, **kwargs: SBERT(
+                *args, **{**kwargs, "model_name": sbert_model})))
+        tagger = resources.stock_models.get(FLAIR_UPOS_TAGGER, FLAIR_UPOS_TAGGER)
+        hownet_stock = HOWNET_CANDIDATES.name in resources.stock and hasattr(module, "WordSwapHowNet")
+        if tagger != FLAIR_UPOS_TAGGER and hownet_stock:
+            _use_flair_tagger(Path(tagger))
         for component, (factory, replacement) in _substitutes(resources, masked_lm_swap).items():
             if hasattr(module, component):
                 patches.enter_context(mock.patch.object(module, component, recording(component, factory, replacement)))
         attack = recipe_class.build(model_wrapper, **recipe.build_kwargs)
     return attack, [asdict(substitution) for substitution in record]
+
+
+def _use_flair_tagger(directory: Path) -> None:
+    """TextAttack's POS tagging loads flair's "upos-fast" tagger from the hub by name, once per process: load it from
+    `directory` (the hub repository's copy) into TextAttack's cache of taggers instead."""
+    from flair.models import SequenceTagger
+    from textattack.shared.utils import strings
+
+    if "upos-fast" not in strings._flair_taggers:
+        strings._flair_taggers["upos-fast"] = SequenceTagger.load(str(directory / "pytorch_model.bin"))
 
 
 def _no_download(package, *args, **kwargs) -> bool:
