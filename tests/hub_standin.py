@@ -42,6 +42,18 @@ class HubStandIn:
 
     def respond(self, request: http.server.BaseHTTPRequestHandler, body: bool) -> None:
         path = request.path.split("?")[0]
+        if path.startswith("/api/models/") and "/tree/" in path:  # /api/models/<repo>/tree/<revision>[/<folder>]
+            repository, _, rest = path.removeprefix("/api/models/").partition("/tree/")
+            if repository not in self.repositories:
+                return self.error(request, 404, "RepoNotFound")
+            folder = self.repositories[repository] / rest.partition("/")[2]
+            if not folder.is_dir():
+                return self.error(request, 404, "EntryNotFound")
+            entries = [{"type": "directory" if entry.is_dir() else "file", "oid": self.commit(entry.name),
+                        "size": 0 if entry.is_dir() else entry.stat().st_size,
+                        "path": str(entry.relative_to(self.repositories[repository]))}
+                       for entry in sorted(folder.iterdir())]
+            return self.send(request, json.dumps(entries).encode(), "application/json", body, repository)
         if path.startswith("/api/models/"):  # /api/models/<repo>[/revision/<revision>]
             repository = path.removeprefix("/api/models/").split("/revision/")[0]
             if repository not in self.repositories:

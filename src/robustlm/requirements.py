@@ -14,7 +14,7 @@ from .config import attack_params, defense_entries, defense_params, method_of
 from .attacks import ATTACKS, bundling_package, textattack_cache
 from .defenses import build_defense
 from .models import model_candidates
-from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, TREEBANK, NltkPackage,
+from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, NLTK_INDEX, TREEBANK, NltkPackage,
                       PublishedFile, TextAttackResource, cache_dir, routed)
 
 PROBE_TIMEOUT_SECONDS = 5
@@ -71,7 +71,7 @@ def is_model_directory(name: str, mirror: Path | None) -> bool:
 def missing(config: dict, mirror: Path | None) -> list[str]:
     """What a run of `config` cannot get or run, one line each: a file absent from the mirror (or, without one, neither
     cached nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub, the
-    nltk packages and TextAttack resources its attacks read."""
+    nltk packages and TextAttack resources its attacks read (without a mirror: cached, or their server reachable)."""
     wanted = needs(config, mirror is not None)
     problems = []
     for file in wanted.files:
@@ -92,10 +92,14 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
     if mirror is not None:
         problems += [f"{package.relative_path}: nltk's {package.identifier}, which the attacks read, not in the mirror"
                      for package in wanted.nltk if not package.present_in(mirror)]
-    if mirror is None:  # TextAttack downloads its own
+    if mirror is None:  # the attacks fetch these into the download cache (attacks.prepare_textattack)
         for resource in wanted.textattack:
-            if not (textattack_cache() / resource.name).exists() and (unreachable := unreachable_reason(resource.url)):
+            cached = (cache_dir() / resource.relative_path).exists() or (textattack_cache() / resource.name).exists()
+            if not cached and (unreachable := unreachable_reason(routed(resource.url))):
                 problems.append(f"TextAttack's {resource.name}: {resource.what}, not cached and {unreachable}")
+        uncached = [package.identifier for package in wanted.nltk if not package.present_in(cache_dir())]
+        if uncached and (unreachable := unreachable_reason(routed(NLTK_INDEX))):
+            problems.append(f"nltk's {', '.join(uncached)}, which the attacks read: not cached and {unreachable}")
     return problems
 
 
