@@ -23,34 +23,28 @@ class Recipe:
     build_kwargs: dict = field(default_factory=dict)
     # what the recipe downloads from TextAttack's bucket (a mirror that holds it is used instead of a stand-in)
     stock_resources: tuple[TextAttackResource, ...] = ()
-    # its stock sentence encoder, and whether it ranks words with the Google LM: USE and the Google LM run on
-    # TensorFlow, which robustlm does not install, so they are always replaced (offline.py)
-    sentence_encoder: str | None = None
-    google_language_model: bool = False
-    # hub models its components load by name (a mirror that holds them keeps those components stock)
+    # hub models its components load by name (a mirror that holds them keeps those components stock); its TensorFlow
+    # components (USE, the Google LM) are replaced on every run (offline.py)
     stock_models: tuple[str, ...] = ()
 
 
-USE, SBERT = "UniversalSentenceEncoder", "SBERT"
 #: what TextAttack's SBERT constraint loads as "stsb-distilbert-base" (A2T's)
 STOCK_SBERT_MODEL = "sentence-transformers/stsb-distilbert-base"
 #: flair's "upos-fast" tagger, which AttackedText.pos_of_word_index runs for PSO's HowNet swaps
 FLAIR_UPOS_TAGGER = "flair/upos-english-fast"
 #: attack name (config `attacks.recipes`, the `attack` wildcard) -> TextAttack recipe
 ATTACKS = {
-    "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,),
-                         sentence_encoder=USE),
-    "bae": Recipe("BAEGarg2019", "Garg & Ramakrishnan 2020 (BAE-R)", sentence_encoder=USE),
-    "a2t": Recipe("A2TYoo2021", "Yoo & Qi 2021", stock_resources=(COUNTERFITTED_EMBEDDING,), sentence_encoder=SBERT,
+    "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,)),
+    "bae": Recipe("BAEGarg2019", "Garg & Ramakrishnan 2020 (BAE-R)"),
+    "a2t": Recipe("A2TYoo2021", "Yoo & Qi 2021", stock_resources=(COUNTERFITTED_EMBEDDING,),
                   stock_models=(STOCK_SBERT_MODEL,)),
-    "a2t_mlm": Recipe("A2TYoo2021", "Yoo & Qi 2021 (MLM candidates)", {"mlm": True}, sentence_encoder=SBERT,
-                      stock_models=(STOCK_SBERT_MODEL,)),
+    "a2t_mlm": Recipe("A2TYoo2021", "Yoo & Qi 2021 (MLM candidates)", {"mlm": True}, stock_models=(STOCK_SBERT_MODEL,)),
     "pso": Recipe("PSOZang2020", "Zang et al. 2020", stock_resources=(HOWNET_CANDIDATES,),
                   stock_models=(FLAIR_UPOS_TAGGER,)),
     "pwws": Recipe("PWWSRen2019", "Ren et al. 2019"),
     "genetic": Recipe("GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018",
-                      stock_resources=(COUNTERFITTED_EMBEDDING,), google_language_model=True),
-    "bert_attack": Recipe("BERTAttackLi2020", "Li et al. 2020", sentence_encoder=USE),
+                      stock_resources=(COUNTERFITTED_EMBEDDING,)),
+    "bert_attack": Recipe("BERTAttackLi2020", "Li et al. 2020"),
 }
 
 
