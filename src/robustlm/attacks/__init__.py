@@ -32,6 +32,8 @@ class Recipe:
 STOCK_SBERT_MODEL = "sentence-transformers/stsb-distilbert-base"
 #: flair's "upos-fast" tagger, which AttackedText.pos_of_word_index runs for PSO's HowNet swaps
 FLAIR_UPOS_TAGGER = "flair/upos-english-fast"
+#: what replaces USE by default (`sentence_encoder`): its PyTorch student, trained to reproduce multilingual USE
+USE_STUDENT = "sentence-transformers/distiluse-base-multilingual-cased-v1"
 #: attack name (config `attacks.recipes`, the `attack` wildcard) -> TextAttack recipe
 ATTACKS = {
     "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,)),

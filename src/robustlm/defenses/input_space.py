@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..attacks import USE_STUDENT
 from ..jsonl_checkpoint import fingerprint
 from ..sources import COUNTERFITTED_NEIGHBORS, PublishedFile
 from .base import Defense, TrainingContext, model_inputs
@@ -33,7 +34,7 @@ class InputSpaceAdversarialTraining(Defense):
 
     def __init__(self, adversarial_fraction: float = 0.2, query_budget: int = 200, alpha: float = 1.0,
                  clean_epochs: int = 1, query_batch_size: int = 32, precision: str = "float32",
-                 masked_lm: str = "bert-base-uncased", sentence_encoder: str | None = None, generation_workers: int = 1):
+                 masked_lm: str = "bert-base-uncased", sentence_encoder: str = USE_STUDENT, generation_workers: int = 1):
         super().__init__(adversarial_fraction=adversarial_fraction, query_budget=query_budget, alpha=alpha,
                          clean_epochs=clean_epochs, query_batch_size=query_batch_size, precision=precision,
                          masked_lm=masked_lm, sentence_encoder=sentence_encoder, generation_workers=generation_workers)
