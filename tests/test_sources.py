@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from robustlm import datasets
+from robustlm.attacks import FLAIR_UPOS_TAGGER
 from robustlm.config import ConfigError, load_config, validate_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
@@ -29,7 +30,7 @@ from robustlm.sources import (ACL_IMDB, ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, CO
 
 from conftest import REPO, SCHEMA, tiny_config
 from hub_standin import HubStandIn
-from textattack_standin import counterfitted_embedding, hownet_candidates, zipped
+from textattack_standin import counterfitted_embedding, flair_upos_tagger, hownet_candidates, zipped
 
 SERVED = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"], TEXTFOOLER_SAMPLES["yelp"], TREEBANK, COUNTERFITTED_NEIGHBORS)
 
@@ -194,19 +195,22 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     config["defenses"]["adv_base"] = {"beta": 10.0, "steps": 1, "step_size": 1.0}
     config["attacks"]["recipes"] = ["textfooler", "pso"]  # TextAttack's counter-fitted embedding and HowNet
     embedding = publish_attack_resources(publishers, mirror, tmp_path)
+    tagger = flair_upos_tagger(tmp_path / "flair")  # PSO's HowNet swaps tag words with it
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     built = tmp_path / "built-mirror"
     build = build_command(built, configfile)
 
-    with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
+    with HubStandIn({"stand-in/tiny-bert": tiny_model, FLAIR_UPOS_TAGGER: tagger}) as hub:
         output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
         assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
-        assert sorted(hub.downloads) == sorted(f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir())
+        assert sorted(hub.downloads) == sorted([f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()]
+                                               + [f"{FLAIR_UPOS_TAGGER}/pytorch_model.bin"])
     assert "model stand-in/tiny-bert: fetched" in output and f"model {tiny_model}: a local directory" in output
     listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
     assert set(listed) == {file.relative_path for file in SERVED} | {
         f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()} | {
+        f"models/{FLAIR_UPOS_TAGGER}/pytorch_model.bin"} | {
         f"textattack/word_embeddings/paragramcf/{file.name}" for file in embedding.iterdir()} | {
         HOWNET_CANDIDATES.relative_path} | {package.relative_path for package in ATTACK_NLTK_PACKAGES}
     assert all(sha256_of(built / "textattack/word_embeddings/paragramcf" / file.name) == sha256_of(file)
