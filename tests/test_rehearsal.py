@@ -177,7 +177,7 @@ def test_the_paper_job_runs_online_downloading_every_resource(online_run, intern
 def test_both_kinds_of_site_read_the_same_data_and_compute_the_same_predictions(air_gapped_run, online_run):
     outputs = [path.relative_to(air_gapped_run) for pattern in ("results/data/*.parquet", "results/runs/**/predictions.parquet")
                for path in sorted(air_gapped_run.glob(pattern))]
-    assert len(outputs) == 3 + 16
+    assert len(outputs) == 4 + 16  # imdb, mr, yelp, treebank; 16 models
     for output in outputs:
         pd.testing.assert_frame_equal(pd.read_parquet(online_run / output), pd.read_parquet(air_gapped_run / output),
                                       check_exact=True)
