@@ -4,7 +4,8 @@ published ones.
 
 The recipe's `build` is called unchanged; while it runs, the component classes it names that need a
 download are replaced (in the recipe's module only) by factories that build the local equivalent with
-the recipe's own arguments and append a `Substitution` to the record.
+the recipe's own arguments and append a `Substitution` to the record (a stock model that is only read from the
+mirror's copy instead of the hub is no substitution, and is not recorded).
 """
 from __future__ import annotations
 
@@ -212,7 +213,8 @@ class MaskedLMRanking(Constraint):
 
 
 def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMaskedLM]) -> dict:
-    """Recipe component name -> (factory building the local equivalent, what it is replaced by)."""
+    """Recipe component name -> (factory building the local equivalent, what it is replaced by); None for a stock
+    model read from the mirror's copy, which is no substitution and is not recorded."""
     substitutes = {}
     if resources.neighbours is not None:  # offline
         embedding = CounterfittedNeighbours(resources.neighbours)
@@ -247,10 +249,14 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
             sentence_encoder,
             f"SBERT stsb-distilbert-base (not in the mirror) -> sentence encoder "
             f"{resources.name(resources.sentence_encoder)}, same threshold")
-    if resources.name(resources.masked_lm) != STOCK_MASKED_LM:
+    elif resources.stock_models[STOCK_SBERT_MODEL] != STOCK_SBERT_MODEL:
+        substitutes["SBERT"] = (lambda model_name=None, **kwargs: SBERT(
+            model_name=resources.stock_models[STOCK_SBERT_MODEL], **kwargs), None)
+    if resources.masked_lm != STOCK_MASKED_LM:
+        stock = resources.name(resources.masked_lm) == STOCK_MASKED_LM
         substitutes["WordSwapMaskedLM"] = (
             lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
-            f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}")
+            None if stock else f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}")
     return substitutes
 
 
@@ -268,7 +274,8 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
 
     def recording(component, factory, replacement):
         def build(*args, **kwargs):
-            record.append(Substitution(name, component, f"{component}({_arguments(args, kwargs)})", replacement))
+            if replacement is not None:
+                record.append(Substitution(name, component, f"{component}({_arguments(args, kwargs)})", replacement))
             return factory(*args, **kwargs)
         return build
 
@@ -281,15 +288,6 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
             if hasattr(module, component):
                 patches.enter_context(mock.patch.object(module, component, equivalent))
         masked_lm_swap = equivalents.get("WordSwapMaskedLM", WordSwapMaskedLM)
-        # stock models read from the mirror's copies: not substitutions
-        if resources.name(resources.masked_lm) == STOCK_MASKED_LM != resources.masked_lm and hasattr(
-                module, "WordSwapMaskedLM"):
-            patches.enter_context(mock.patch.object(module, "WordSwapMaskedLM", lambda *args, **kwargs: masked_lm_swap(
-                *args, **{**kwargs, "masked_language_model": resources.masked_lm})))
-        sbert_model = resources.stock_models.get(STOCK_SBERT_MODEL, STOCK_SBERT_MODEL)
-        if sbert_model != STOCK_SBERT_MODEL and hasattr(module, "SBERT"):
-            patches.enter_context(mock.patch.object(module, "SBERT", lambda *args, **kwargs: SBERT(
-                *args, **{**kwargs, "model_name": sbert_model})))
         tagger = resources.stock_models.get(FLAIR_UPOS_TAGGER, FLAIR_UPOS_TAGGER)
         hownet_stock = HOWNET_CANDIDATES.name in resources.stock and hasattr(module, "WordSwapHowNet")
         if tagger != FLAIR_UPOS_TAGGER and hownet_stock:
