@@ -37,6 +37,21 @@ def tiny_model(tmp_path_factory, mirror) -> Path:
     return path
 
 
+def tiny_marian(path: Path, tokenizer) -> Path:
+    """A random one-layer MarianMT over `tokenizer`'s vocabulary, saved with it: what back-translation loads, small
+    (the hub's MarianMT models are not in the mirror). Seed torch first for fixed weights."""
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                          max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id,
+                          forced_eos_token_id=None)
+    MarianMTModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def default_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -21,7 +21,7 @@ from robustlm.jsonl_checkpoint import CheckpointError
 from robustlm.models import load_tokenizer
 from robustlm.training import augmented_training_set
 
-from conftest import MINILM
+from conftest import MINILM, tiny_marian
 
 needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="Debian apertium not installed")
 MR_TEXTS = ["a gripping , funny and moving film about growing up in a small town",
@@ -102,16 +102,9 @@ def test_a_missing_apertium_pair_names_the_package():
 
 def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, mirror, tokenizer):
     """A tiny random MarianMT model stands in for the hub's (not available offline): the plumbing is real."""
-    from transformers import MarianConfig, MarianMTModel
-
-    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                          max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                          decoder_start_token_id=tokenizer.cls_token_id, forced_eos_token_id=None)
     torch.manual_seed(0)
     for name in ("forward", "backward"):
-        MarianMTModel(config).save_pretrained(tmp_path / name)
-        tokenizer.save_pretrained(tmp_path / name)
+        tiny_marian(tmp_path / name, tokenizer)
     defense = build_defense("back_translation", {"backend": "marian", "forward_model": str(tmp_path / "forward"),
                                                  "backward_model": str(tmp_path / "backward"), "samples_per_example": 2})
     texts, ids = ["One sentence here. And a second one! A third?", "Just one."], ["mr/0", "mr/1"]

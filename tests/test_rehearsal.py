@@ -26,7 +26,7 @@ import yaml
 
 from robustlm.attacks import FLAIR_UPOS_TAGGER
 
-from conftest import REPO
+from conftest import REPO, tiny_marian
 from hub_standin import HubStandIn
 from test_sources import SERVED, Publishers, closed_port_url, publish_attack_resources
 from textattack_standin import flair_upos_tagger
@@ -55,32 +55,20 @@ def tiny_bert(path: Path, tiny_model: Path) -> Path:
     return path
 
 
-def tiny_marian(path: Path, tiny_model: Path) -> Path:
-    """A random one-layer MarianMT with the tiny BERT's tokenizer: what back-translation loads, small."""
-    from transformers import AutoTokenizer, MarianConfig, MarianMTModel
-    import torch
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                          max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                          eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id,
-                          forced_eos_token_id=None)
-    torch.manual_seed(0)
-    MarianMTModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def internet(tmp_path_factory, mirror, tiny_model):
     """Stand-ins for every server the paper job downloads from."""
+    import torch
+    from transformers import AutoTokenizer
+
     root = tmp_path_factory.mktemp("internet")
     publishers = Publishers(root / "published")
     for file in SERVED:
         publishers.publish(file, mirror / file.relative_path)
     publish_attack_resources(publishers, mirror, root)
-    bert, marian = tiny_bert(root / "bert", tiny_model), tiny_marian(root / "marian", tiny_model)
+    bert = tiny_bert(root / "bert", tiny_model)
+    torch.manual_seed(0)
+    marian = tiny_marian(root / "marian", AutoTokenizer.from_pretrained(tiny_model))
     tagger = flair_upos_tagger(root / "flair")
     with HubStandIn({**{name: bert for name in STOCK_BERTS}, **{name: marian for name in STOCK_MARIANS},
                      FLAIR_UPOS_TAGGER: tagger}) as hub:
