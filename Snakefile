@@ -55,10 +55,10 @@ include: "workflow/rules/lca.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.tables.output,
         rules.robustness_tables.output if "attacks" in config else [],
         rules.regression_study.output if "regression_study" in config else [],
         rules.lca_tables.output if "lca" in config else [],
         [expand(rules.sweep.output, swept=swept, setting=setting) for swept, setting in SWEEPS],
-    default_target: True

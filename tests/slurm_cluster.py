@@ -11,6 +11,7 @@ starts, so a config only this process knows about would not reach it. For the sa
 its default socket; a munged already running there is used as it is. A machine with a SLURM configuration of its
 own is left alone (skip).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,9 @@ def _make_fake_gpu(path: Path) -> None:
 
 
 def _memory_mb() -> int:
-    kilobytes = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal:"))
+    kilobytes = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
     return kilobytes // 1024 - 1024  # leave the OS some
 
 
@@ -64,7 +66,7 @@ class SingleNodeCluster:
         self.node = socket.gethostname().split(".")[0]
         self.gpus = os.cpu_count()
 
-    def __enter__(self) -> "SingleNodeCluster":
+    def __enter__(self) -> SingleNodeCluster:
         for directory in ("munge", "state", "spool", "log"):
             (self.root / directory).mkdir(mode=0o700)
         key = self.root / "munge" / "munge.key"
@@ -77,8 +79,16 @@ class SingleNodeCluster:
         MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         try:
             if not MUNGE_SOCKET.exists():
-                self._start(["munged", "--force", f"--key-file={key}", f"--pid-file={self.root / 'munge/munged.pid'}",
-                             f"--log-file={self.root / 'munge/munged.log'}", f"--seed-file={self.root / 'munge/seed'}"])
+                self._start(
+                    [
+                        "munged",
+                        "--force",
+                        f"--key-file={key}",
+                        f"--pid-file={self.root / 'munge/munged.pid'}",
+                        f"--log-file={self.root / 'munge/munged.log'}",
+                        f"--seed-file={self.root / 'munge/seed'}",
+                    ]
+                )
             self._start(["slurmctld", "-f", str(self.root / "slurm.conf")])
             self._start(["slurmd", "--conf-server", f"localhost:{CONTROLLER_PORT}"])
             self._wait_for_idle_node()
@@ -101,8 +111,9 @@ class SingleNodeCluster:
 
     def job(self, job_id: str) -> dict[str, str]:
         """`scontrol show job` as a mapping (the controller keeps finished jobs for MinJobAge)."""
-        shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True,
-                               check=True).stdout
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True, check=True
+        ).stdout
         return dict(field.split("=", 1) for field in shown.split() if "=" in field)
 
     def log(self, daemon: str) -> str:
@@ -120,12 +131,12 @@ SlurmctldParameters=enable_configless
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-StateSaveLocation={self.root / 'state'}
-SlurmdSpoolDir={self.root / 'spool'}
-SlurmctldPidFile={self.root / 'slurmctld.pid'}
-SlurmdPidFile={self.root / 'slurmd.pid'}
-SlurmctldLogFile={self.root / 'log/slurmctld.log'}
-SlurmdLogFile={self.root / 'log/slurmd.log'}
+StateSaveLocation={self.root / "state"}
+SlurmdSpoolDir={self.root / "spool"}
+SlurmctldPidFile={self.root / "slurmctld.pid"}
+SlurmdPidFile={self.root / "slurmd.pid"}
+SlurmctldLogFile={self.root / "log/slurmctld.log"}
+SlurmdLogFile={self.root / "log/slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none

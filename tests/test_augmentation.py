@@ -1,5 +1,6 @@
 """Data augmentation (AT-DA): SSMBA's corruption and reconstruction, back-translation backends, and the
 sharded, resumable augment stage feeding training."""
+
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import MINILM, tiny_marian
 from robustlm import datasets
 from robustlm.augmentation import CHECKPOINT_BATCHES, ORIGINAL, AugmentationError, augment_shard, gather_shards
 from robustlm.defenses import AugmentationContext, build_defense
@@ -21,13 +23,13 @@ from robustlm.jsonl_checkpoint import CheckpointError
 from robustlm.models import load_tokenizer
 from robustlm.training import augmented_training_set
 
-from conftest import MINILM, tiny_marian
-
 needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="Debian apertium not installed")
-MR_TEXTS = ["a gripping , funny and moving film about growing up in a small town",
-            "dull , tedious and far too long for what little it has to say",
-            "the best movie of the year , with a cast that never hits a false note",
-            "a waste of time and talent that nobody should have to sit through"]
+MR_TEXTS = [
+    "a gripping , funny and moving film about growing up in a small town",
+    "dull , tedious and far too long for what little it has to say",
+    "the best movie of the year , with a cast that never hits a false note",
+    "a waste of time and talent that nobody should have to sit through",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,9 @@ def mr_data(tmp_path_factory, mirror) -> Path:
 
 
 def context(mirror, seed=0, batch_size=8):
-    return AugmentationContext(mirror=mirror, max_length=48, device=torch.device("cpu"), batch_size=batch_size, seed=seed)
+    return AugmentationContext(
+        mirror=mirror, max_length=48, device=torch.device("cpu"), batch_size=batch_size, seed=seed
+    )
 
 
 def test_ssmba_corrupts_the_configured_share_of_tokens_split_80_10_10(tokenizer):
@@ -105,8 +109,15 @@ def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, 
     torch.manual_seed(0)
     for name in ("forward", "backward"):
         tiny_marian(tmp_path / name, tokenizer)
-    defense = build_defense("back_translation", {"backend": "marian", "forward_model": str(tmp_path / "forward"),
-                                                 "backward_model": str(tmp_path / "backward"), "samples_per_example": 2})
+    defense = build_defense(
+        "back_translation",
+        {
+            "backend": "marian",
+            "forward_model": str(tmp_path / "forward"),
+            "backward_model": str(tmp_path / "backward"),
+            "samples_per_example": 2,
+        },
+    )
     texts, ids = ["One sentence here. And a second one! A third?", "Just one."], ["mr/0", "mr/1"]
     translator = defense.translator(context(mirror))
     calls = []
@@ -118,19 +129,35 @@ def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, 
     assert first == again  # seeded
     assert translator.round_trip(texts, ids, context(mirror, seed=2)) != first  # sampled
     # each example samples from its own stream: translated apart (another shard or resumed chunk), the same
-    apart = [translator.round_trip([text], [example_id], context(mirror, seed=1))[0] for text, example_id in zip(texts, ids)]
+    apart = [
+        translator.round_trip([text], [example_id], context(mirror, seed=1))[0] for text, example_id in zip(texts, ids)
+    ]
     assert apart == first
 
 
-@pytest.mark.parametrize("defense, params", [
-    ("ssmba", {"masked_lm": str(MINILM)}),
-    pytest.param("back_translation", {}, marks=needs_apertium),
-])
+@pytest.mark.parametrize(
+    "defense, params",
+    [
+        ("ssmba", {"masked_lm": str(MINILM)}),
+        pytest.param("back_translation", {}, marks=needs_apertium),
+    ],
+)
 def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defense, params, mr_data, mirror, tmp_path):
-    settings = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": defense, "method": defense,
-                "defense_params": params, "max_length": 48, "batch_size": 8, "seed": 0}
-    shards = [augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu"), tmp_path / f"{shard}.jsonl")
-              for shard in range(3)]
+    settings = {
+        "dataset": "mr",
+        "data_seed": 0,
+        "train_size": 12,
+        "defense": defense,
+        "method": defense,
+        "defense_params": params,
+        "max_length": 48,
+        "batch_size": 8,
+        "seed": 0,
+    }
+    shards = [
+        augment_shard(settings, mr_data, shard, 3, mirror, torch.device("cpu"), tmp_path / f"{shard}.jsonl")
+        for shard in range(3)
+    ]
     assert [report["resumed_examples"] for _, report in shards] == [0, 0, 0]
     frame, manifest = gather_shards([f for f, _ in shards], [r for _, r in shards], settings, mr_data)
     originals = frame[frame.augmentation == ORIGINAL]
@@ -143,20 +170,33 @@ def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defens
     with pytest.raises(AugmentationError, match="missing"):
         gather_shards([f for f, _ in shards[:2]], [r for _, r in shards[:2]], settings, mr_data)
     with pytest.raises(AugmentationError, match="duplicated"):
-        gather_shards([f for f, _ in shards] + [shards[0][0]], [r for _, r in shards] + [shards[0][1]], settings, mr_data)
+        gather_shards(
+            [f for f, _ in shards] + [shards[0][0]], [r for _, r in shards] + [shards[0][1]], settings, mr_data
+        )
 
     path = mr_data.parent / f"{defense}.parquet"
     frame.to_parquet(path, index=False)
     path.with_suffix(".json").write_text(pd.Series(manifest).to_json())
     train = originals[["id", "text", "label", "split"]]
     mixed, recorded = augmented_training_set(train, path, 0.5, seed=0)
-    assert len(mixed) == 12 + round(0.5 * len(augmentations)) and recorded["augmentations_trained_on"] == len(mixed) - 12
+    assert (
+        len(mixed) == 12 + round(0.5 * len(augmentations)) and recorded["augmentations_trained_on"] == len(mixed) - 12
+    )
     with pytest.raises(ValueError, match="another training subsample"):
         augmented_training_set(train.iloc[1:], path, 1.0, seed=0)
 
 
-SSMBA_SHARD = {"dataset": "mr", "data_seed": 0, "train_size": 12, "defense": "ssmba", "method": "ssmba",
-               "defense_params": {"masked_lm": str(MINILM)}, "max_length": 48, "batch_size": 2, "seed": 0}
+SSMBA_SHARD = {
+    "dataset": "mr",
+    "data_seed": 0,
+    "train_size": 12,
+    "defense": "ssmba",
+    "method": "ssmba",
+    "defense_params": {"masked_lm": str(MINILM)},
+    "max_length": 48,
+    "batch_size": 2,
+    "seed": 0,
+}
 
 KILL_AFTER_CHECKPOINTED = """
 import json, os, sys
@@ -175,23 +215,38 @@ augment_shard(params, data, 0, 1, mirror, torch.device("cpu"), checkpoint)
 """
 
 
-def test_killed_shard_resumes_without_reaugmenting_and_matches_an_uninterrupted_one(mr_data, mirror, tmp_path,
-                                                                                      monkeypatch):
+def test_killed_shard_resumes_without_reaugmenting_and_matches_an_uninterrupted_one(
+    mr_data, mirror, tmp_path, monkeypatch
+):
     checkpoint, finished = tmp_path / "killed.jsonl", CHECKPOINT_BATCHES * SSMBA_SHARD["batch_size"]  # one chunk
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINTED, json.dumps(SSMBA_SHARD), str(mr_data),
-                             str(mirror), str(checkpoint), str(finished)], capture_output=True, text=True)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AFTER_CHECKPOINTED,
+            json.dumps(SSMBA_SHARD),
+            str(mr_data),
+            str(mirror),
+            str(checkpoint),
+            str(finished),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9, killed.stderr
     assert len(checkpoint.read_text().splitlines()) == 1 + finished
 
     augmented, original = [], Ssmba.augment
-    monkeypatch.setattr(Ssmba, "augment", lambda self, texts, ids, context:
-                        augmented.extend(ids) or original(self, texts, ids, context))
+    monkeypatch.setattr(
+        Ssmba, "augment", lambda self, texts, ids, context: augmented.extend(ids) or original(self, texts, ids, context)
+    )
     resumed, report = augment_shard(SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
     examples = report["source_ids"]
     assert report["resumed_examples"] == finished and augmented == examples[finished:]
 
-    straight, straight_report = augment_shard(SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"),
-                                              tmp_path / "straight.jsonl")
+    straight, straight_report = augment_shard(
+        SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"), tmp_path / "straight.jsonl"
+    )
     assert straight_report["resumed_examples"] == 0 and set(straight.source_id) == set(examples)
     pd.testing.assert_frame_equal(resumed, straight)
 

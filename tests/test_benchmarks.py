@@ -1,4 +1,5 @@
 """The benchmark scripts run; the speeds they print are never asserted."""
+
 import json
 import os
 import runpy
@@ -16,8 +17,12 @@ FINETUNE_THROUGHPUT = BENCHMARKS / "finetune_throughput.py"
 
 
 def run_script(script: Path, *args: str, mirror: Path) -> str:
-    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                            env={**os.environ, "ROBUSTLM_MIRROR": str(mirror)})
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ROBUSTLM_MIRROR": str(mirror)},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -26,7 +31,7 @@ def test_finetune_throughput_smoke_run_prints_the_reference_and_every_default_de
     lines = run_script(FINETUNE_THROUGHPUT, "--smoke", "--csv", str(tmp_path / "rows.csv"), mirror=mirror).splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("defense"))
     columns = lines[header].split()
-    rows = {line.split()[0]: dict(zip(columns, line.split())) for line in lines[header + 1:]}
+    rows = {line.split()[0]: dict(zip(columns, line.split())) for line in lines[header + 1 :]}
     assert list(rows) == ["reference", *runpy.run_path(str(FINETUNE_THROUGHPUT))["DEFAULT_DEFENSES"]]
     assert rows["reference"]["slowdown"] == "1.00x"
     for row in rows.values():
@@ -46,44 +51,83 @@ def test_the_three_benchmarks_chain_into_a_grid_estimate(mirror, tiny_model, tmp
     from robustlm import datasets
 
     victim = tmp_path / "victim"  # the tiny model with the 512 positions stock TextAttack pads every query to
-    BertForSequenceClassification(AutoConfig.from_pretrained(tiny_model, max_position_embeddings=512)).save_pretrained(victim)
+    BertForSequenceClassification(AutoConfig.from_pretrained(tiny_model, max_position_embeddings=512)).save_pretrained(
+        victim
+    )
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(victim)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for name in ("mr", "yelp"):
         datasets.prepare(name, mirror, seed=0)[0].to_parquet(data_dir / f"{name}.parquet")
     run_script(FINETUNE_THROUGHPUT, "--smoke", "--csv", str(tmp_path / "finetune.csv"), mirror=mirror)
-    printed = run_script(BENCHMARKS / "attack_throughput.py", "--model", str(victim), "--data",
-                         str(data_dir / "mr.parquet"), "--recipe", "textfooler", "--examples", "2", "--query-budget", "20",
-                         "--csv", str(tmp_path / "attacks.csv"), mirror=mirror)
+    printed = run_script(
+        BENCHMARKS / "attack_throughput.py",
+        "--model",
+        str(victim),
+        "--data",
+        str(data_dir / "mr.parquet"),
+        "--recipe",
+        "textfooler",
+        "--examples",
+        "2",
+        "--query-budget",
+        "20",
+        "--csv",
+        str(tmp_path / "attacks.csv"),
+        mirror=mirror,
+    )
     assert "identical outcome and perturbed text on 2/2 examples" in printed
     attacks = pd.read_csv(tmp_path / "attacks.csv")
     assert attacks.runner.tolist() == ["stock TextAttack", "robustlm"] and set(attacks.dataset) == {"mr"}
 
-    grid = {**GRID, "datasets": {"mr": {"train_size": 40, "validation_size": 10, "test_size": 20}},
-            "ood_datasets": {"yelp": {"test_size": 10}}, "defenses": {"baseline": {}, "pgd_at": GRID["defenses"]["pgd_at"]}}
+    grid = {
+        **GRID,
+        "datasets": {"mr": {"train_size": 40, "validation_size": 10, "test_size": 20}},
+        "ood_datasets": {"yelp": {"test_size": 10}},
+        "defenses": {"baseline": {}, "pgd_at": GRID["defenses"]["pgd_at"]},
+    }
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
-    printed = run_script(BENCHMARKS / "paper_grid_estimate.py", "--finetune", str(tmp_path / "finetune.csv"),
-                         "--attacks", str(tmp_path / "attacks.csv"), "--config", str(tmp_path / "grid.yaml"),
-                         "--data-dir", str(data_dir), "--output", str(tmp_path / "estimate.md"), mirror=mirror)
+    printed = run_script(
+        BENCHMARKS / "paper_grid_estimate.py",
+        "--finetune",
+        str(tmp_path / "finetune.csv"),
+        "--attacks",
+        str(tmp_path / "attacks.csv"),
+        "--config",
+        str(tmp_path / "grid.yaml"),
+        "--data-dir",
+        str(data_dir),
+        "--output",
+        str(tmp_path / "estimate.md"),
+        mirror=mirror,
+    )
     assert (tmp_path / "estimate.md").read_text().strip() == printed.strip()
     for stage in ("fine-tuning", "evaluation", "attacks", "total"):
         assert f"| {stage}" in printed
 
 
 GRID = {
-    "model": "tiny", "data_seed": 0,
-    "datasets": {"mr": {"train_size": 100}}, "ood_datasets": {"yelp": {}},
-    "defenses": {"baseline": {}, "pgd_at": {"steps": 3, "epsilon": 0.003, "step_size": 0.05, "init_std": 1e-5},
-                 "a2t": {"adversarial_fraction": 0.1, "clean_epochs": 1, "training": {"epochs": 2}}},
+    "model": "tiny",
+    "data_seed": 0,
+    "datasets": {"mr": {"train_size": 100}},
+    "ood_datasets": {"yelp": {}},
+    "defenses": {
+        "baseline": {},
+        "pgd_at": {"steps": 3, "epsilon": 0.003, "step_size": 0.05, "init_std": 1e-5},
+        "a2t": {"adversarial_fraction": 0.1, "clean_epochs": 1, "training": {"epochs": 2}},
+    },
     "attacks": {"recipes": ["textfooler"], "examples": 10},
     "seeds": [1, 2],
     "training": {"max_length": 64, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
     "evaluation": {"batch_size": 64},
 }
 # (examples, mean tokens) per split, as split_statistics counts them
-GRID_STATS = {("mr", "train"): (100, 20.0), ("mr", "validation"): (10, 20.0), ("mr", "test"): (50, 20.0),
-              ("yelp", "test"): (30, 40.0)}
+GRID_STATS = {
+    ("mr", "train"): (100, 20.0),
+    ("mr", "validation"): (10, 20.0),
+    ("mr", "test"): (50, 20.0),
+    ("yelp", "test"): (30, 40.0),
+}
 FINETUNE_ROWS = [  # the baseline at two lengths: the one nearest the data's 20 tokens must be used
     {"defense": "baseline", "seq_len": 32, "tokens_per_second": 1000.0, "device": "test"},
     {"defense": "baseline", "seq_len": 512, "tokens_per_second": 10.0, "device": "test"},
@@ -91,7 +135,14 @@ FINETUNE_ROWS = [  # the baseline at two lengths: the one nearest the data's 20 
 ]
 ATTACK_ROWS = [  # the stock TextAttack rows must not count
     {"runner": "robustlm", "recipe": "textfooler", "dataset": "mr", "seconds": 20.0, "examples": 10, "successes": 5},
-    {"runner": "stock TextAttack", "recipe": "textfooler", "dataset": "mr", "seconds": 999.0, "examples": 10, "successes": 5},
+    {
+        "runner": "stock TextAttack",
+        "recipe": "textfooler",
+        "dataset": "mr",
+        "seconds": 999.0,
+        "examples": 10,
+        "successes": 5,
+    },
     {"runner": "robustlm", "recipe": "a2t", "dataset": "mr", "seconds": 10.0, "examples": 10, "successes": 5},
 ]
 

@@ -1,5 +1,6 @@
 import copy
 import functools
+import inspect
 import json
 import re
 import subprocess
@@ -10,14 +11,26 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import inspect
-
-from robustlm.config import (ConfigError, attack_params, attack_sample_params, augment_params, canonical,
-                             defense_entries, evaluate_params, job_resources, lca_extract_params, lca_probe_params,
-                             lca_train_params, load_config, method_of, sweep_points, train_params, validate_config)
-from robustlm.defenses import DEFENSES, build_defense
-
 from conftest import REPO, SCHEMA
+from robustlm.config import (
+    ConfigError,
+    attack_params,
+    attack_sample_params,
+    augment_params,
+    canonical,
+    defense_entries,
+    evaluate_params,
+    job_resources,
+    lca_extract_params,
+    lca_probe_params,
+    lca_train_params,
+    load_config,
+    method_of,
+    sweep_points,
+    train_params,
+    validate_config,
+)
+from robustlm.defenses import DEFENSES, build_defense
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "defenses_small.yaml", "at_ep_readings.yaml"])
@@ -31,10 +44,18 @@ def test_schema_lists_exactly_the_registered_defenses_with_their_constructors_de
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(schema["properties"]["defenses"]["properties"]) == set(DEFENSES)
     for name, defense in DEFENSES.items():
-        filled = validate_config({"model": "m", "datasets": {"mr": {}}, "ood_datasets": {}, "seeds": [1],
-                                  "training": {"max_length": 16, "batch_size": 1, "epochs": 2, "learning_rate": 1.0},
-                                  "evaluation": {"batch_size": 1},
-                                  "defenses": {name: minimal_settings(schema, name)}}, SCHEMA)["defenses"][name]
+        filled = validate_config(
+            {
+                "model": "m",
+                "datasets": {"mr": {}},
+                "ood_datasets": {},
+                "seeds": [1],
+                "training": {"max_length": 16, "batch_size": 1, "epochs": 2, "learning_rate": 1.0},
+                "evaluation": {"batch_size": 1},
+                "defenses": {name: minimal_settings(schema, name)},
+            },
+            SCHEMA,
+        )["defenses"][name]
         signature = inspect.signature(defense.__init__).parameters
         for key, value in filled.items():
             if key in signature and signature[key].default is not inspect.Parameter.empty:
@@ -47,8 +68,14 @@ def minimal_settings(schema, name):
     if "$ref" in entry:
         entry = schema["$defs"][entry["$ref"].split("/")[-1]]
     values = {"integer": 1, "number": 0.5, "string": "x", "boolean": True}
-    return {key: values[entry["properties"][key]["type"] if isinstance(entry["properties"][key]["type"], str)
-                        else entry["properties"][key]["type"][0]] for key in entry.get("required", [])}
+    return {
+        key: values[
+            entry["properties"][key]["type"]
+            if isinstance(entry["properties"][key]["type"], str)
+            else entry["properties"][key]["type"][0]
+        ]
+        for key in entry.get("required", [])
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,11 +89,20 @@ def minimal_settings(schema, name):
         (lambda c: c.update(seeds=[]), ["'seeds'"]),
         (lambda c: c.update(defenses={}), ["'defenses'"]),
         (lambda c: c["training"].pop("epochs"), ["'training'", "'epochs' is a required property"]),
-        (lambda c: c["defenses"].update(rift={"beta": 1.0, "steps": 1, "step_size": 1.0, "alpha": 0.1}) or
-         c["lca"].update(defenses=["rift"]), ["'lca.defenses'", "['rift'] have no token-level objective"]),
+        (
+            lambda c: (
+                c["defenses"].update(rift={"beta": 1.0, "steps": 1, "step_size": 1.0, "alpha": 0.1})
+                or c["lca"].update(defenses=["rift"])
+            ),
+            ["'lca.defenses'", "['rift'] have no token-level objective"],
+        ),
         (lambda c: c["defenses"].update(fgsm={"defense": "pgd"}), ["'defenses.fgsm.defense'", "unknown defense 'pgd'"]),
-        (lambda c: c["defenses"].update(pgd_wide={"defense": "pgd_at", "steps": 3, "epsilon": -1, "step_size": 1,
-                                                  "init_std": 0}), ["'defenses.pgd_wide.epsilon'"]),
+        (
+            lambda c: c["defenses"].update(
+                pgd_wide={"defense": "pgd_at", "steps": 3, "epsilon": -1, "step_size": 1, "init_std": 0}
+            ),
+            ["'defenses.pgd_wide.epsilon'"],
+        ),
         (lambda c: c["defenses"].update(Wide={"defense": "pgd_at"}), ["'defenses.Wide'", "variant's name"]),
         (lambda c: c.update(sweeps={"fgsm": {"epsilon": [1, 2]}}), ["'sweeps.fgsm'", "not configured"]),
         (lambda c: c.update(sweeps={"pgd_at": {"epsilon": [0.1, -1]}}), ["'sweeps.pgd_at.epsilon'", "value -1"]),
@@ -75,7 +111,10 @@ def minimal_settings(schema, name):
         (lambda c: c.update(sweeps={"pgd_at": {"norm": ["example_l2", "a/b"]}}), ["'sweeps.pgd_at.norm'", "'a/b'"]),
         (lambda c: c["lca"].update(defenses=["baseline", "freelb"]), ["'lca.defenses'", "['freelb'] not configured"]),
         (lambda c: c["lca"]["training"].update(learning_rate=0), ["'lca.training.learning_rate'"]),
-        (lambda c: c["defenses"]["a2t"]["training"].update(epochs=1), ["'defenses.a2t.clean_epochs'", "no adversarial epoch"]),
+        (
+            lambda c: c["defenses"]["a2t"]["training"].update(epochs=1),
+            ["'defenses.a2t.clean_epochs'", "no adversarial epoch"],
+        ),
         (lambda c: c["defenses"]["a2t"]["training"].update(max_length=32), ["'defenses.a2t.training.max_length'"]),
         (lambda c: c["defenses"]["back_translation"].update(backend="google"), ["'defenses.back_translation.backend'"]),
         (lambda c: c["defenses"]["ssmba"].update(noise_probability=0), ["'defenses.ssmba.noise_probability'"]),
@@ -101,15 +140,27 @@ def test_a_defense_overrides_training_settings_for_itself_only(default_config):
 
 
 def test_a_variant_and_a_sweep_train_their_own_models_with_their_own_settings(default_config):
-    default_config["defenses"]["pgd_token"] = {"defense": "pgd_at", "steps": 2, "epsilon": 0.01, "step_size": 0.01,
-                                               "init_std": 0.0, "norm": "token_l2"}
-    default_config["sweeps"] = {"pgd_at": {"epsilon": [0.001, 0.003, 0.03]}, "pgd_token": {"norm": ["token_l2", "elementwise"]}}
+    default_config["defenses"]["pgd_token"] = {
+        "defense": "pgd_at",
+        "steps": 2,
+        "epsilon": 0.01,
+        "step_size": 0.01,
+        "init_std": 0.0,
+        "norm": "token_l2",
+    }
+    default_config["sweeps"] = {
+        "pgd_at": {"epsilon": [0.001, 0.003, 0.03]},
+        "pgd_token": {"norm": ["token_l2", "elementwise"]},
+    }
     config = validate_config(default_config, SCHEMA)
     entries = defense_entries(config)
     assert {"pgd_token", "pgd_at@epsilon=0.001", "pgd_at@epsilon=0.03", "pgd_token@norm=elementwise"} <= set(entries)
     assert "pgd_at@epsilon=0.003" not in entries  # pgd_at's own value: pgd_at's own model
-    assert [p["defense"] for p in sweep_points(config) if p["swept"] == "pgd_at"] == \
-        ["pgd_at@epsilon=0.001", "pgd_at", "pgd_at@epsilon=0.03"]
+    assert [p["defense"] for p in sweep_points(config) if p["swept"] == "pgd_at"] == [
+        "pgd_at@epsilon=0.001",
+        "pgd_at",
+        "pgd_at@epsilon=0.03",
+    ]
     point = train_params(config, "mr", "pgd_at@epsilon=0.03", 1)
     assert point["method"] == "pgd_at" and point["defense"] == "pgd_at@epsilon=0.03"
     assert point["defense_params"] == {**train_params(config, "mr", "pgd_at", 1)["defense_params"], "epsilon": 0.03}
@@ -124,9 +175,20 @@ def test_snakemake_stops_before_any_job_with_a_clean_message(tmp_path, default_c
     default_config["defenses"]["pgd"] = {}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(default_config))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "bad.yaml"), "--directory", str(tmp_path),
-         "-s", str(REPO / "Snakefile")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(tmp_path / "bad.yaml"),
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(REPO / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     allowed = ", ".join(sorted(DEFENSES))
@@ -144,8 +206,11 @@ def test_job_params_are_canonical_and_scoped_to_their_defense(default_config):
 
     changed = copy.deepcopy(config)
     changed["defenses"]["pgd_at"]["epsilon"] = 0.01
-    differs = {d for d in config["defenses"]
-               if canonical(train_params(config, "mr", d, 1)) != canonical(train_params(changed, "mr", d, 1))}
+    differs = {
+        d
+        for d in config["defenses"]
+        if canonical(train_params(config, "mr", d, 1)) != canonical(train_params(changed, "mr", d, 1))
+    }
     assert differs == {"pgd_at"}
     assert json.loads(canonical(train_params(changed, "mr", "pgd_at", 1)))["defense_params"]["epsilon"] == 0.01
 
@@ -153,8 +218,19 @@ def test_job_params_are_canonical_and_scoped_to_their_defense(default_config):
 def test_a_config_file_on_the_command_line_replaces_the_default():
     """config/config.yaml's datasets and studies must not leak into a run of another config."""
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", "--configfile", "config/defenses_small.yaml"],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "--nolock",
+            "--configfile",
+            "config/defenses_small.yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "dataset=mr, defense=rift" in result.stdout
@@ -163,8 +239,20 @@ def test_a_config_file_on_the_command_line_replaces_the_default():
 
 def planned_cluster_run(configfile: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--nolock", "--profile", "profiles/slurm", "--configfile",
-         configfile], cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--nolock",
+            "--profile",
+            "profiles/slurm",
+            "--configfile",
+            configfile,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -182,7 +270,8 @@ def test_a_cluster_run_of_the_paper_grid_inherits_no_local_profile():
 
 
 #: what the rehearsal of the paper grid may change: how much, never what
-SIZE_KEYS = re.compile(r"""^(
+SIZE_KEYS = re.compile(
+    r"""^(
     (datasets|ood_datasets)\.\w+\.(train|validation|test)_size
   | defenses\.\w+\.(query_budget|query_batch_size|generation_workers)
   | defenses\.\w+\.training\.(epochs|selection_examples)
@@ -194,16 +283,23 @@ SIZE_KEYS = re.compile(r"""^(
   | evaluation\.batch_size
   | seeds(\.\d+)?
   | resources\..+
-)$""", re.VERBOSE)
+)$""",
+    re.VERBOSE,
+)
 
 
 def test_the_rehearsal_of_the_paper_grid_differs_from_it_in_sizes_only():
     paper, rehearsal = (load_config(REPO / path, SCHEMA) for path in ("config/paper.yaml", ".test/paper/config.yaml"))
     leaves = lambda config: {".".join(map(str, path)): value for path, value in _leaf_values(config)}
     paper_leaves, rehearsal_leaves = leaves(paper), leaves(rehearsal)
-    changed = {key for key in paper_leaves.keys() | rehearsal_leaves.keys()
-               if paper_leaves.get(key, "absent") != rehearsal_leaves.get(key, "absent")}
-    assert changed and all(SIZE_KEYS.match(key) for key in changed), sorted(k for k in changed if not SIZE_KEYS.match(k))
+    changed = {
+        key
+        for key in paper_leaves.keys() | rehearsal_leaves.keys()
+        if paper_leaves.get(key, "absent") != rehearsal_leaves.get(key, "absent")
+    }
+    assert changed and all(SIZE_KEYS.match(key) for key in changed), sorted(
+        k for k in changed if not SIZE_KEYS.match(k)
+    )
     assert rehearsal["seeds"] and set(rehearsal["seeds"]) <= set(paper["seeds"])
 
     plans = [planned_cluster_run(path) for path in ("config/paper.yaml", ".test/paper/config.yaml")]
@@ -231,9 +327,16 @@ def _key_paths(node, prefix=()):
         yield from _key_paths(value, (*prefix, key))
 
 
-ANY_VALUE = st.one_of(st.sampled_from([0, -1, float("nan"), float("inf"), "", []]), st.none(), st.booleans(),
-                      st.integers(-10**6, 10**6), st.floats(), st.text(max_size=6),
-                      st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+ANY_VALUE = st.one_of(
+    st.sampled_from([0, -1, float("nan"), float("inf"), "", []]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
 
 
 @st.composite

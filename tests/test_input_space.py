@@ -1,5 +1,6 @@
 """Input-space adversarial training (A2T and kin): adversarial examples generated against the current model
 join the training set of each adversarial epoch, weighted by alpha, resumably."""
+
 import json
 
 import numpy as np
@@ -11,7 +12,6 @@ from robustlm.defenses import TrainingContext, build_defense
 from robustlm.evaluation import collate, encode, predict_proba
 from robustlm.models import load_classifier, load_tokenizer
 from robustlm.training import TrainingData, train_model
-
 from test_defenses import INPUT_SPACE_PARAMS
 
 PARAMS = {**INPUT_SPACE_PARAMS, "adversarial_fraction": 0.25, "query_budget": 40}
@@ -50,8 +50,18 @@ def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS):
     model = load_classifier(str(tiny_model))
     tokenizer = load_tokenizer(str(tiny_model))
     defense = build_defense(name, params)
-    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror, train_texts=texts,
-                                    train_labels=labels, max_length=32, seed=0, work_dir=work_dir))
+    defense.prepare(
+        TrainingContext(
+            model=model,
+            tokenizer=tokenizer,
+            mirror=mirror,
+            train_texts=texts,
+            train_labels=labels,
+            max_length=32,
+            seed=0,
+            work_dir=work_dir,
+        )
+    )
     return defense, model, tokenizer
 
 
@@ -79,13 +89,37 @@ def test_adversarial_training_trains_on_clean_plus_adversarial_examples(sentimen
     tokenizer = load_tokenizer(str(sentiment_model))
     ids = encode(tokenizer, texts, 32)
     data = TrainingData(ids, labels, ids[:8], labels[:8], load_classifier, train_texts=texts)
-    params = {"seed": 0, "defense": "a2t", "method": "a2t", "defense_params": PARAMS, "dataset": "mr",
-              "model": str(sentiment_model), "train_size": 32,
-              "training": {"max_length": 32, "batch_size": 8, "epochs": 2, "learning_rate": 1e-3, "weight_decay": 0.0,
-                           "warmup_ratio": 0.0, "max_grad_norm": 1.0, "optimizer": "adamw", "selection": "clean",
-                           "selection_examples": 200}}
-    metrics = train_model(params, data, str(sentiment_model), tokenizer, tmp_path / "model", tmp_path / "checkpoints",
-                          tmp_path / "metrics.json", mirror=mirror)
+    params = {
+        "seed": 0,
+        "defense": "a2t",
+        "method": "a2t",
+        "defense_params": PARAMS,
+        "dataset": "mr",
+        "model": str(sentiment_model),
+        "train_size": 32,
+        "training": {
+            "max_length": 32,
+            "batch_size": 8,
+            "epochs": 2,
+            "learning_rate": 1e-3,
+            "weight_decay": 0.0,
+            "warmup_ratio": 0.0,
+            "max_grad_norm": 1.0,
+            "optimizer": "adamw",
+            "selection": "clean",
+            "selection_examples": 200,
+        },
+    }
+    metrics = train_model(
+        params,
+        data,
+        str(sentiment_model),
+        tokenizer,
+        tmp_path / "model",
+        tmp_path / "checkpoints",
+        tmp_path / "metrics.json",
+        mirror=mirror,
+    )
     made = metrics["defense_report"]["generations"][0]["successful"]
     assert made > 0 and metrics["examples_trained"] == 2 * 32 + made
     assert metrics["best_epoch"] == 2  # the clean epoch's model is never the one kept
@@ -96,26 +130,37 @@ def test_adversarial_training_trains_on_clean_plus_adversarial_examples(sentimen
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])
 def test_adversarial_examples_loss_is_weighted_by_alpha(sentiment_model, mirror, mr_train, tmp_path, alpha):
     texts, labels, _ = mr_train
-    defense, model, tokenizer = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path, {**PARAMS, "alpha": alpha})
+    defense, model, tokenizer = prepared(
+        "a2t", sentiment_model, mirror, texts, labels, tmp_path, {**PARAMS, "alpha": alpha}
+    )
     batch = collate(tokenizer, encode(tokenizer, texts[:8], 32), labels[:8])
     clean = defense.loss(model.eval(), {**batch, "adversarial": torch.zeros(8, dtype=torch.bool)})
     half = torch.arange(8) < 4
     mixed = defense.loss(model, {**batch, "adversarial": half})
-    per_example = torch.nn.functional.cross_entropy(model(**{k: v for k, v in batch.items() if k != "labels"}).logits,
-                                                    batch["labels"], reduction="none")
-    assert mixed.item() == pytest.approx((alpha * per_example[half].sum() + per_example[~half].sum()).item() / 8, rel=1e-5)
+    per_example = torch.nn.functional.cross_entropy(
+        model(**{k: v for k, v in batch.items() if k != "labels"}).logits, batch["labels"], reduction="none"
+    )
+    assert mixed.item() == pytest.approx(
+        (alpha * per_example[half].sum() + per_example[~half].sum()).item() / 8, rel=1e-5
+    )
     assert clean.item() == pytest.approx(per_example.mean().item(), rel=1e-5)
 
 
 def test_generation_sharded_over_worker_processes(sentiment_model, mirror, mr_train, tmp_path):
     texts, labels, _ = mr_train
-    defense, model, tokenizer = prepared("a2t", sentiment_model, mirror, texts, labels, tmp_path,
-                                         {**PARAMS, "generation_workers": 2})
+    defense, model, tokenizer = prepared(
+        "a2t", sentiment_model, mirror, texts, labels, tmp_path, {**PARAMS, "generation_workers": 2}
+    )
     adversarial, adversarial_labels = defense.extra_training_examples(2, model)
     assert 0 < len(adversarial) <= 8
     predicted = predict_proba(model, tokenizer, encode(tokenizer, adversarial, 32), 8, torch.device("cpu")).argmax(1)
     assert (predicted != np.asarray(adversarial_labels)).all()
-    attacked = [{json.loads(line)["id"] for line in (tmp_path / f"adversarial-epoch002-shard{w}of2.jsonl").read_text().splitlines()[1:]}
-                for w in range(2)]
+    attacked = [
+        {
+            json.loads(line)["id"]
+            for line in (tmp_path / f"adversarial-epoch002-shard{w}of2.jsonl").read_text().splitlines()[1:]
+        }
+        for w in range(2)
+    ]
     assert attacked[0] and attacked[1] and not attacked[0] & attacked[1]
     assert sum(map(len, attacked)) == defense.report()["generations"][0]["attacked"]

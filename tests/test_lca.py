@@ -1,5 +1,6 @@
 """The neuron analysis: treebank data, word/sub-word alignment, token-level defenses, the NeuroX probe and
 rankings on planted neurons, and Tables 5-7 assembled from fixtures."""
+
 import json
 from contextlib import nullcontext
 
@@ -50,7 +51,14 @@ def test_a_corrupt_treebank_is_named(tmp_path, mirror):
 
 def test_first_subword_labels_give_each_word_one_label():
     # [CLS] un ##believ ##able results [SEP]
-    assert first_subword_labels([None, 0, 0, 0, 1, None], [7, 3]) == [IGNORED_LABEL, 7, IGNORED_LABEL, IGNORED_LABEL, 3, IGNORED_LABEL]
+    assert first_subword_labels([None, 0, 0, 0, 1, None], [7, 3]) == [
+        IGNORED_LABEL,
+        7,
+        IGNORED_LABEL,
+        IGNORED_LABEL,
+        3,
+        IGNORED_LABEL,
+    ]
 
 
 def test_encoded_sentences_carry_one_label_per_word_in_order(treebank):
@@ -60,7 +68,7 @@ def test_encoded_sentences_carry_one_label_per_word_in_order(treebank):
     tokenizer = load_tokenizer(str(MINILM))
     ids, labels = encode_tagged(tokenizer, sentences.words, sentences.tags, tag_ids, max_length=512)
     assert sum(len(s) for s in ids) > sum(len(w) for w in sentences.words)  # some words split into sub-words
-    for words, tags, token_labels in zip(sentences.words, sentences.tags, labels):
+    for _words, tags, token_labels in zip(sentences.words, sentences.tags, labels):
         assert [label for label in token_labels if label != IGNORED_LABEL] == [tag_ids[t] for t in tags]
 
 
@@ -83,8 +91,13 @@ def tiny_tagger(tiny_encoder):
 
 def token_batch(model_dir):
     tokenizer = load_tokenizer(str(model_dir))
-    ids, labels = encode_tagged(tokenizer, [["the", "unbelievable", "dog"], ["dogs", "bark"]],
-                                [["DT", "NN", "NN"], ["NN", "VB"]], {"DT": 0, "NN": 1, "VB": 2}, max_length=16)
+    ids, labels = encode_tagged(
+        tokenizer,
+        [["the", "unbelievable", "dog"], ["dogs", "bark"]],
+        [["DT", "NN", "NN"], ["NN", "VB"]],
+        {"DT": 0, "NN": 1, "VB": 2},
+        max_length=16,
+    )
     return collate(tokenizer, ids, labels), tokenizer, ids, labels
 
 
@@ -119,10 +132,17 @@ def test_every_token_level_defense_trains_a_tagger(name, tiny_encoder, mirror):
 def test_a_sequence_only_defense_is_refused_for_tagging(tiny_encoder, tmp_path):
     _, tokenizer, ids, labels = token_batch(tiny_encoder)
     data = TrainingData(ids, labels, ids, labels, lambda path: load_tagger(path, tags=["DT", "NN", "VB"]))
-    params = {"seed": 0, "defense": "rift", "method": "rift", "defense_params": TRAINING_PARAMS["rift"],
-              "training": {"max_length": 16, "batch_size": 2, "epochs": 1, "learning_rate": 1e-4}}
+    params = {
+        "seed": 0,
+        "defense": "rift",
+        "method": "rift",
+        "defense_params": TRAINING_PARAMS["rift"],
+        "training": {"max_length": 16, "batch_size": 2, "epochs": 1, "learning_rate": 1e-4},
+    }
     with pytest.raises(ValueError, match="'rift' is defined for sequence classification only"):
-        train_model(params, data, str(tiny_encoder), tokenizer, tmp_path / "model", tmp_path / "ckpt", tmp_path / "m.json")
+        train_model(
+            params, data, str(tiny_encoder), tokenizer, tmp_path / "model", tmp_path / "ckpt", tmp_path / "m.json"
+        )
 
 
 def test_tagging_accuracy_counts_words_not_subwords(tiny_encoder, tiny_tagger):
@@ -146,8 +166,14 @@ def planted_corpus(seed: int, sentences: int):
     return words, tags, activations
 
 
-SETTINGS = {"seed": 0, "tags": ["MD"], "top_neurons_per_tag": 1, "words_per_neuron": 3, "ablation_neurons": 2,
-            "probe": {"lambda_l1": 0.001, "lambda_l2": 0.001, "epochs": 5, "batch_size": 32, "learning_rate": 0.01}}
+SETTINGS = {
+    "seed": 0,
+    "tags": ["MD"],
+    "top_neurons_per_tag": 1,
+    "words_per_neuron": 3,
+    "ablation_neurons": 2,
+    "probe": {"lambda_l1": 0.001, "lambda_l2": 0.001, "epochs": 5, "batch_size": 32, "learning_rate": 0.01},
+}
 
 
 def test_a_planted_neuron_ranks_first_for_its_tag_and_its_words_match_fully():
@@ -174,35 +200,69 @@ def test_majority_tags_pick_each_words_most_frequent_tag():
 def write_fixture(directory, defense, seed, jj_words, jj_in_test, jj_majority, top_accuracy):
     directory.mkdir(parents=True)
     analysis = {
-        "defense": defense, "seed": seed, "neurons": 2688, "layers": 7, "hidden_size": 384, "train_words": 100,
-        "test_words": 50, "tags_in_training": 40, "top_neurons_per_tag": 5, "words_per_neuron": 3,
+        "defense": defense,
+        "seed": seed,
+        "neurons": 2688,
+        "layers": 7,
+        "hidden_size": 384,
+        "train_words": 100,
+        "test_words": 50,
+        "tags_in_training": 40,
+        "top_neurons_per_tag": 5,
+        "words_per_neuron": 3,
         "probe_accuracy": {"all": 0.9, "top": top_accuracy, "random": 0.2, "bottom": 0.1},
         "ablation_subsets": {"top": list(range(10)), "random": list(range(10, 20)), "bottom": list(range(20, 30))},
-        "tags": {"JJ": {"neurons": [], "words": jj_words, "tagged_in_test": jj_in_test, "training_majority_tag": jj_majority},
-                 "MD": {"neurons": [], "words": ["can"], "tagged_in_test": [True], "training_majority_tag": ["MD"]}},
+        "tags": {
+            "JJ": {
+                "neurons": [],
+                "words": jj_words,
+                "tagged_in_test": jj_in_test,
+                "training_majority_tag": jj_majority,
+            },
+            "MD": {"neurons": [], "words": ["can"], "tagged_in_test": [True], "training_majority_tag": ["MD"]},
+        },
     }
     (directory / "lca.json").write_text(json.dumps(analysis))
-    (directory / "train_metrics.json").write_text(json.dumps({
-        "model": "models/minilm", "train_examples": 600, "epochs": 2, "test_word_accuracy": 0.95}))
+    (directory / "train_metrics.json").write_text(
+        json.dumps({"model": "models/minilm", "train_examples": 600, "epochs": 2, "test_word_accuracy": 0.95})
+    )
     return directory / "lca.json", directory / "train_metrics.json"
 
 
 def test_lca_tables_from_fixtures(tmp_path):
     files = [
-        write_fixture(tmp_path / "pgd_at", "pgd_at", 1, ["big", "ran", "old"], [True, False, True], ["JJ", "VBD", "NN"], 0.5),
+        write_fixture(
+            tmp_path / "pgd_at", "pgd_at", 1, ["big", "ran", "old"], [True, False, True], ["JJ", "VBD", "NN"], 0.5
+        ),
         write_fixture(tmp_path / "baseline", "baseline", 1, ["red", "of"], [True, False], ["JJ", "IN"], 0.3),
     ]
-    outputs = {name: tmp_path / "out" / file for name, file in [
-        ("association", "t5.csv"), ("words", "t6.csv"), ("ablation", "t7.csv"), ("markdown", "lca.md"), ("figure", "lca.png")]}
+    outputs = {
+        name: tmp_path / "out" / file
+        for name, file in [
+            ("association", "t5.csv"),
+            ("words", "t6.csv"),
+            ("ablation", "t7.csv"),
+            ("markdown", "lca.md"),
+            ("figure", "lca.png"),
+        ]
+    }
     build_lca_tables([a for a, _ in files], [m for _, m in files], outputs)
 
     table5 = pd.read_csv(outputs["association"])
-    assert list(zip(table5.tag, table5.defense)) == [("JJ", "baseline"), ("JJ", "pgd_at"), ("MD", "baseline"), ("MD", "pgd_at")]
+    assert list(zip(table5.tag, table5.defense)) == [
+        ("JJ", "baseline"),
+        ("JJ", "pgd_at"),
+        ("MD", "baseline"),
+        ("MD", "pgd_at"),
+    ]
     jj = table5[table5.tag == "JJ"].set_index("defense")
     assert (jj.loc["pgd_at", "match"], jj.loc["pgd_at", "total"]) == (2, 3)
     assert jj.loc["pgd_at", "percent"] == pytest.approx(66.67, abs=0.01)
     assert (jj.loc["baseline", "paper_match"], jj.loc["baseline", "paper_total"]) == (2, 15)
-    assert "600 sentences" in jj.loc["baseline", "deviations"] and "3 top words per neuron" in jj.loc["baseline", "deviations"]
+    assert (
+        "600 sentences" in jj.loc["baseline", "deviations"]
+        and "3 top words per neuron" in jj.loc["baseline", "deviations"]
+    )
 
     table6 = pd.read_csv(outputs["words"])
     assert table6[(table6.defense == "pgd_at") & (table6.tag == "JJ")].matches.tolist() == [True, False, False]

@@ -2,9 +2,8 @@ import shutil
 
 import pytest
 
-from robustlm.models import ModelError, load_classifier, resolve_model
-
 from conftest import MINILM
+from robustlm.models import ModelError, load_classifier, resolve_model
 
 
 def test_mirror_names_resolve_to_the_mirror_copy(mirror):

@@ -13,7 +13,9 @@ SETTINGS = {"model": "bert-base-uncased", "seed": 3, "training": {"epochs": 1, "
 
 
 def git(directory, *args) -> str:
-    return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_settings_hash_identifies_the_canonical_settings():
@@ -36,8 +38,10 @@ def test_record_names_libraries_device_and_is_json():
 
 
 def test_reading_versions_imports_no_library():
-    probe = ("import sys; from robustlm.provenance import job_provenance; job_provenance({}, 'cpu'); "
-             "print(sorted({'torch', 'transformers', 'textattack'} & set(sys.modules)))")
+    probe = (
+        "import sys; from robustlm.provenance import job_provenance; job_provenance({}, 'cpu'); "
+        "print(sorted({'torch', 'transformers', 'textattack'} & set(sys.modules)))"
+    )
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"
 

@@ -4,8 +4,20 @@ import torch
 
 from robustlm.regression import closed_form, fit, perturbation, simulate
 
-SETTINGS = dict(seed=0, runs=6, samples=40, theta=0.5, noise_levels=[0.01, 0.1], epochs=3000, switch_epoch=200,
-                learning_rate=0.005, steps=3, epsilon=0.2, step_size=0.5, init_std=0.05)
+SETTINGS = dict(
+    seed=0,
+    runs=6,
+    samples=40,
+    theta=0.5,
+    noise_levels=[0.01, 0.1],
+    epochs=3000,
+    switch_epoch=200,
+    learning_rate=0.005,
+    steps=3,
+    epsilon=0.2,
+    step_size=0.5,
+    init_std=0.05,
+)
 
 
 def data(noise=0.1, seed=0):
@@ -23,10 +35,12 @@ def test_table1_formulas_minimise_their_losses(method):
     for run in range(x.shape[0]):
         grid = np.linspace(0, 1, 7)
         xs, ys = x[run].numpy(), y[run].numpy()
-        squared = lambda t: (t * xs - ys) ** 2
-        adversarial = {"ols": lambda t: 0 * xs, "pgd_at": lambda t: (t * (xs + delta) - ys) ** 2,
-                       "lds": lambda t: (t * delta) ** 2}[method]
-        losses = [np.mean(squared(t) + adversarial(t)) for t in grid]
+        adversarial = {
+            "ols": lambda t, xs, ys: 0 * xs,
+            "pgd_at": lambda t, xs, ys: (t * (xs + delta) - ys) ** 2,
+            "lds": lambda t, xs, ys: (t * delta) ** 2,
+        }[method]
+        losses = [np.mean((t * xs - ys) ** 2 + adversarial(t, xs, ys)) for t in grid]
         a, b, _ = np.polyfit(grid, losses, 2)
         assert formula[run].item() == pytest.approx(-b / (2 * a), abs=1e-9)
 

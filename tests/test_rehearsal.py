@@ -12,6 +12,7 @@ and evaluated (MR, and Yelp out of distribution), IMDB's baseline, every attack 
 tables and Table 1: 66 jobs. The whole grid is 508 jobs, ~25 s each through a one-node cluster (a process that
 imports torch and TextAttack, and the executor's polling): more than 1.5 hours per kind of site on CI's 2 CPUs.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,18 +25,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from robustlm.attacks import FLAIR_UPOS_TAGGER
-
 from conftest import REPO, tiny_marian
 from hub_standin import HubStandIn
+from robustlm.attacks import FLAIR_UPOS_TAGGER
 from test_sources import SERVED, Publishers, closed_port_url, publish_attack_resources
 from textattack_standin import flair_upos_tagger
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.slurm]
 REHEARSAL = REPO / ".test/paper/config.yaml"
 #: what the paper job reads from the hub: BERTs, the MarianMT pair and flair's POS tagger
-STOCK_BERTS = ("bert-base-uncased", "sentence-transformers/distiluse-base-multilingual-cased-v1",
-               "sentence-transformers/stsb-distilbert-base")
+STOCK_BERTS = (
+    "bert-base-uncased",
+    "sentence-transformers/distiluse-base-multilingual-cased-v1",
+    "sentence-transformers/stsb-distilbert-base",
+)
 STOCK_MARIANS = ("Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en")
 IMDB_REPACK = "datasets/imdb/aclImdb_labelled.tar.gz"  # the official tarball is too big to serve: a site's own copy
 CLUSTER_RUN_SECONDS = 3600
@@ -44,8 +47,8 @@ CLUSTER_RUN_SECONDS = 3600
 def tiny_bert(path: Path, tiny_model: Path) -> Path:
     """A tiny pretrained-style BERT: an MLM head and no task head, as bert-base-uncased, and its 512 positions
     (BERT-Attack's masked LM pads its inputs to 512)."""
-    from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
     import torch
+    from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
 
     config = AutoConfig.from_pretrained(tiny_model)
     config.max_position_embeddings = 512
@@ -70,16 +73,20 @@ def internet(tmp_path_factory, mirror, tiny_model):
     torch.manual_seed(0)
     marian = tiny_marian(root / "marian", AutoTokenizer.from_pretrained(tiny_model))
     tagger = flair_upos_tagger(root / "flair")
-    with HubStandIn({**{name: bert for name in STOCK_BERTS}, **{name: marian for name in STOCK_MARIANS},
-                     FLAIR_UPOS_TAGGER: tagger}) as hub:
+    with HubStandIn(
+        {**{name: bert for name in STOCK_BERTS}, **{name: marian for name in STOCK_MARIANS}, FLAIR_UPOS_TAGGER: tagger}
+    ) as hub:
         yield SimpleNamespace(publishers=publishers, hub=hub)
     publishers.server.shutdown()
 
 
 def site(workdir: Path, **variables: str) -> dict[str, str]:
     """A login node's environment: its own home and caches, no mirror unless given."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("ROBUSTLM_MIRROR", "HF_HUB_OFFLINE", "NLTK_DATA", "TA_CACHE_DIR")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ROBUSTLM_MIRROR", "HF_HUB_OFFLINE", "NLTK_DATA", "TA_CACHE_DIR")
+    }
     environment.update(HOME=str(workdir / "home"), HF_HOME=str(workdir / "hf"), ROBUSTLM_CACHE=str(workdir / "cache"))
     return {**environment, **variables}
 
@@ -87,21 +94,43 @@ def site(workdir: Path, **variables: str) -> dict[str, str]:
 def grid_slice() -> list[str]:
     """Each defense, attack recipe, dataset, analysis and resource of the rehearsal's grid, once (module docstring)."""
     config = yaml.safe_load(REHEARSAL.read_text())
-    runs = "results/runs/{}/{}/seed%d" % config["seeds"][0]
-    return [*(f"{runs.format('mr', defense)}/predictions.parquet" for defense in config["defenses"]),
-            f"{runs.format('imdb', 'baseline')}/predictions.parquet",
-            *(f"{runs.format('mr', 'baseline')}/attacks/{attack}/attack_summary.json"
-              for attack in config["attacks"]["recipes"]),
-            "results/tables/table5_lca_association.csv", "results/regression/table1.csv"]
+    runs = "results/runs/{}/{}/seed" + str(config["seeds"][0])
+    return [
+        *(f"{runs.format('mr', defense)}/predictions.parquet" for defense in config["defenses"]),
+        f"{runs.format('imdb', 'baseline')}/predictions.parquet",
+        *(
+            f"{runs.format('mr', 'baseline')}/attacks/{attack}/attack_summary.json"
+            for attack in config["attacks"]["recipes"]
+        ),
+        "results/tables/table5_lca_association.csv",
+        "results/regression/table1.csv",
+    ]
 
 
 def cluster_run(workdir: Path, environment: dict[str, str]) -> subprocess.CompletedProcess:
     """The paper job's command, with the rehearsal's config and no account (the test cluster has none)."""
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REHEARSAL), "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account",
-         "--max-threads", "1", *grid_slice()],  # the small jobs in parallel, a CPU each
-        capture_output=True, text=True, env=environment, timeout=CLUSTER_RUN_SECONDS,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REHEARSAL),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--slurm-no-account",
+            "--max-threads",
+            "1",
+            *grid_slice(),
+        ],  # the small jobs in parallel, a CPU each
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=CLUSTER_RUN_SECONDS,
     )
 
 
@@ -112,13 +141,25 @@ def air_gapped_run(internet, slurm_cluster, mirror, tmp_path_factory):
     (built / IMDB_REPACK).parent.mkdir(parents=True)
     (built / IMDB_REPACK).symlink_to(mirror / IMDB_REPACK)
     login_node = site(workdir, HF_ENDPOINT=internet.hub.url, ROBUSTLM_DOWNLOAD_PREFIX=internet.publishers.url)
-    build = subprocess.run([sys.executable, "-m", "robustlm.mirror_builder", "build", str(built),
-                            "--configfile", str(REHEARSAL)], capture_output=True, text=True, env=login_node)
+    build = subprocess.run(
+        [sys.executable, "-m", "robustlm.mirror_builder", "build", str(built), "--configfile", str(REHEARSAL)],
+        capture_output=True,
+        text=True,
+        env=login_node,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     served = len(internet.publishers.requests), len(internet.hub.downloads)
     nowhere = closed_port_url()
-    result = cluster_run(workdir, site(workdir, ROBUSTLM_MIRROR=str(built), HF_HUB_OFFLINE="1", HF_ENDPOINT=nowhere,
-                                       ROBUSTLM_DOWNLOAD_PREFIX=nowhere))
+    result = cluster_run(
+        workdir,
+        site(
+            workdir,
+            ROBUSTLM_MIRROR=str(built),
+            HF_HUB_OFFLINE="1",
+            HF_ENDPOINT=nowhere,
+            ROBUSTLM_DOWNLOAD_PREFIX=nowhere,
+        ),
+    )
     assert result.returncode == 0, result.stderr[-6000:] + slurm_cluster.log("slurmctld")[-2000:]
     assert (len(internet.publishers.requests), len(internet.hub.downloads)) == served  # nothing downloaded
     return workdir
@@ -129,8 +170,9 @@ def online_run(internet, slurm_cluster, mirror, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("online")
     (workdir / "cache" / IMDB_REPACK).parent.mkdir(parents=True)
     (workdir / "cache" / IMDB_REPACK).symlink_to(mirror / IMDB_REPACK)
-    result = cluster_run(workdir, site(workdir, HF_ENDPOINT=internet.hub.url,
-                                       ROBUSTLM_DOWNLOAD_PREFIX=internet.publishers.url))
+    result = cluster_run(
+        workdir, site(workdir, HF_ENDPOINT=internet.hub.url, ROBUSTLM_DOWNLOAD_PREFIX=internet.publishers.url)
+    )
     assert result.returncode == 0, result.stderr[-6000:] + slurm_cluster.log("slurmctld")[-2000:]
     return workdir
 
@@ -155,17 +197,32 @@ def test_the_paper_job_runs_online_downloading_every_resource(online_run, intern
     assert_the_slice_is_complete(online_run)
     test_set = pd.read_parquet(online_run / "results/data/mr.parquet").query("split == 'test'")
     assert len(test_set) > 0 and test_set.id.str.startswith("mr/textfooler/").all()  # TextFooler's MR sample
-    assert {download.rsplit("/", 1)[0] for download in internet.hub.downloads} >= {*STOCK_BERTS, *STOCK_MARIANS,
-                                                                                    FLAIR_UPOS_TAGGER}
+    assert {download.rsplit("/", 1)[0] for download in internet.hub.downloads} >= {
+        *STOCK_BERTS,
+        *STOCK_MARIANS,
+        FLAIR_UPOS_TAGGER,
+    }
     published = " ".join(internet.publishers.requests)
-    assert all(name in published for name in ("paragramcf", "word_candidates_sense.pkl", "wordnet.zip",
-                                              "counterfitted_neighbors.json", "treebank.zip"))
+    assert all(
+        name in published
+        for name in (
+            "paragramcf",
+            "word_candidates_sense.pkl",
+            "wordnet.zip",
+            "counterfitted_neighbors.json",
+            "treebank.zip",
+        )
+    )
 
 
 def test_both_kinds_of_site_read_the_same_data_and_compute_the_same_predictions(air_gapped_run, online_run):
-    outputs = [path.relative_to(air_gapped_run) for pattern in ("results/data/*.parquet", "results/runs/**/predictions.parquet")
-               for path in sorted(air_gapped_run.glob(pattern))]
+    outputs = [
+        path.relative_to(air_gapped_run)
+        for pattern in ("results/data/*.parquet", "results/runs/**/predictions.parquet")
+        for path in sorted(air_gapped_run.glob(pattern))
+    ]
     assert len(outputs) == 4 + 16  # imdb, mr, yelp, treebank; 16 models
     for output in outputs:
-        pd.testing.assert_frame_equal(pd.read_parquet(online_run / output), pd.read_parquet(air_gapped_run / output),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(online_run / output), pd.read_parquet(air_gapped_run / output), check_exact=True
+        )

@@ -1,18 +1,24 @@
 """RIFT and its comparison methods: the ASCC adversary, the InfoNCE term, the frozen teacher, PTWD, mixout."""
+
 import math
 from contextlib import nullcontext
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
-from robustlm.defenses import TrainingContext, build_defense
-from robustlm.defenses import ascc
-from robustlm.defenses.ascc import (Mixout, convex_combination, distance_to_pretrained, info_nce,
-                                    kaiming_scores, neighbor_table, substitution_attack)
+from robustlm.defenses import TrainingContext, ascc, build_defense
+from robustlm.defenses.ascc import (
+    Mixout,
+    convex_combination,
+    distance_to_pretrained,
+    info_nce,
+    kaiming_scores,
+    neighbor_table,
+    substitution_attack,
+)
 from robustlm.defenses.embedding import kl_divergence
 from robustlm.evaluation import collate
 from robustlm.models import load_classifier, load_tokenizer
@@ -77,7 +83,9 @@ def test_info_nce_matches_the_closed_form():
     conditional = 0.5 * expected_for([0, 1]) + 0.5 * expected_for([2, 3])
     assert info_nce(student, teacher, labels, identity, identity, tau).item() == pytest.approx(conditional, rel=1e-5)
     unconditional = expected_for([0, 1, 2, 3])
-    assert info_nce(student, teacher, labels, identity, identity, tau, conditional=False).item() == pytest.approx(unconditional, rel=1e-5)
+    assert info_nce(student, teacher, labels, identity, identity, tau, conditional=False).item() == pytest.approx(
+        unconditional, rel=1e-5
+    )
 
     # classes of unequal size, and one absent from the batch: it adds nothing, and nothing becomes NaN
     three_heads = identity + [nn.Identity()]
@@ -125,8 +133,9 @@ def test_adversarial_example_raises_the_divergence(tiny_model, setup, ascent):
     weight = model.get_input_embeddings().weight
     candidates = adversary.neighbors[batch["input_ids"]]
     torch.manual_seed(1)
-    random_point = convex_combination(weight, candidates, kaiming_scores(candidates) if ascent == "rift"
-                                      else torch.randn(candidates.shape))
+    random_point = convex_combination(
+        weight, candidates, kaiming_scores(candidates) if ascent == "rift" else torch.randn(candidates.shape)
+    )
     torch.manual_seed(1)
     ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
     before = kl_divergence(clean, model(inputs_embeds=random_point, **inputs).logits)
@@ -167,7 +176,9 @@ def test_rift_ascent_is_rifts_adam_on_the_combination_weights(tiny_model, setup,
         loss = loss + 15 * (-F.softmax(w_logits, -2) * F.log_softmax(w_logits, -2)).sum() / (300 * 128)
         loss.backward()
         optimizer.step()
-    reference = (F.softmax(hat_w * mask + 500 * (mask - 1), -2) * model.get_input_embeddings().weight[candidates.clamp_min(0)]).sum(-2)
+    reference = (
+        F.softmax(hat_w * mask + 500 * (mask - 1), -2) * model.get_input_embeddings().weight[candidates.clamp_min(0)]
+    ).sum(-2)
     model.train()
     assert torch.allclose(ours, reference, atol=1e-5)
 
@@ -176,7 +187,9 @@ def test_substitution_attack_swaps_words_for_their_neighbours_only(tiny_model, s
     tokenizer, batch, mirror = setup
     model, adversary = prepared("adv_base", ASCC, tiny_model, setup)
     model.train()
-    attacked = substitution_attack(model, batch["input_ids"], batch["attention_mask"], batch["labels"], adversary.neighbors)
+    attacked = substitution_attack(
+        model, batch["input_ids"], batch["attention_mask"], batch["labels"], adversary.neighbors
+    )
     assert model.training  # the attack ran in eval mode and left the model's mode alone
     candidates = adversary.neighbors[batch["input_ids"]]
     assert ((attacked.unsqueeze(-1) == candidates).any(-1) | (batch["attention_mask"] == 0)).all()
@@ -231,8 +244,10 @@ def test_mixout_is_lee_et_als_formula_with_exact_gradients():
         layer.bias.add_(0.25)
     torch.manual_seed(0)
     masks = {name: torch.rand(1000) < 0.6 for name in ("weight", "bias")}  # the forward pass draws them in this order
-    mixed = {name: (torch.where(masks[name], targets[name], getattr(layer, name).detach()) - 0.6 * targets[name]) / 0.4
-             for name in masks}
+    mixed = {
+        name: (torch.where(masks[name], targets[name], getattr(layer, name).detach()) - 0.6 * targets[name]) / 0.4
+        for name in masks
+    }
     inputs = torch.randn(3, 1000)
     normalized = F.layer_norm(inputs, (1000,))
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """Published files without a mirror (downloaded, verified, cached), the mirror builder, and the check that stops a
 run that cannot get its data before any job. The publishers' servers are stood in for by a loopback HTTP server
 holding the shared mirror's copies at their published paths."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,18 +19,29 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import REPO, SCHEMA, tiny_config
+from hub_standin import HubStandIn
 from robustlm import datasets
 from robustlm.attacks import FLAIR_UPOS_TAGGER
 from robustlm.config import ConfigError, load_config, validate_config
 from robustlm.mirror_builder import CHECKSUMS
 from robustlm.requirements import missing, needs
-from robustlm.sources import (ACL_IMDB, ATTACK_NLTK_PACKAGES, CACHE_VARIABLE, COUNTERFITTED_EMBEDDING,
-                              COUNTERFITTED_NEIGHBORS,
-                              DOWNLOAD_PREFIX_VARIABLE, HOWNET_CANDIDATES, NLTK_INDEX, NLTK_PACKAGES, SENTENCE_POLARITY,
-                              TEXTFOOLER_SAMPLES, TREEBANK, DataSourceError, sha256_of)
-
-from conftest import REPO, SCHEMA, tiny_config
-from hub_standin import HubStandIn
+from robustlm.sources import (
+    ACL_IMDB,
+    ATTACK_NLTK_PACKAGES,
+    CACHE_VARIABLE,
+    COUNTERFITTED_EMBEDDING,
+    COUNTERFITTED_NEIGHBORS,
+    DOWNLOAD_PREFIX_VARIABLE,
+    HOWNET_CANDIDATES,
+    NLTK_INDEX,
+    NLTK_PACKAGES,
+    SENTENCE_POLARITY,
+    TEXTFOOLER_SAMPLES,
+    TREEBANK,
+    DataSourceError,
+    sha256_of,
+)
 from textattack_standin import counterfitted_embedding, flair_upos_tagger, hownet_candidates, zipped
 
 SERVED = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"], TEXTFOOLER_SAMPLES["yelp"], TREEBANK, COUNTERFITTED_NEIGHBORS)
@@ -66,8 +78,10 @@ class Publishers:
             url = f"{NLTK_PACKAGES}/{package.subdirectory}/{package.identifier}.zip"
             copy = mirror / package.relative_path
             self.publish(SimpleNamespace(url=url), copy)
-            entries.append(f'<package id="{package.identifier}" subdir="{package.subdirectory}" url="{url}" '
-                           f'checksum="{hashlib.md5(copy.read_bytes()).hexdigest()}" />')
+            entries.append(
+                f'<package id="{package.identifier}" subdir="{package.subdirectory}" url="{url}" '
+                f'checksum="{hashlib.md5(copy.read_bytes()).hexdigest()}" />'
+            )
         index = f'<?xml version="1.0"?><nltk_data><packages>{"".join(entries)}</packages></nltk_data>'
         self.publish(SimpleNamespace(url=NLTK_INDEX), index.encode())
 
@@ -107,11 +121,12 @@ def test_without_a_mirror_each_file_is_downloaded_once_from_where_it_is_publishe
     pd.testing.assert_frame_equal(downloaded, from_mirror)
     assert manifest["source"]["kind"] == "download"
     assert manifest["source"]["files"]["datasets/textfooler/mr"]["url"].startswith(
-        "https://raw.githubusercontent.com/jind11/TextFooler/")
-    assert sorted(publishers.requests) == ["/raw.githubusercontent.com/jind11/TextFooler/"
-                                           "6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data/mr",
-                                           "/raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/"
-                                           "sentence_polarity.zip"]
+        "https://raw.githubusercontent.com/jind11/TextFooler/"
+    )
+    assert sorted(publishers.requests) == [
+        "/raw.githubusercontent.com/jind11/TextFooler/6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data/mr",
+        "/raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/sentence_polarity.zip",
+    ]
     assert (tmp_path / "cache" / "datasets/textfooler/mr").is_file()
     datasets.prepare("mr", None, seed=0)
     assert len(publishers.requests) == 2  # the second run reads the cache
@@ -135,8 +150,11 @@ def test_a_download_that_does_not_match_its_published_checksum_is_refused_and_no
 def test_without_network_the_error_names_the_file_and_how_to_build_a_mirror(monkeypatch, tmp_path):
     monkeypatch.setenv(DOWNLOAD_PREFIX_VARIABLE, closed_port_url())
     monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
-    with pytest.raises(DataSourceError, match=r"cannot download .*/jind11/TextFooler/.*/data/yelp .*"
-                                              r"robustlm-mirror build DIR --configfile"):
+    with pytest.raises(
+        DataSourceError,
+        match=r"cannot download .*/jind11/TextFooler/.*/data/yelp .*"
+        r"robustlm-mirror build DIR --configfile",
+    ):
         datasets.prepare("yelp", None, seed=0)
 
 
@@ -144,12 +162,23 @@ def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
     config = load_config(REPO / "config" / "paper.yaml", SCHEMA)
     wanted = needs(config, mirror=True)
     assert {file.relative_path for file in wanted.files} == {
-        "datasets/imdb/aclImdb_v1.tar.gz", "nltk_data/corpora/sentence_polarity.zip", "datasets/textfooler/mr",
-        "datasets/textfooler/yelp", "nltk_data/corpora/treebank.zip", "resources/counterfitted_neighbors.json"}
-    assert set(wanted.models) == {"bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en",
-                                  "sentence-transformers/distiluse-base-multilingual-cased-v1"}
-    assert {resource.name for resource in wanted.textattack} == {"word_embeddings/paragramcf",
-                                                                 "transformations/hownet/word_candidates_sense.pkl"}
+        "datasets/imdb/aclImdb_v1.tar.gz",
+        "nltk_data/corpora/sentence_polarity.zip",
+        "datasets/textfooler/mr",
+        "datasets/textfooler/yelp",
+        "nltk_data/corpora/treebank.zip",
+        "resources/counterfitted_neighbors.json",
+    }
+    assert set(wanted.models) == {
+        "bert-base-uncased",
+        "Helsinki-NLP/opus-mt-en-de",
+        "Helsinki-NLP/opus-mt-de-en",
+        "sentence-transformers/distiluse-base-multilingual-cased-v1",
+    }
+    assert {resource.name for resource in wanted.textattack} == {
+        "word_embeddings/paragramcf",
+        "transformations/hownet/word_candidates_sense.pkl",
+    }
     # A2T's SBERT model and flair's tagger of PSO's HowNet swaps: fetched into a mirror by the builder, their
     # components replaced (recorded) where a mirror lacks them, and required online, where they download
     assert wanted.stock_models == ("flair/upos-english-fast", "sentence-transformers/stsb-distilbert-base")
@@ -174,8 +203,9 @@ def run_python(code: str, **environment: str) -> str:
 
 def publish_attack_resources(publishers: Publishers, mirror: Path, tmp_path: Path) -> Path:
     """Stand-ins for TextAttack's counter-fitted embedding (returned) and HowNet, and nltk's index and packages."""
-    embedding = counterfitted_embedding(tmp_path / "standin" / "paragramcf",
-                                        json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text()))
+    embedding = counterfitted_embedding(
+        tmp_path / "standin" / "paragramcf", json.loads((mirror / COUNTERFITTED_NEIGHBORS.relative_path).read_text())
+    )
     publishers.publish(COUNTERFITTED_EMBEDDING, zipped(embedding))
     publishers.publish(HOWNET_CANDIDATES, hownet_candidates())
     publishers.publish_nltk_index(mirror, ATTACK_NLTK_PACKAGES)
@@ -183,12 +213,15 @@ def publish_attack_resources(publishers: Publishers, mirror: Path, tmp_path: Pat
 
 
 def build_command(mirror: Path, configfile: Path) -> str:
-    return ("from robustlm.mirror_builder import main; "
-            f"raise SystemExit(main(['build', {str(mirror)!r}, '--configfile', {str(configfile)!r}]))")
+    return (
+        "from robustlm.mirror_builder import main; "
+        f"raise SystemExit(main(['build', {str(mirror)!r}, '--configfile', {str(configfile)!r}]))"
+    )
 
 
-def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(publishers, mirror, tiny_model,
-                                                                                tmp_path):
+def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
+    publishers, mirror, tiny_model, tmp_path
+):
     config = tiny_config(mirror)
     config.update(model="stand-in/tiny-bert")  # on the hub stand-in
     config["defenses"]["ssmba"]["masked_lm"] = config["attacks"]["masked_lm"] = str(tiny_model)  # a local directory
@@ -204,20 +237,25 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
     with HubStandIn({"stand-in/tiny-bert": tiny_model, FLAIR_UPOS_TAGGER: tagger}) as hub:
         output = run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
         assert len(publishers.requests) == len(SERVED) + 2 + 1 + len(ATTACK_NLTK_PACKAGES)
-        assert sorted(hub.downloads) == sorted([f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()]
-                                               + [f"{FLAIR_UPOS_TAGGER}/pytorch_model.bin"])
+        assert sorted(hub.downloads) == sorted(
+            [f"stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()]
+            + [f"{FLAIR_UPOS_TAGGER}/pytorch_model.bin"]
+        )
     assert "model stand-in/tiny-bert: fetched" in output and f"model {tiny_model}: a local directory" in output
     listed = dict(line.split("  ")[::-1] for line in (built / CHECKSUMS).read_text().splitlines())
     assert set(listed) == {file.relative_path for file in SERVED} | {
-        f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()} | {
-        f"models/{FLAIR_UPOS_TAGGER}/pytorch_model.bin"} | {
-        f"textattack/word_embeddings/paragramcf/{file.name}" for file in embedding.iterdir()} | {
-        HOWNET_CANDIDATES.relative_path} | {package.relative_path for package in ATTACK_NLTK_PACKAGES}
-    assert all(sha256_of(built / "textattack/word_embeddings/paragramcf" / file.name) == sha256_of(file)
-               for file in embedding.iterdir())
+        f"models/stand-in/tiny-bert/{file.name}" for file in tiny_model.iterdir()
+    } | {f"models/{FLAIR_UPOS_TAGGER}/pytorch_model.bin"} | {
+        f"textattack/word_embeddings/paragramcf/{file.name}" for file in embedding.iterdir()
+    } | {HOWNET_CANDIDATES.relative_path} | {package.relative_path for package in ATTACK_NLTK_PACKAGES}
+    assert all(
+        sha256_of(built / "textattack/word_embeddings/paragramcf" / file.name) == sha256_of(file)
+        for file in embedding.iterdir()
+    )
     assert all(sha256_of(built / path) == digest for path, digest in listed.items())
-    assert all(sha256_of(built / "models/stand-in/tiny-bert" / file.name) == sha256_of(file)
-               for file in tiny_model.iterdir())
+    assert all(
+        sha256_of(built / "models/stand-in/tiny-bert" / file.name) == sha256_of(file) for file in tiny_model.iterdir()
+    )
     assert missing(load_config(configfile, SCHEMA), built) == []
     pd.testing.assert_frame_equal(datasets.prepare("mr", built, seed=0)[0], datasets.prepare("mr", mirror, seed=0)[0])
 
@@ -227,7 +265,8 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
 
 
 def test_without_a_mirror_an_attack_fetches_its_nltk_packages_and_textattack_resources_through_the_prefix(
-        publishers, mirror, tmp_path):
+    publishers, mirror, tmp_path
+):
     """TextAttack's own first-import downloads (nltk) and bucket downloads would go past the download prefix and the
     checks; online they come through sources.py into the cache, and TextAttack's loaders read them from there. No
     connection leaves the loopback."""
@@ -266,9 +305,14 @@ def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror
     (built / "datasets/imdb").mkdir(parents=True)
     (built / "datasets/imdb/aclImdb_labelled.tar.gz").symlink_to(mirror / "datasets/imdb/aclImdb_labelled.tar.gz")
     rehearsal = REPO / ".test/paper/config.yaml"
-    stock_models = ("bert-base-uncased", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-de-en",
-                    "sentence-transformers/distiluse-base-multilingual-cased-v1",
-                    "sentence-transformers/stsb-distilbert-base", "flair/upos-english-fast")
+    stock_models = (
+        "bert-base-uncased",
+        "Helsinki-NLP/opus-mt-en-de",
+        "Helsinki-NLP/opus-mt-de-en",
+        "sentence-transformers/distiluse-base-multilingual-cased-v1",
+        "sentence-transformers/stsb-distilbert-base",
+        "flair/upos-english-fast",
+    )
 
     with HubStandIn({name: tiny_model for name in stock_models}) as hub:
         output = run_python(build_command(built, rehearsal), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
@@ -280,14 +324,17 @@ def test_a_mirror_built_for_the_paper_grid_holds_all_it_reads(publishers, mirror
 def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_check_offline(tiny_model, tmp_path):
     hub_home = str(tmp_path / "hf")
     config = {"datasets": {}, "model": "stand-in/tiny-bert", "defenses": {"baseline": {}}}
-    check = ("from robustlm.requirements import missing; "
-             f"print(missing({config!r}, None))")
-    assert "stand-in/tiny-bert: not in the Hugging Face cache" in run_python(check, HF_HOME=hub_home,
-                                                                             HF_HUB_OFFLINE="1")
+    check = f"from robustlm.requirements import missing; print(missing({config!r}, None))"
+    assert "stand-in/tiny-bert: not in the Hugging Face cache" in run_python(
+        check, HF_HOME=hub_home, HF_HUB_OFFLINE="1"
+    )
     with HubStandIn({"stand-in/tiny-bert": tiny_model}) as hub:
-        loaded = run_python("from robustlm.models import load_classifier, resolve_model; "
-                            "print(load_classifier(resolve_model('stand-in/tiny-bert', None)).num_parameters())",
-                            HF_ENDPOINT=hub.url, HF_HOME=hub_home)
+        loaded = run_python(
+            "from robustlm.models import load_classifier, resolve_model; "
+            "print(load_classifier(resolve_model('stand-in/tiny-bert', None)).num_parameters())",
+            HF_ENDPOINT=hub.url,
+            HF_HOME=hub_home,
+        )
         assert "model.safetensors" in " ".join(hub.downloads)
     assert int(loaded) > 0
     assert run_python(check, HF_HOME=hub_home, HF_HUB_OFFLINE="1").strip() == "[]"
@@ -295,14 +342,28 @@ def test_without_a_mirror_a_model_comes_from_the_hub_and_once_cached_passes_the_
 
 def test_without_mirror_or_network_the_default_run_stops_before_any_job_with_one_message(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "ROBUSTLM_MIRROR"}
-    environment.update({DOWNLOAD_PREFIX_VARIABLE: closed_port_url(), CACHE_VARIABLE: str(tmp_path / "cache"),
-                        "HF_HUB_OFFLINE": "1"})
+    environment.update(
+        {DOWNLOAD_PREFIX_VARIABLE: closed_port_url(), CACHE_VARIABLE: str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    )
     workdir = tmp_path / "clone"  # no ../shared/mirror beside it, so `mirror: auto` finds none
     workdir.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "1"],
-        capture_output=True, text=True, env=environment,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
     )
     assert result.returncode != 0
     message = result.stderr

@@ -7,38 +7,80 @@ import pytest
 from robustlm.tables import build_tables
 
 
-def write_run(root, dataset, defense, seed, minutes, accuracy, generation_minutes=0.0, defense_report=None,
-              provenance=None):
+def write_run(
+    root, dataset, defense, seed, minutes, accuracy, generation_minutes=0.0, defense_report=None, provenance=None
+):
     """A run directory; `provenance`: the train and evaluate jobs' records (None: a run from before records)."""
     run = root / dataset / defense / f"seed{seed}"
     run.mkdir(parents=True)
     train, evaluation = ({"provenance": record} for record in provenance) if provenance else ({}, {})
-    (run / "train_metrics.json").write_text(json.dumps({
-        "dataset": dataset, "defense": defense, "method": defense.split("@")[0], "defense_params": {"query_budget": 200},
-        "seed": seed, "optimizer": "adamw", "selection": {"by": "clean validation accuracy"},
-        "perturbation": PERTURBATION if defense.startswith("pgd_at") else None,
-        "model": "bert-base-uncased", "epochs": 4, "max_length": 512, "train_size": None, "train_examples": 8000,
-        "train_seconds": minutes * 60, "adversarial_generation_seconds": generation_minutes * 60,
-        "examples_per_second": 100.0, "passes_per_step": 1 if defense == "baseline" else 5, "device": "cuda",
-        "augmentation": None, "defense_report": defense_report or {}, **train,
-    }))
-    (run / "eval_metrics.json").write_text(json.dumps({
-        "in_distribution": dataset, "accuracy": accuracy, "examples": {name: 1000 for name in accuracy},
-        "subsampled": {name: False for name in accuracy}, **evaluation,
-    }))
+    (run / "train_metrics.json").write_text(
+        json.dumps(
+            {
+                "dataset": dataset,
+                "defense": defense,
+                "method": defense.split("@")[0],
+                "defense_params": {"query_budget": 200},
+                "seed": seed,
+                "optimizer": "adamw",
+                "selection": {"by": "clean validation accuracy"},
+                "perturbation": PERTURBATION if defense.startswith("pgd_at") else None,
+                "model": "bert-base-uncased",
+                "epochs": 4,
+                "max_length": 512,
+                "train_size": None,
+                "train_examples": 8000,
+                "train_seconds": minutes * 60,
+                "adversarial_generation_seconds": generation_minutes * 60,
+                "examples_per_second": 100.0,
+                "passes_per_step": 1 if defense == "baseline" else 5,
+                "device": "cuda",
+                "augmentation": None,
+                "defense_report": defense_report or {},
+                **train,
+            }
+        )
+    )
+    (run / "eval_metrics.json").write_text(
+        json.dumps(
+            {
+                "in_distribution": dataset,
+                "accuracy": accuracy,
+                "examples": {name: 1000 for name in accuracy},
+                "subsampled": {name: False for name in accuracy},
+                **evaluation,
+            }
+        )
+    )
     return run
 
 
-PERTURBATION = {"norm": "example_l2", "epsilon": 0.003, "precision": "float32", "steps_measured": 50,
-                "mean_delta_norm": 0.003, "clean_loss": 0.37, "adversarial_loss": 0.375, "random_delta_loss": 0.37001,
-                "mean_abs_logit_change": 0.0097, "start_cosine": 0.01, "ascent_gain": 500.0}
+PERTURBATION = {
+    "norm": "example_l2",
+    "epsilon": 0.003,
+    "precision": "float32",
+    "steps_measured": 50,
+    "mean_delta_norm": 0.003,
+    "clean_loss": 0.37,
+    "adversarial_loss": 0.375,
+    "random_delta_loss": 0.37001,
+    "mean_abs_logit_change": 0.0097,
+    "start_cosine": 0.01,
+    "ascent_gain": 500.0,
+}
 
 
 def job_record(settings_hash, commit="abb081d9d9c38d615e0c6bc9906731a17ae28964", torch="2.3.0"):
     """A job's provenance record, as `provenance.job_provenance` makes it."""
-    return {"settings_hash": settings_hash, "seed": 1, "code": {"commit": commit, "dirty": False, "robustlm": "0.1.0"},
-            "libraries": {"python": "3.11.7", "torch": torch}, "device": "cuda", "host": "node1",
-            "utc": "2025-01-01T00:00:00+00:00"}
+    return {
+        "settings_hash": settings_hash,
+        "seed": 1,
+        "code": {"commit": commit, "dirty": False, "robustlm": "0.1.0"},
+        "libraries": {"python": "3.11.7", "torch": torch},
+        "device": "cuda",
+        "host": "node1",
+        "utc": "2025-01-01T00:00:00+00:00",
+    }
 
 
 @pytest.fixture
@@ -53,8 +95,16 @@ def tables(tmp_path):
 
 
 def build(root, runs):
-    outputs = {name: root / "out" / f"{name}.{ext}" for name, ext in [
-        ("generalization", "csv"), ("runtime", "csv"), ("paper_vs_ours", "csv"), ("markdown", "md"), ("figure", "png")]}
+    outputs = {
+        name: root / "out" / f"{name}.{ext}"
+        for name, ext in [
+            ("generalization", "csv"),
+            ("runtime", "csv"),
+            ("paper_vs_ours", "csv"),
+            ("markdown", "md"),
+            ("figure", "png"),
+        ]
+    }
     build_tables([r / "train_metrics.json" for r in runs], [r / "eval_metrics.json" for r in runs], outputs)
     return outputs
 
@@ -77,14 +127,16 @@ def test_runtime_table_shows_what_each_perturbation_did(tables):
     assert table.loc["pgd_at", "perturbation_norm"] == "example_l2"
     assert pd.isna(table.loc["baseline", "perturbation_ascent_gain"])
     markdown = tables["markdown"].read_text()
-    section = markdown[markdown.index("## Perturbation diagnostics"):markdown.index("## Paper vs. ours")]
+    section = markdown[markdown.index("## Perturbation diagnostics") : markdown.index("## Paper vs. ours")]
     assert "| mr           | PGD-AT  | example_l2 |" in section and "BERT" not in section
 
 
 def test_a_method_trained_otherwise_than_its_paper_says_records_it(tmp_path):
-    runs = [write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
-            write_run(tmp_path, "mr", "tat", 1, 20.0, {"mr": 0.85}),
-            write_run(tmp_path, "mr", "rift", 1, 60.0, {"mr": 0.85})]
+    runs = [
+        write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
+        write_run(tmp_path, "mr", "tat", 1, 20.0, {"mr": 0.85}),
+        write_run(tmp_path, "mr", "rift", 1, 60.0, {"mr": 0.85}),
+    ]
     table = pd.read_csv(build(tmp_path, runs)["runtime"]).set_index("defense")
     assert "optimizer adamw (paper: adamax)" in table.loc["tat", "deviations"]
     assert "4 epoch(s) (paper: 6)" in table.loc["tat", "deviations"]
@@ -92,9 +144,11 @@ def test_a_method_trained_otherwise_than_its_paper_says_records_it(tmp_path):
 
 
 def test_a_sweep_point_is_a_row_of_its_own_after_its_defense(tmp_path):
-    runs = [write_run(tmp_path, "mr", "pgd_at@epsilon=0.03", 1, 30.0, {"mr": 0.8}),
-            write_run(tmp_path, "mr", "pgd_at", 1, 30.0, {"mr": 0.86}),
-            write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85})]
+    runs = [
+        write_run(tmp_path, "mr", "pgd_at@epsilon=0.03", 1, 30.0, {"mr": 0.8}),
+        write_run(tmp_path, "mr", "pgd_at", 1, 30.0, {"mr": 0.86}),
+        write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
+    ]
     table = pd.read_csv(build(tmp_path, runs)["generalization"])
     assert table.model.tolist() == ["BERT", "PGD-AT", "PGD-AT @ epsilon=0.03"]
     assert table.paper_accuracy.notna().tolist() == [True, True, False]  # the paper has no number at another epsilon
@@ -108,12 +162,19 @@ def test_runtime_table_gives_slowdowns_next_to_the_papers(tables):
 
 
 def test_runtime_table_shows_the_share_of_adversarial_example_generation(tmp_path):
-    report = {"attack": "a2t", "generations": [{"wanted": 100, "successful": 90}, {"wanted": 100, "successful": 100}],
-              "substitutions": [{"replacement": "SBERT -> a local sentence encoder"}]}
-    runs = [write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
-            write_run(tmp_path, "mr", "a2t", 1, 40.0, {"mr": 0.84}, generation_minutes=30.0, defense_report=report)]
+    report = {
+        "attack": "a2t",
+        "generations": [{"wanted": 100, "successful": 90}, {"wanted": 100, "successful": 100}],
+        "substitutions": [{"replacement": "SBERT -> a local sentence encoder"}],
+    }
+    runs = [
+        write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
+        write_run(tmp_path, "mr", "a2t", 1, 40.0, {"mr": 0.84}, generation_minutes=30.0, defense_report=report),
+    ]
     table = pd.read_csv(build(tmp_path, runs)["runtime"]).set_index("defense")
-    assert table.loc["a2t", "generation_share"] == pytest.approx(0.75) and table.loc["baseline", "generation_share"] == 0
+    assert (
+        table.loc["a2t", "generation_share"] == pytest.approx(0.75) and table.loc["baseline", "generation_share"] == 0
+    )
     assert table.loc["a2t", "slowdown_vs_baseline"] == pytest.approx(4.0)
     assert "190 of 200 adversarial training examples found (query budget 200)" in table.loc["a2t", "deviations"]
     assert "training attack: SBERT -> a local sentence encoder" in table.loc["a2t", "deviations"]
@@ -124,15 +185,28 @@ def test_paper_vs_ours_lists_every_paper_number(tables):
     assert len(comparison) == 4 + 2  # accuracy on mr and yelp per defense, slowdown per defense
     row = comparison[(comparison.model == "BERT") & (comparison.metric == "accuracy % on mr")].iloc[0]
     assert row.paper == 85.27 and row.ours == pytest.approx(86.0) and row.difference == pytest.approx(0.73)
-    assert comparison[comparison.metric.str.startswith("run time")].deviations.str.endswith("hardware cuda (paper: V100)").all()
+    assert (
+        comparison[comparison.metric.str.startswith("run time")]
+        .deviations.str.endswith("hardware cuda (paper: V100)")
+        .all()
+    )
     assert "| BERT" in tables["markdown"].read_text()
     assert tables["figure"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_provenance_names_the_jobs_behind_each_row(tmp_path):
-    runs = [write_run(tmp_path, "mr", "baseline", seed, 10.0, {"mr": 0.85, "yelp": 0.87},
-                      provenance=(job_record(f"train{seed}"), job_record("evaluate0")))
-            for seed in (1, 2)]
+    runs = [
+        write_run(
+            tmp_path,
+            "mr",
+            "baseline",
+            seed,
+            10.0,
+            {"mr": 0.85, "yelp": 0.87},
+            provenance=(job_record(f"train{seed}"), job_record("evaluate0")),
+        )
+        for seed in (1, 2)
+    ]
     outputs = build(tmp_path, runs)
     generalization = pd.read_csv(outputs["generalization"])
     assert set(generalization.provenance) == {"train train1, train2 · evaluate evaluate0 · code abb081d"}
@@ -148,15 +222,26 @@ def test_provenance_names_the_jobs_behind_each_row(tmp_path):
 def test_provenance_flags_tables_from_mixed_code_and_libraries(tmp_path):
     runs = [
         write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}, provenance=(job_record("a"), job_record("e"))),
-        write_run(tmp_path, "mr", "baseline", 2, 10.0, {"mr": 0.85},
-                  provenance=(job_record("b", commit="8d25689" + "0" * 33, torch="2.4.0"), job_record("e"))),
+        write_run(
+            tmp_path,
+            "mr",
+            "baseline",
+            2,
+            10.0,
+            {"mr": 0.85},
+            provenance=(job_record("b", commit="8d25689" + "0" * 33, torch="2.4.0"), job_record("e")),
+        ),
         write_run(tmp_path, "mr", "pgd_at", 1, 30.0, {"mr": 0.86}),  # written before results carried provenance
     ]
     outputs = build(tmp_path, runs)
     generalization = pd.read_csv(outputs["generalization"]).set_index("defense")
     assert generalization.loc["baseline", "provenance"] == "train a, b · evaluate e · code abb081d, 8d25689"
-    assert generalization.loc["pgd_at", "provenance"] == "train not recorded · evaluate not recorded · code not recorded"
+    assert (
+        generalization.loc["pgd_at", "provenance"] == "train not recorded · evaluate not recorded · code not recorded"
+    )
     markdown = outputs["markdown"].read_text()
-    assert ("**Mixed code versions:** abb081d (train, evaluate); 8d25689 (train); not recorded (train, evaluate)."
-            in markdown)
+    assert (
+        "**Mixed code versions:** abb081d (train, evaluate); 8d25689 (train); not recorded (train, evaluate)."
+        in markdown
+    )
     assert "**Mixed library versions:** train jobs ran torch 2.3.0 and 2.4.0." in markdown

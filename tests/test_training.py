@@ -12,11 +12,27 @@ from robustlm import datasets
 from robustlm.training import AdamaxW, epoch_batches, fine_tune
 
 PARAMS = {
-    "model": "tiny", "dataset": "mr", "data_seed": 0, "train_size": 96, "validation_size": 32,
-    "defense": "baseline", "method": "baseline", "defense_params": {}, "seed": 7,
-    "training": {"max_length": 24, "batch_size": 16, "epochs": 3, "learning_rate": 1e-3, "weight_decay": 0.01,
-                 "warmup_ratio": 0.1, "max_grad_norm": 1.0, "optimizer": "adamw", "selection": "clean",
-                 "selection_examples": 200},
+    "model": "tiny",
+    "dataset": "mr",
+    "data_seed": 0,
+    "train_size": 96,
+    "validation_size": 32,
+    "defense": "baseline",
+    "method": "baseline",
+    "defense_params": {},
+    "seed": 7,
+    "training": {
+        "max_length": 24,
+        "batch_size": 16,
+        "epochs": 3,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.1,
+        "max_grad_norm": 1.0,
+        "optimizer": "adamw",
+        "selection": "clean",
+        "selection_examples": 200,
+    },
 }
 
 
@@ -28,8 +44,16 @@ def mr_data(tmp_path_factory, mirror) -> Path:
 
 
 def run_fine_tune(tiny_model, data, root: Path, params=PARAMS, mirror=None) -> dict:
-    return fine_tune(params, str(tiny_model), data, root / "model", root / "checkpoints", root / "metrics.json", device="cpu",
-                     mirror=mirror)
+    return fine_tune(
+        params,
+        str(tiny_model),
+        data,
+        root / "model",
+        root / "checkpoints",
+        root / "metrics.json",
+        device="cpu",
+        mirror=mirror,
+    )
 
 
 def weights(root: Path) -> dict:
@@ -99,16 +123,31 @@ def test_robust_selection_keeps_the_epoch_with_the_best_robust_accuracy(tiny_mod
 
 
 def test_an_embedding_space_run_records_what_its_perturbation_did(tiny_model, mr_data, tmp_path):
-    params = {**PARAMS, "defense": "pgd_at", "method": "pgd_at",
-              "defense_params": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
-              "training": {**PARAMS["training"], "epochs": 2}}
+    params = {
+        **PARAMS,
+        "defense": "pgd_at",
+        "method": "pgd_at",
+        "defense_params": {"steps": 2, "epsilon": 0.01, "step_size": 0.01, "init_std": 1e-3},
+        "training": {**PARAMS["training"], "epochs": 2},
+    }
     metrics = run_fine_tune(tiny_model, mr_data, tmp_path, params)
     block = metrics["perturbation"]
     assert block == metrics["history"][-1]["perturbation"] and "perturbation" in metrics["history"][0]
     assert block["steps_measured"] == 96 // 16  # an epoch shorter than the measured window: every step
-    assert set(block) == {"norm", "epsilon", "precision", "steps_measured", "mean_delta_norm", "clean_loss",
-                          "adversarial_loss", "random_delta_loss", "mean_abs_logit_change", "start_cosine", "ascent_gain",
-                          "measurement_seconds"}
+    assert set(block) == {
+        "norm",
+        "epsilon",
+        "precision",
+        "steps_measured",
+        "mean_delta_norm",
+        "clean_loss",
+        "adversarial_loss",
+        "random_delta_loss",
+        "mean_abs_logit_change",
+        "start_cosine",
+        "ascent_gain",
+        "measurement_seconds",
+    }
     assert 0 < sum(h["perturbation"]["measurement_seconds"] for h in metrics["history"]) < metrics["train_seconds"]
     assert block["epsilon"] == 0.01 and block["precision"] == "float32"
     assert run_fine_tune(tiny_model, mr_data, tmp_path / "baseline")["perturbation"] is None
@@ -151,9 +190,19 @@ training.fine_tune(params, model, data, root / "model", root / "checkpoints", ro
 def kill_at(where: str, count: int, params, tiny_model, mr_data, root: Path) -> None:
     """Run fine-tuning in a process that SIGKILLs itself at the `count`-th `where`."""
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AT, json.dumps(params), str(tiny_model), str(mr_data), str(root), where,
-         str(count)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            KILLED_AT,
+            json.dumps(params),
+            str(tiny_model),
+            str(mr_data),
+            str(root),
+            where,
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert killed.returncode == -9, killed.stderr
     assert not (root / "metrics.json").exists()
@@ -163,14 +212,18 @@ def kill_after(epochs: int, params, tiny_model, mr_data, root: Path) -> None:
     kill_at("after checkpoint", epochs, params, tiny_model, mr_data, root)
 
 
-@pytest.mark.parametrize("where, count, resumed_from", [
-    ("after checkpoint", 1, 1),  # between epochs
-    ("optimizer step", 9, 1),  # mid-way through epoch 2 (6 steps per epoch)
-    ("checkpoint rename", 2, 1),  # epoch 2's checkpoint written to its temporary file only
-    ("optimizer step", 3, 0),  # mid-way through epoch 1: nothing to resume
-])
+@pytest.mark.parametrize(
+    "where, count, resumed_from",
+    [
+        ("after checkpoint", 1, 1),  # between epochs
+        ("optimizer step", 9, 1),  # mid-way through epoch 2 (6 steps per epoch)
+        ("checkpoint rename", 2, 1),  # epoch 2's checkpoint written to its temporary file only
+        ("optimizer step", 3, 0),  # mid-way through epoch 1: nothing to resume
+    ],
+)
 def test_killed_job_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_run(
-        where, count, resumed_from, tiny_model, mr_data, tmp_path):
+    where, count, resumed_from, tiny_model, mr_data, tmp_path
+):
     kill_at(where, count, PARAMS, tiny_model, mr_data, tmp_path / "interrupted")
     checkpoints = sorted(p.name for p in (tmp_path / "interrupted" / "checkpoints").glob("epoch-*.pt"))
     assert checkpoints == [f"epoch-{epoch:03d}.pt" for epoch in range(1, resumed_from + 1)]
@@ -181,7 +234,9 @@ def test_killed_job_resumes_from_its_last_checkpoint_and_matches_an_uninterrupte
 
     uninterrupted = run_fine_tune(tiny_model, mr_data, tmp_path / "straight")
     assert uninterrupted["resumed_from_epoch"] == 0
-    assert [h["validation_accuracy"] for h in resumed["history"]] == [h["validation_accuracy"] for h in uninterrupted["history"]]
+    assert [h["validation_accuracy"] for h in resumed["history"]] == [
+        h["validation_accuracy"] for h in uninterrupted["history"]
+    ]
     a, b = weights(tmp_path / "interrupted"), weights(tmp_path / "straight")
     assert all(torch.equal(a[name], b[name]) for name in a), "resumed run diverged from the uninterrupted one"
     assert not (tmp_path / "interrupted" / "checkpoints").exists()  # cleaned up once the outputs exist

@@ -1,4 +1,5 @@
 """The workflow itself, through Snakemake: a tiny end-to-end run, then what a dry run would rerun after edits."""
+
 import json
 import os
 import re
@@ -17,9 +18,23 @@ MODELS = ("baseline", "pgd_at", "ssmba", "pgd_at@epsilon=0.03")  # the tiny conf
 
 def snakemake(workdir, *args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 
@@ -30,8 +45,14 @@ def jobs_in(output: str) -> list[tuple[str, str, bool, str]]:
         match = re.match(r"(local)?rule (\w+):", block)
         if match and match.group(2) != "all":
             wildcards = re.search(r"wildcards: (.*)", block)
-            jobs.append((match.group(2), wildcards.group(1) if wildcards else "", bool(match.group(1)),
-                         re.search(r"jobid: (\d+)", block).group(1)))
+            jobs.append(
+                (
+                    match.group(2),
+                    wildcards.group(1) if wildcards else "",
+                    bool(match.group(1)),
+                    re.search(r"jobid: (\d+)", block).group(1),
+                )
+            )
     return jobs
 
 
@@ -63,7 +84,8 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     tables = finished_run / "results" / "tables"
     generalization = pd.read_csv(tables / "table4_generalization.csv")
     assert set(zip(generalization.defense, generalization.test_set)) == {
-        (defense, test_set) for defense in MODELS for test_set in ("mr", "yelp")}
+        (defense, test_set) for defense in MODELS for test_set in ("mr", "yelp")
+    }
     assert generalization.accuracy_mean.between(0, 100).all()
     assert generalization.set_index(["defense", "test_set"]).loc[("baseline", "mr"), "paper_accuracy"] == 85.27
     assert generalization.deviations.str.contains("minilm-l6-h384-uncased-mlm").all()
@@ -72,7 +94,10 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     runtime = pd.read_csv(tables / "table3_runtime.csv").set_index("defense")
     assert runtime.loc["baseline", "slowdown_vs_baseline"] == 1.0
     assert runtime.loc["pgd_at", "passes_per_step"] == 3  # clean + 1 ascent step + adversarial
-    assert runtime.loc["pgd_at", "perturbation_norm"] == "example_l2" and runtime.loc["pgd_at", "perturbation_ascent_gain"] > 1
+    assert (
+        runtime.loc["pgd_at", "perturbation_norm"] == "example_l2"
+        and runtime.loc["pgd_at", "perturbation_ascent_gain"] > 1
+    )
     assert pd.isna(runtime.loc["baseline", "perturbation_norm"])
     pgd_at = json.loads((finished_run / "results/runs/mr/pgd_at/seed1/train_metrics.json").read_text())
     assert pgd_at["perturbation"]["steps_measured"] == 3  # 48 examples in batches of 16: the epoch's every step
@@ -94,7 +119,9 @@ def test_tiny_run_produces_the_paper_tables(finished_run):
     assert metrics["provenance"]["settings_hash"] == settings_hash and metrics["provenance"]["seed"] == 1
     ssmba_row = generalization.set_index(["defense", "test_set"]).loc[("ssmba", "mr"), "provenance"]
     assert f"train {settings_hash} · evaluate " in ssmba_row and ssmba_row.startswith("augment ")
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout[:7]
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout[:7]
     for table in ("tables/table2_robustness.csv", "tables/table7_lca_ablation.csv", "regression/table1.csv"):
         notes = pd.read_csv(finished_run / "results" / table).provenance
         assert notes.str.contains(f"code {head}").all() and not notes.str.contains("not recorded").any(), table
@@ -111,13 +138,16 @@ def test_tiny_run_analyses_the_neurons_of_each_tagger(finished_run):
     tables = finished_run / "results" / "tables"
     association = pd.read_csv(tables / "table5_lca_association.csv")
     assert set(zip(association.tag, association.defense)) == {
-        (tag, defense) for tag in ("NN", "DT", "IN") for defense in ("baseline", "pgd_at")}
+        (tag, defense) for tag in ("NN", "DT", "IN") for defense in ("baseline", "pgd_at")
+    }
     assert (association.match <= association.total).all() and (association.total <= 5 * 3).all()
     ablation = pd.read_csv(tables / "table7_lca_ablation.csv").set_index("defense")
     assert (ablation.neurons_kept == 5).all() and (ablation.neurons == 7 * 384).all()
     assert ablation.loc["baseline", "paper_top_accuracy"] == 34.2
     metrics = json.loads((finished_run / "results/lca/pgd_at/seed1/train_metrics.json").read_text())
-    assert metrics["train_examples"] == 40 and metrics["passes_per_step"] == 3 and 0 <= metrics["test_word_accuracy"] <= 1
+    assert (
+        metrics["train_examples"] == 40 and metrics["passes_per_step"] == 3 and 0 <= metrics["test_word_accuracy"] <= 1
+    )
     assert not list((finished_run / "results/lca").rglob("*.hdf5"))  # activations are temporary
     assert "Table 5" in (tables / "lca.md").read_text()
 
@@ -133,11 +163,15 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
         summary = json.loads((attack_dir / "attack_summary.json").read_text())
         assert summary["shards"] == 2 and summary["examples"] == 4
         assert {s["component"] for s in summary["substitutions"]} == {
-            "WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
+            "WordSwapEmbedding",
+            "WordEmbeddingDistance",
+            "UniversalSentenceEncoder",
+        }
     assert not list((finished_run / "results/checkpoints").rglob("*.jsonl"))  # removed once a shard is written
     table2 = pd.read_csv(finished_run / "results/tables/table2_robustness.csv")
     assert set(zip(table2.attack, table2.defense)) == {
-        (attack, defense) for attack in ("textfooler", "average") for defense in MODELS}
+        (attack, defense) for attack in ("textfooler", "average") for defense in MODELS
+    }
     assert table2.asr_mean.between(0, 100).all()
     substitutions = pd.read_csv(finished_run / "results/tables/attack_substitutions.csv")
     assert set(substitutions.component) == {"WordSwapEmbedding", "WordEmbeddingDistance", "UniversalSentenceEncoder"}
@@ -147,8 +181,12 @@ def test_tiny_run_attacks_every_model_on_one_sample(finished_run):
 def test_tiny_run_sweeps_pgd_ats_epsilon(finished_run):
     sweep = pd.read_csv(finished_run / "results/sweeps/pgd_at/epsilon.csv")
     assert set(zip(sweep.value, sweep.defense)) == {(0.003, "pgd_at"), (0.03, "pgd_at@epsilon=0.03")}
-    assert set(sweep.measure) == {"mr (clean)", "yelp (out of distribution)", "under textfooler",
-                                  "under attack (mean over attacks)"}
+    assert set(sweep.measure) == {
+        "mr (clean)",
+        "yelp (out of distribution)",
+        "under textfooler",
+        "under attack (mean over attacks)",
+    }
     assert sweep[sweep.paper_value].value.unique().tolist() == [0.003]  # the paper's epsilon
     point = json.loads((finished_run / "results/runs/mr/pgd_at@epsilon=0.03/seed1/train_metrics.json").read_text())
     assert point["defense_params"]["epsilon"] == 0.03 and point["method"] == "pgd_at"
@@ -162,11 +200,14 @@ def test_changing_one_sweep_value_reruns_only_that_point(finished_run):
     edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.1]))
     point = "dataset=mr, defense=pgd_at@epsilon=0.1, seed=1"
     assert planned_jobs(finished_run) == {
-        ("train", point), ("evaluate", point),
+        ("train", point),
+        ("evaluate", point),
         ("attack", f"{point}, attack=textfooler, shard=0, shards=2"),
         ("attack", f"{point}, attack=textfooler, shard=1, shards=2"),
         ("gather_attack", f"{point}, attack=textfooler"),
-        ("tables", ""), ("robustness_tables", ""), ("sweep", "swept=pgd_at, setting=epsilon"),
+        ("tables", ""),
+        ("robustness_tables", ""),
+        ("sweep", "swept=pgd_at, setting=epsilon"),
     }
     edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.03]))
 
@@ -177,7 +218,8 @@ def test_nothing_reruns_without_changes_or_after_reordering_keys(finished_run):
     assert planned_jobs(finished_run) == set()
     edit_config(finished_run, lambda c: c.update(dict(reversed(list(c.items())))))
     (finished_run / "config.yaml").write_text(
-        yaml.safe_dump(yaml.safe_load((finished_run / "config.yaml").read_text()), sort_keys=True))
+        yaml.safe_dump(yaml.safe_load((finished_run / "config.yaml").read_text()), sort_keys=True)
+    )
     assert planned_jobs(finished_run) == set()
 
 
@@ -189,7 +231,9 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         *((rule, run) for rule in ("train", "evaluate") for run in runs),
         *(("attack", f"{run}, attack=textfooler, shard={shard}, shards=2") for run in runs for shard in (0, 1)),
         *(("gather_attack", f"{run}, attack=textfooler") for run in runs),
-        ("tables", ""), ("robustness_tables", ""), ("sweep", "swept=pgd_at, setting=epsilon"),
+        ("tables", ""),
+        ("robustness_tables", ""),
+        ("sweep", "swept=pgd_at, setting=epsilon"),
         ("lca_finetune", "defense=pgd_at, seed=1"),
         ("lca_extract", "defense=pgd_at, seed=1"),
         ("lca_probe", "defense=pgd_at, seed=1"),
@@ -216,8 +260,12 @@ def test_adding_a_defense_plans_only_its_jobs(finished_run):
 def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished_run):
     edit_config(finished_run, lambda c: c["lca"].update(words_per_neuron=2))
     assert planned_jobs(finished_run) == {
-        ("lca_extract", "defense=baseline, seed=1"), ("lca_extract", "defense=pgd_at, seed=1"),  # temp() activations
-        ("lca_probe", "defense=baseline, seed=1"), ("lca_probe", "defense=pgd_at, seed=1"), ("lca_tables", "")}
+        ("lca_extract", "defense=baseline, seed=1"),
+        ("lca_extract", "defense=pgd_at, seed=1"),  # temp() activations
+        ("lca_probe", "defense=baseline, seed=1"),
+        ("lca_probe", "defense=pgd_at, seed=1"),
+        ("lca_tables", ""),
+    }
     edit_config(finished_run, lambda c: c["lca"].pop("words_per_neuron"))
 
 
@@ -232,24 +280,39 @@ def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
 def test_changing_a_shared_setting_reruns_every_model(finished_run):
     edit_config(finished_run, lambda c: c["training"].update(max_length=48))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"augment", "gather_augmentation", "train", "evaluate", "tables", "attack",
-                                          "gather_attack", "robustness_tables", "sweep"}
+    assert {rule for rule, _ in jobs} == {
+        "augment",
+        "gather_augmentation",
+        "train",
+        "evaluate",
+        "tables",
+        "attack",
+        "gather_attack",
+        "robustness_tables",
+        "sweep",
+    }
     assert len([job for job in jobs if job[0] == "train"]) == len(MODELS)
     edit_config(finished_run, lambda c: c["training"].update(max_length=32))
 
 
 def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(finished_run):
-    ssmba_jobs = {("train", "dataset=mr, defense=ssmba, seed=1"), ("evaluate", "dataset=mr, defense=ssmba, seed=1"),
-                  ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=0, shards=2"),
-                  ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=1, shards=2"),
-                  ("gather_attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler"),
-                  ("tables", ""), ("robustness_tables", "")}
+    ssmba_jobs = {
+        ("train", "dataset=mr, defense=ssmba, seed=1"),
+        ("evaluate", "dataset=mr, defense=ssmba, seed=1"),
+        ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=0, shards=2"),
+        ("attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler, shard=1, shards=2"),
+        ("gather_attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler"),
+        ("tables", ""),
+        ("robustness_tables", ""),
+    }
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(augmented_fraction=0.5))
     assert planned_jobs(finished_run) == ssmba_jobs
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("augmented_fraction"))
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(noise_probability=0.3))
-    assert planned_jobs(finished_run) == ssmba_jobs | {("augment", "dataset=mr, defense=ssmba, shard=0, shards=1"),
-                                                       ("gather_augmentation", "dataset=mr, defense=ssmba")}
+    assert planned_jobs(finished_run) == ssmba_jobs | {
+        ("augment", "dataset=mr, defense=ssmba, shard=0, shards=1"),
+        ("gather_augmentation", "dataset=mr, defense=ssmba"),
+    }
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].pop("noise_probability"))
 
 
@@ -263,14 +326,18 @@ def test_a_run_missing_a_mirror_file_stops_before_any_job_naming_it_and_loses_no
             (partial_mirror / entry.name).symlink_to(entry)
     (partial_mirror / "resources" / "counter_fitting").symlink_to(mirror / "resources" / "counter_fitting")
     results = finished_run / "results"
-    before = {path: path.stat().st_mtime_ns for path in results.rglob("*") if path.is_file() and "logs" not in path.parts}
+    before = {
+        path: path.stat().st_mtime_ns for path in results.rglob("*") if path.is_file() and "logs" not in path.parts
+    }
 
     adv_base = {"beta": 10.0, "steps": 1, "step_size": 1.0, "init_std": 1.0}
     edit_config(finished_run, lambda c: c["defenses"].update(adv_base=adv_base))
     failed = snakemake(finished_run, env={**os.environ, "ROBUSTLM_MIRROR": str(partial_mirror)})
     assert failed.returncode != 0
-    assert f"cannot run with the mirror {partial_mirror}; missing:\n  - resources/counterfitted_neighbors.json" in \
-        failed.stderr
+    assert (
+        f"cannot run with the mirror {partial_mirror}; missing:\n  - resources/counterfitted_neighbors.json"
+        in failed.stderr
+    )
     assert "robustlm-mirror build DIR --configfile" in failed.stderr
     assert "rule train" not in failed.stdout + failed.stderr  # no job started
     assert {path: path.stat().st_mtime_ns for path in before} == before
@@ -291,10 +358,13 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
     from test_defenses import TRAINING_PARAMS
 
     config = {
-        "mirror": str(mirror), "model": str(tiny_model), "data_seed": 0,
+        "mirror": str(mirror),
+        "model": str(tiny_model),
+        "data_seed": 0,
         "datasets": {"mr": {"train_size": 96, "validation_size": 16, "test_size": 16}},
         "ood_datasets": {"yelp": {"test_size": 16}},
-        "defenses": TRAINING_PARAMS, "seeds": [1],
+        "defenses": TRAINING_PARAMS,
+        "seeds": [1],
         # six epochs: enough for the random tiny model to start fitting the 96 examples under every objective
         "training": {"max_length": 24, "batch_size": 16, "epochs": 6, "learning_rate": 5e-3},
         "evaluation": {"batch_size": 32},
@@ -311,8 +381,17 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
 
 
 GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}
-LIGHT_RULES = {"prepare_data", "prepare_treebank", "attack_sample", "gather_attack", "gather_augmentation", "tables",
-               "robustness_tables", "sweep", "lca_tables"}  # on a cluster: on the login node
+LIGHT_RULES = {
+    "prepare_data",
+    "prepare_treebank",
+    "attack_sample",
+    "gather_attack",
+    "gather_augmentation",
+    "tables",
+    "robustness_tables",
+    "sweep",
+    "lca_tables",
+}  # on a cluster: on the login node
 
 
 @pytest.mark.slurm
@@ -320,17 +399,35 @@ def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(fin
     """The tiny config through `--profile profiles/slurm` (overriding only the account) on a one-node cluster."""
     (tmp_path / "config.yaml").write_text((finished_run / "config.yaml").read_text())
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(tmp_path / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"),
-         "--slurm-no-account", "--max-threads", str(os.cpu_count())],  # a job asking for more CPUs than the node has
-        capture_output=True, text=True, timeout=1800,                  # would pend for ever
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--slurm-no-account",
+            "--max-threads",
+            str(os.cpu_count()),
+        ],  # a job asking for more CPUs than the node has
+        capture_output=True,
+        text=True,
+        timeout=1800,  # would pend for ever
     )
     assert result.returncode == 0, result.stderr[-5000:] + slurm_cluster.log("slurmctld")[-2000:]
 
     output = result.stdout + result.stderr
     slurm_ids = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
-    arrays = re.findall(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
-                        r"The individual task IDs are (\d+)-", output)
+    arrays = re.findall(
+        r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+        r"The individual task IDs are (\d+)-",
+        output,
+    )
     for jobs, array, first_task in arrays:  # task k of an array is the k-th job listed
         slurm_ids.update({job: f"{array}_{task}" for task, job in enumerate(jobs.split(","), start=int(first_task))})
     remote = {job: rule for rule, _, local, job in jobs_in(output) if not local}
@@ -347,9 +444,13 @@ def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(fin
     benchmark = pd.read_csv(tmp_path / "results/benchmarks/train/mr/baseline/seed1.tsv", sep="\t")
     assert benchmark.max_rss.item() > 100  # MB: what `resources.train.mem_mb` can be sized from
 
-    for pattern in ("results/runs/**/predictions.parquet", "results/runs/**/adversarial_examples.csv",
-                    "results/regression/table1.csv", "results/tables/table5_lca_association.csv",
-                    "results/tables/table7_lca_ablation.csv"):
+    for pattern in (
+        "results/runs/**/predictions.parquet",
+        "results/runs/**/adversarial_examples.csv",
+        "results/regression/table1.csv",
+        "results/tables/table5_lca_association.csv",
+        "results/tables/table7_lca_ablation.csv",
+    ):
         local_files = sorted(finished_run.glob(pattern))
         assert local_files, pattern
         for local in local_files:

@@ -1,5 +1,6 @@
 """Stand-ins for TextAttack's stock S3 resources, built from the shared mirror (which holds neither the counter-fitted
 vectors nor HowNet): the files and formats TextAttack's loaders read, with small contents."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,15 @@ def counterfitted_embedding(folder: Path, neighbours: dict[str, list[str]], word
     chosen = sorted(word for word, near in neighbours.items() if near)[:words]
     vocabulary = sorted(set(chosen) | {near for word in chosen for near in neighbours[word]})
     index = {word: position for position, word in enumerate(vocabulary)}
-    nearest = np.array([[position] + ([index[near] for near in neighbours.get(word, []) if near in index]
-                                      + [position] * NEIGHBOURS)[:NEIGHBOURS] for word, position in index.items()])
+    nearest = np.array(
+        [
+            [position]
+            + ([index[near] for near in neighbours.get(word, []) if near in index] + [position] * NEIGHBOURS)[
+                :NEIGHBOURS
+            ]
+            for word, position in index.items()
+        ]
+    )
     folder.mkdir(parents=True)
     np.save(folder / "paragram.npy", np.random.default_rng(0).normal(size=(len(vocabulary), 300)).astype(np.float32))
     np.save(folder / "nn.npy", nearest)
@@ -47,8 +55,25 @@ def hownet_candidates() -> bytes:
     return pickle.dumps(HOWNET)
 
 
-UNIVERSAL_POS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
-                      "PUNCT", "SCONJ", "SYM", "VERB", "X")
+UNIVERSAL_POS_TAGS = (
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
+)
 
 
 def flair_upos_tagger(folder: Path) -> Path:
@@ -63,9 +88,15 @@ def flair_upos_tagger(folder: Path) -> Path:
         words.add_item(word)
     for tag in UNIVERSAL_POS_TAGS:
         tags.add_item(tag)
-    tagger = SequenceTagger(hidden_size=8, embeddings=OneHotEmbeddings(words, field="text", embedding_length=8),
-                            tag_dictionary=tags, tag_type="upos", use_crf=False, use_rnn=False,
-                            reproject_embeddings=False)
+    tagger = SequenceTagger(
+        hidden_size=8,
+        embeddings=OneHotEmbeddings(words, field="text", embedding_length=8),
+        tag_dictionary=tags,
+        tag_type="upos",
+        use_crf=False,
+        use_rnn=False,
+        reproject_embeddings=False,
+    )
     folder.mkdir(parents=True)
     tagger.save(folder / "pytorch_model.bin")
     return folder

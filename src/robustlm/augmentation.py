@@ -1,6 +1,7 @@
 """The augmentation stage of the data-augmentation defenses (SSMBA, back-translation): each shard augments
 every `shards`-th example of the run's training subsample; the gathered training file holds the subsample
 (`augmentation` "original") and every augmentation, each with the example it came from (`source_id`)."""
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,9 @@ def training_subsample(data_path: Path, params: dict) -> pd.DataFrame:
     return datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
 
 
-def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror: Path | None,
-                  device: torch.device, checkpoint: Path) -> tuple[pd.DataFrame, dict]:
+def augment_shard(
+    params: dict, data_path: Path, shard: int, shards: int, mirror: Path | None, device: torch.device, checkpoint: Path
+) -> tuple[pd.DataFrame, dict]:
     """Augmentations of one shard of the training subsample, and a report of how they were made.
 
     The shard is augmented in fixed chunks of CHECKPOINT_BATCHES batches, each example's augmentations
@@ -39,8 +41,13 @@ def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror
     defense = build_defense(params["method"], params["defense_params"])
     if not defense.augments_data:
         raise AugmentationError(f"defense '{params['defense']}' does not augment data")
-    context = AugmentationContext(mirror=mirror, max_length=params["max_length"], device=device,
-                                  batch_size=params["batch_size"], seed=params["seed"])
+    context = AugmentationContext(
+        mirror=mirror,
+        max_length=params["max_length"],
+        device=device,
+        batch_size=params["batch_size"],
+        seed=params["seed"],
+    )
     chunk_size = CHECKPOINT_BATCHES * params["batch_size"]
     key = fingerprint(params, examples.id.tolist(), examples.text.tolist())
     with resumed(checkpoint, key) as (done, finish):
@@ -52,15 +59,24 @@ def augment_shard(params: dict, data_path: Path, shard: int, shards: int, mirror
                 augmented = defense.augment(pending.text.tolist(), pending.id.tolist(), context)
                 for example_id, texts in zip(pending.id, augmented):
                     finish({"id": example_id, "augmentations": texts})
-    rows = [(f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
-            for example in examples.itertuples() for k, text in enumerate(done[example.id]["augmentations"])]
-    report = {"source_ids": examples.id.tolist(), "resumed_examples": resumed_examples,
-              "method": defense.describe_augmentation(context), "seconds": time.perf_counter() - started,
-              "device": str(device)}
+    rows = [
+        (f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
+        for example in examples.itertuples()
+        for k, text in enumerate(done[example.id]["augmentations"])
+    ]
+    report = {
+        "source_ids": examples.id.tolist(),
+        "resumed_examples": resumed_examples,
+        "method": defense.describe_augmentation(context),
+        "seconds": time.perf_counter() - started,
+        "device": str(device),
+    }
     return pd.DataFrame(rows, columns=AUGMENTED_COLUMNS), report
 
 
-def gather_shards(frames: list[pd.DataFrame], reports: list[dict], params: dict, data_path: Path) -> tuple[pd.DataFrame, dict]:
+def gather_shards(
+    frames: list[pd.DataFrame], reports: list[dict], params: dict, data_path: Path
+) -> tuple[pd.DataFrame, dict]:
     """One augmented training file; every example of the subsample must have been augmented by exactly one shard."""
     train = training_subsample(data_path, params)
     attempted = pd.Series([source for report in reports for source in report["source_ids"]])
@@ -71,10 +87,15 @@ def gather_shards(frames: list[pd.DataFrame], reports: list[dict], params: dict,
     augmentations = pd.concat(frames, ignore_index=True).sort_values("id", kind="stable")
     frame = pd.concat([originals[AUGMENTED_COLUMNS], augmentations], ignore_index=True)
     manifest = {
-        "dataset": params["dataset"], "defense": params["defense"], "settings": params,
-        "method": reports[0]["method"], "training_examples": len(train), "augmentations": len(augmentations),
+        "dataset": params["dataset"],
+        "defense": params["defense"],
+        "settings": params,
+        "method": reports[0]["method"],
+        "training_examples": len(train),
+        "augmentations": len(augmentations),
         "examples_without_augmentation": int(len(train) - augmentations.source_id.nunique()),
-        "shards": len(reports), "augmentation_seconds": sum(report["seconds"] for report in reports),
+        "shards": len(reports),
+        "augmentation_seconds": sum(report["seconds"] for report in reports),
         "device": reports[0]["device"],
     }
     return frame, manifest

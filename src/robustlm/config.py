@@ -9,6 +9,7 @@ name whose `defense:` names the registered one (`rift_mi: {defense: rift, condit
 variant per value of one setting (`sweeps: {pgd_at: {epsilon: [0.001, 0.01]}}` trains `pgd_at@epsilon=0.001` and
 `pgd_at@epsilon=0.01`); the value the swept entry has itself is that entry's own model.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,7 +23,6 @@ from typing import Any
 
 import jsonschema
 import yaml
-
 
 #: a variant's name (it names run directories and table rows); sweep points are named <entry>@<setting>=<value>
 VARIANT_NAME = r"[a-z][a-z0-9_]*"
@@ -102,8 +102,11 @@ def _validate(instance: Any, schema: dict, root: dict, prefix: tuple = ()) -> No
         error.path.extendleft(reversed(prefix))  # absolute_path reads it
     if errors:
         raise _invalid([_describe(e) for e in errors])
-    non_finite = [_key_path((*prefix, *path)) for path, value in _leaves(instance)
-                  if isinstance(value, float) and not math.isfinite(value)]
+    non_finite = [
+        _key_path((*prefix, *path))
+        for path, value in _leaves(instance)
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
     if non_finite:  # YAML's .nan / .inf pass every JSON-schema bound
         raise _invalid([f"config key '{where}': not a finite number" for where in non_finite])
     _fill_defaults(instance, schema, root)
@@ -121,8 +124,11 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping, got {type(config).__name__}")
     defenses = config.get("defenses")
-    variants = {name: settings for name, settings in defenses.items() if _is_variant(name, settings)} \
-        if isinstance(defenses, dict) else {}
+    variants = (
+        {name: settings for name, settings in defenses.items() if _is_variant(name, settings)}
+        if isinstance(defenses, dict)
+        else {}
+    )
     # the registered defenses and the rest of the config against the schema; each variant against its defense's entry
     if variants:
         config["defenses"] = {name: settings for name, settings in defenses.items() if name not in variants}
@@ -138,17 +144,22 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     lca_defenses = config.get("lca", {}).get("defenses", [])
     unconfigured = [name for name in lca_defenses if name not in entries]
     if unconfigured:
-        raise ConfigError(f"config key 'lca.defenses': {unconfigured} not configured under 'defenses' "
-                          "(the analysis trains with their hyperparameters from there)")
+        raise ConfigError(
+            f"config key 'lca.defenses': {unconfigured} not configured under 'defenses' "
+            "(the analysis trains with their hyperparameters from there)"
+        )
     sequence_only = [name for name in lca_defenses if not _registered(method_of(config, name)).token_level]
     if sequence_only:
-        raise ConfigError(f"config key 'lca.defenses': {sequence_only} have no token-level objective (the analysis "
-                          "tags every word)")
+        raise ConfigError(
+            f"config key 'lca.defenses': {sequence_only} have no token-level objective (the analysis tags every word)"
+        )
     for name, settings in entries.items():
         epochs = training_settings(config, name)["epochs"]
         if settings.get("clean_epochs", 0) >= epochs:
-            raise ConfigError(f"config key 'defenses.{name}.clean_epochs': {settings['clean_epochs']} clean epochs leave no "
-                              f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'")
+            raise ConfigError(
+                f"config key 'defenses.{name}.clean_epochs': {settings['clean_epochs']} clean epochs leave no "
+                f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'"
+            )
     return config
 
 
@@ -166,12 +177,14 @@ def _validate_variant(name: str, settings: dict, schema: dict) -> None:
     from .defenses import DEFENSES
 
     if not re.fullmatch(VARIANT_NAME, name):
-        raise ConfigError(f"config key 'defenses.{name}': a variant's name must match {VARIANT_NAME} (it names files "
-                          "and table rows)")
+        raise ConfigError(
+            f"config key 'defenses.{name}': a variant's name must match {VARIANT_NAME} (it names files and table rows)"
+        )
     method = settings["defense"]
     if method not in DEFENSES:
-        raise ConfigError(f"config key 'defenses.{name}.defense': unknown defense '{method}'; known: "
-                          f"{', '.join(sorted(DEFENSES))}")
+        raise ConfigError(
+            f"config key 'defenses.{name}.defense': unknown defense '{method}'; known: {', '.join(sorted(DEFENSES))}"
+        )
     body = {key: value for key, value in settings.items() if key != "defense"}
     _validate(body, _defense_schema(schema, method), schema, ("defenses", name))
     settings.update(body)  # with its defaults
@@ -180,21 +193,26 @@ def _validate_variant(name: str, settings: dict, schema: dict) -> None:
 def _validate_sweeps(config: dict, schema: dict) -> None:
     for name, sweep in config.get("sweeps", {}).items():
         if name not in config["defenses"]:
-            raise ConfigError(f"config key 'sweeps.{name}': not configured under 'defenses' (a sweep varies one "
-                              "setting of a configured defense)")
+            raise ConfigError(
+                f"config key 'sweeps.{name}': not configured under 'defenses' (a sweep varies one "
+                "setting of a configured defense)"
+            )
         ((setting, values),) = sweep.items()
         method = config["defenses"][name].get("defense", name)
         for value in values:
             if isinstance(value, str) and not re.fullmatch(r"[\w.+-]+", value):
-                raise ConfigError(f"config key 'sweeps.{name}.{setting}': value {value!r} cannot name a model "
-                                  "(letters, digits and . + - _ only)")
+                raise ConfigError(
+                    f"config key 'sweeps.{name}.{setting}': value {value!r} cannot name a model "
+                    "(letters, digits and . + - _ only)"
+                )
             settings = {**config["defenses"][name], setting: value}
             body = {key: v for key, v in settings.items() if key != "defense"}
             try:
                 _validate(body, _defense_schema(schema, method), schema, ("defenses", name))
             except ConfigError as error:
-                raise ConfigError(f"config key 'sweeps.{name}.{setting}': value {value!r} is not a valid setting of "
-                                  f"'{name}': {error}") from None
+                raise ConfigError(
+                    f"config key 'sweeps.{name}.{setting}': value {value!r} is not a valid setting of '{name}': {error}"
+                ) from None
 
 
 def sweep_points(config: dict) -> list[dict]:
@@ -206,9 +224,15 @@ def sweep_points(config: dict) -> list[dict]:
         own = config["defenses"][name].get(setting)
         for value in values:
             key = name if value == own else f"{name}{VARIANT_SEPARATOR}{setting}={value}"
-            points.append({"swept": name, "method": config["defenses"][name].get("defense", name), "setting": setting,
-                           "value": value,
-                           "defense": key})
+            points.append(
+                {
+                    "swept": name,
+                    "method": config["defenses"][name].get("defense", name),
+                    "setting": setting,
+                    "value": value,
+                    "defense": key,
+                }
+            )
     return points
 
 
@@ -253,8 +277,10 @@ def job_resources(config: dict, family: str, mem_mb: int, runtime: int, gpu: int
     from there). Memory and time grow with each retry, attempt k asking for k times the first's, so that a job killed
     for either is not resubmitted unchanged."""
     settings = {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpu, **config.get("resources", {}).get(family, {})}
-    requests = {"mem_mb": lambda wildcards, attempt: settings["mem_mb"] * attempt,
-                "runtime": lambda wildcards, attempt: settings["runtime"] * attempt}
+    requests = {
+        "mem_mb": lambda wildcards, attempt: settings["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: settings["runtime"] * attempt,
+    }
     return {**requests, "gpu": settings["gpu"]} if gpu else requests
 
 
@@ -319,8 +345,12 @@ def evaluate_params(config: dict, dataset: str) -> dict:
 
 def attack_sample_params(config: dict, dataset: str) -> dict:
     """Drawn from the test examples `rule evaluate` scores, so clean and attacked numbers share examples."""
-    return {"examples": config["attacks"]["examples"], "seed": config["attacks"]["seed"],
-            "test_size": config["datasets"][dataset].get("test_size"), "data_seed": config["data_seed"]}
+    return {
+        "examples": config["attacks"]["examples"],
+        "seed": config["attacks"]["seed"],
+        "test_size": config["datasets"][dataset].get("test_size"),
+        "data_seed": config["data_seed"],
+    }
 
 
 def attack_params(config: dict, attack: str) -> dict:
@@ -358,8 +388,11 @@ def lca_train_params(config: dict, defense: str, seed: int) -> dict:
 def lca_extract_params(config: dict) -> dict:
     """Which treebank sentences the activations are extracted for."""
     settings = config["lca"]
-    return {"split_seed": settings["split_seed"], "train_size": settings.get("train_size"),
-            "test_size": settings.get("test_size")}
+    return {
+        "split_seed": settings["split_seed"],
+        "train_size": settings.get("train_size"),
+        "test_size": settings.get("test_size"),
+    }
 
 
 def lca_probe_params(config: dict) -> dict:

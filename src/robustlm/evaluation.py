@@ -1,4 +1,5 @@
 """Batched inference (length-sorted, dynamically padded) shared by validation during training and `rule evaluate`."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") ->
     for row, sequence in enumerate(sequences):
         input_ids[row, : len(sequence)] = sequence
         attention_mask[row, : len(sequence)] = 1
-    batch = {"input_ids": to_device(torch.from_numpy(input_ids), device),
-             "attention_mask": to_device(torch.from_numpy(attention_mask), device)}
+    batch = {
+        "input_ids": to_device(torch.from_numpy(input_ids), device),
+        "attention_mask": to_device(torch.from_numpy(attention_mask), device),
+    }
     if labels is not None:
         batch["labels"] = to_device(label_tensor(labels, width), device)
     return batch
@@ -86,8 +89,9 @@ def autocast(device: torch.device, precision: str = "bfloat16"):
 
 
 @torch.no_grad()
-def batched_logits(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device,
-                   precision: str = "bfloat16"):
+def batched_logits(
+    model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device, precision: str = "bfloat16"
+):
     """(input positions, logits) per batch of length-sorted inputs (least padding), the model in eval mode."""
     was_training = model.training
     model.eval()
@@ -99,8 +103,9 @@ def batched_logits(model, tokenizer, sequences: list[list[int]], batch_size: int
     model.train(was_training)
 
 
-def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device,
-                  precision: str = "bfloat16") -> np.ndarray:
+def predict_proba(
+    model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device, precision: str = "bfloat16"
+) -> np.ndarray:
     """Class probabilities in input order."""
     probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
     for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device, precision):
@@ -108,7 +113,9 @@ def predict_proba(model, tokenizer, sequences: list[list[int]], batch_size: int,
     return probabilities
 
 
-def predict_tokens(model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device) -> list[np.ndarray]:
+def predict_tokens(
+    model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device
+) -> list[np.ndarray]:
     """The predicted class of every token of every sequence (input order, unpadded)."""
     predictions: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(sequences)
     for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device):
@@ -121,15 +128,23 @@ def predict_tokens(model, tokenizer, sequences: list[list[int]], batch_size: int
 def accuracy(model, tokenizer, sequences: list[list[int]], labels, batch_size: int, device: torch.device) -> float:
     """Share of correct predictions: per sequence, or per labelled token (a tagger's word accuracy)."""
     if not is_token_level(labels):
-        return float((predict_proba(model, tokenizer, sequences, batch_size, device).argmax(1) == np.asarray(labels)).mean())
+        return float(
+            (predict_proba(model, tokenizer, sequences, batch_size, device).argmax(1) == np.asarray(labels)).mean()
+        )
     predicted = np.concatenate(predict_tokens(model, tokenizer, sequences, batch_size, device))
     gold = np.concatenate([np.asarray(token_labels) for token_labels in labels])
     scored = gold != IGNORED_LABEL
     return float((predicted[scored] == gold[scored]).mean())
 
 
-def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], metrics_path: Path,
-                   predictions_path: Path, device: str | None = None) -> dict:
+def evaluate_model(
+    params: dict,
+    model_dir: Path,
+    data_paths: dict[str, Path],
+    metrics_path: Path,
+    predictions_path: Path,
+    device: str | None = None,
+) -> dict:
     """Clean accuracy of one fine-tuned model on its in-distribution test set and every OOD test set.
 
     Per-example predictions are kept: the attack stage attacks only examples every model gets right."""
@@ -142,19 +157,33 @@ def evaluate_model(params: dict, model_dir: Path, data_paths: dict[str, Path], m
         full = datasets.read_split(data_paths[name], "test")
         test = datasets.select(full, size, params["data_seed"])
         subsampled[name] = len(test) < len(full)
-        probabilities = predict_proba(model, tokenizer, encode(tokenizer, test.text, params["max_length"]),
-                                      params["batch_size"], device)
+        probabilities = predict_proba(
+            model, tokenizer, encode(tokenizer, test.text, params["max_length"]), params["batch_size"], device
+        )
         predicted = probabilities.argmax(1)
         accuracy[name] = float((predicted == test.label.to_numpy()).mean())
         examples[name] = len(test)
-        predictions.append(pd.DataFrame({
-            "id": test.id, "test_set": name, "label": test.label, "prediction": predicted,
-            "probability": probabilities[np.arange(len(test)), predicted],
-        }))
+        predictions.append(
+            pd.DataFrame(
+                {
+                    "id": test.id,
+                    "test_set": name,
+                    "label": test.label,
+                    "prediction": predicted,
+                    "probability": probabilities[np.arange(len(test)), predicted],
+                }
+            )
+        )
     pd.concat(predictions, ignore_index=True).to_parquet(predictions_path, index=False)
-    metrics = {"in_distribution": params["in_distribution"], "accuracy": accuracy, "examples": examples,
-               "subsampled": subsampled,
-               "max_length": params["max_length"], "device": str(device),
-               "seconds": time.perf_counter() - started, "provenance": job_provenance(params, str(device))}
+    metrics = {
+        "in_distribution": params["in_distribution"],
+        "accuracy": accuracy,
+        "examples": examples,
+        "subsampled": subsampled,
+        "max_length": params["max_length"],
+        "device": str(device),
+        "seconds": time.perf_counter() - started,
+        "provenance": job_provenance(params, str(device)),
+    }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -3,15 +3,16 @@ augmentation shards): a JSON-lines file whose first line is the job's key (a fin
 results depend on), then one record per finished example, appended as it finishes, so that a killed job
 resumes where it stopped. A checkpoint with another key is ignored; a torn last line (killed mid-write) is
 dropped; any other unreadable line is an error naming the file."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def read_checkpoint(path: Path, key: str) -> dict[str, dict]:
             record = json.loads(line)
         except json.JSONDecodeError:
             if number != len(lines):
-                raise CheckpointError(f"checkpoint {path} is corrupt at line {number}; delete it to restart the job")
+                raise CheckpointError(
+                    f"checkpoint {path} is corrupt at line {number}; delete it to restart the job"
+                ) from None
             log.warning("dropping a partly written last line of %s", path)
             continue
         done[record["id"]] = record
@@ -57,6 +60,7 @@ def resumed(path: Path, key: str) -> Iterator[tuple[dict[str, dict], Callable[[d
     partial.write_text("".join(json.dumps(record) + "\n" for record in [{"key": key}, *done.values()]))
     os.replace(partial, path)
     with path.open("a") as handle:
+
         def finish(record: dict) -> None:
             done[record["id"]] = record
             handle.write(json.dumps(record) + "\n")

@@ -10,6 +10,7 @@ those words marked by their most frequent training tag (Table 6), and a probe on
 NeuroX 1.0.9 pins torch 1.8 / numpy 1.19, so it is installed without its dependencies; its `create_tensors`
 uses `np.int` (removed in NumPy 1.24), hence `_tensors` below.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,10 @@ def require_neurox() -> None:
     try:
         import neurox  # noqa: F401
     except ImportError as exc:
-        raise LcaError("NeuroX is not installed: `pip install --no-deps neurox==1.0.9` "
-                       "(its release pins torch 1.8; see envs/lca.post-deploy.sh)") from exc
+        raise LcaError(
+            "NeuroX is not installed: `pip install --no-deps neurox==1.0.9` "
+            "(its release pins torch 1.8; see envs/lca.post-deploy.sh)"
+        ) from exc
 
 
 def extract_activations(model_dir: Path, sentences: list[list[str]], output: Path, device: str | None = None) -> None:
@@ -52,8 +55,9 @@ def extract_activations(model_dir: Path, sentences: list[list[str]], output: Pat
         corpus.write_text("".join(" ".join(words) + "\n" for words in sentences))
         # NeuroX prints every sentence it extracts; the log keeps only what matters
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            transformers_extractor.extract_representations(str(model_dir), str(corpus), str(output), device=device,
-                                                           aggregation="first", output_type="hdf5")
+            transformers_extractor.extract_representations(
+                str(model_dir), str(corpus), str(output), device=device, aggregation="first", output_type="hdf5"
+            )
 
 
 def load_activations(path: Path, sentences: list[list[str]]) -> list[np.ndarray]:
@@ -63,14 +67,18 @@ def load_activations(path: Path, sentences: list[list[str]]) -> list[np.ndarray]
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         activations, _ = loader.load_activations(str(path))
     if len(activations) != len(sentences):
-        raise LcaError(f"{path} holds {len(activations)} sentences, expected {len(sentences)}; rerun its lca_extract job")
+        raise LcaError(
+            f"{path} holds {len(activations)} sentences, expected {len(sentences)}; rerun its lca_extract job"
+        )
     for number, (matrix, words) in enumerate(zip(activations, sentences)):
         if len(matrix) != len(words):
             raise LcaError(f"{path}: sentence {number} has {len(matrix)} activation rows for {len(words)} words")
     return activations
 
 
-def _tensors(tags: list[list[str]], activations: list[np.ndarray], tag_ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def _tensors(
+    tags: list[list[str]], activations: list[np.ndarray], tag_ids: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """NeuroX's X (one row per word) and y; tags unseen in training count as wrong for any prediction (-1)."""
     X = np.concatenate(activations).astype(np.float32)
     y = np.array([tag_ids.get(tag, -1) for sentence in tags for tag in sentence], dtype=np.int64)
@@ -82,8 +90,14 @@ def _train_probe(X: np.ndarray, y: np.ndarray, settings: dict):
 
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         return linear_probe.train_logistic_regression_probe(
-            X, y, lambda_l1=settings["lambda_l1"], lambda_l2=settings["lambda_l2"], num_epochs=settings["epochs"],
-            batch_size=settings["batch_size"], learning_rate=settings["learning_rate"])
+            X,
+            y,
+            lambda_l1=settings["lambda_l1"],
+            lambda_l2=settings["lambda_l2"],
+            num_epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            learning_rate=settings["learning_rate"],
+        )
 
 
 def _probe_accuracy(probe, X: np.ndarray, y: np.ndarray) -> float:
@@ -115,8 +129,12 @@ def top_words(words: list[list[str]], activations: list[np.ndarray], neurons: li
     return chosen
 
 
-def analyse(train: tuple[list[list[str]], list[list[str]], list[np.ndarray]],
-            test: tuple[list[list[str]], list[list[str]], list[np.ndarray]], settings: dict, hidden_size: int) -> dict:
+def analyse(
+    train: tuple[list[list[str]], list[list[str]], list[np.ndarray]],
+    test: tuple[list[list[str]], list[list[str]], list[np.ndarray]],
+    settings: dict,
+    hidden_size: int,
+) -> dict:
     """The LCA of one model: `train`/`test` are (words, tags, activations) per sentence."""
     require_neurox()
     from neurox.interpretation import ablation, linear_probe
@@ -137,7 +155,9 @@ def analyse(train: tuple[list[list[str]], list[list[str]], list[np.ndarray]],
     count = settings["ablation_neurons"]
     subsets = {
         "top": [int(n) for n in ordering[:count]],
-        "random": sorted(int(n) for n in np.random.default_rng(settings["seed"]).choice(X.shape[1], count, replace=False)),
+        "random": sorted(
+            int(n) for n in np.random.default_rng(settings["seed"]).choice(X.shape[1], count, replace=False)
+        ),
         "bottom": [int(n) for n in ordering[-count:]],
     }
     accuracy = {"all": _probe_accuracy(probe, X_test, y_test)}
@@ -158,20 +178,31 @@ def analyse(train: tuple[list[list[str]], list[list[str]], list[np.ndarray]],
             "training_majority_tag": [training_majority.get(word) for word in words],
         }
     return {
-        "neurons": int(X.shape[1]), "layers": int(X.shape[1] // hidden_size), "hidden_size": hidden_size,
-        "train_words": int(len(y)), "test_words": int(len(y_test)), "tags_in_training": len(tag_ids),
-        "top_neurons_per_tag": settings["top_neurons_per_tag"], "words_per_neuron": settings["words_per_neuron"],
-        "probe_accuracy": accuracy, "ablation_subsets": subsets, "tags": per_tag,
+        "neurons": int(X.shape[1]),
+        "layers": int(X.shape[1] // hidden_size),
+        "hidden_size": hidden_size,
+        "train_words": int(len(y)),
+        "test_words": int(len(y_test)),
+        "tags_in_training": len(tag_ids),
+        "top_neurons_per_tag": settings["top_neurons_per_tag"],
+        "words_per_neuron": settings["words_per_neuron"],
+        "probe_accuracy": accuracy,
+        "ablation_subsets": subsets,
+        "tags": per_tag,
     }
 
 
 def analysed_sentences(data_path: Path, params: dict) -> dict[str, pd.DataFrame]:
     """The train and test sentences of the analysis (the tagger's own subsample of train)."""
     frame = read_treebank(data_path)
-    return {split: split_sentences(frame, split, params[f"{split}_size"], params["split_seed"]) for split in ANALYSED_SPLITS}
+    return {
+        split: split_sentences(frame, split, params[f"{split}_size"], params["split_seed"]) for split in ANALYSED_SPLITS
+    }
 
 
-def extract_model(model_dir: Path, data_path: Path, params: dict, outputs: dict[str, Path], device: str | None = None) -> None:
+def extract_model(
+    model_dir: Path, data_path: Path, params: dict, outputs: dict[str, Path], device: str | None = None
+) -> None:
     for split, sentences in analysed_sentences(data_path, params).items():
         extract_activations(model_dir, list(sentences.words), outputs[split], device)
 

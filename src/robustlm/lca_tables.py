@@ -1,5 +1,6 @@
 """Tables 5-7 of the neuron analysis and a figure, from each model's `lca.json` and its tagger's metrics, with
 the paper's numbers, the deviations from its setup and the provenance of the jobs behind each row next to ours."""
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,22 @@ def association_table(analyses: list[dict]) -> pd.DataFrame:
         for tag, result in analysis["tags"].items():
             match, total = sum(result["tagged_in_test"]), len(result["words"])
             paper_match, paper_total = paper.TABLE5_ASSOCIATION.get(tag, {}).get(analysis["defense"], (None, None))
-            rows.append({
-                "tag": tag, "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]),
-                "seed": analysis["seed"], "match": match, "total": total, "percent": 100 * match / total if total else None,
-                "paper_match": paper_match, "paper_total": paper_total,
-                "paper_percent": 100 * paper_match / paper_total if paper_total else None,
-                "deviations": analysis["deviations"], "provenance": provenance_note(analysis["jobs"]),
-            })
+            rows.append(
+                {
+                    "tag": tag,
+                    "defense": analysis["defense"],
+                    "model": paper.row_name(analysis["defense"]),
+                    "seed": analysis["seed"],
+                    "match": match,
+                    "total": total,
+                    "percent": 100 * match / total if total else None,
+                    "paper_match": paper_match,
+                    "paper_total": paper_total,
+                    "paper_percent": 100 * paper_match / paper_total if paper_total else None,
+                    "deviations": analysis["deviations"],
+                    "provenance": provenance_note(analysis["jobs"]),
+                }
+            )
     return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
 
 
@@ -52,12 +62,23 @@ def words_table(analyses: list[dict]) -> pd.DataFrame:
     rows = []
     for analysis in analyses:
         for tag, result in analysis["tags"].items():
-            for rank, (word, majority, tagged) in enumerate(zip(result["words"], result["training_majority_tag"],
-                                                                result["tagged_in_test"]), start=1):
-                rows.append({"tag": tag, "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]),
-                             "seed": analysis["seed"], "rank": rank, "word": word, "training_majority_tag": majority,
-                             "matches": majority == tag, "tagged_in_test": tagged,
-                             "provenance": provenance_note(analysis["jobs"])})
+            for rank, (word, majority, tagged) in enumerate(
+                zip(result["words"], result["training_majority_tag"], result["tagged_in_test"]), start=1
+            ):
+                rows.append(
+                    {
+                        "tag": tag,
+                        "defense": analysis["defense"],
+                        "model": paper.row_name(analysis["defense"]),
+                        "seed": analysis["seed"],
+                        "rank": rank,
+                        "word": word,
+                        "training_majority_tag": majority,
+                        "matches": majority == tag,
+                        "tagged_in_test": tagged,
+                        "provenance": provenance_note(analysis["jobs"]),
+                    }
+                )
     return _ordered(pd.DataFrame(rows), tag_order=list(analyses[0]["tags"]))
 
 
@@ -67,15 +88,23 @@ def ablation_table(analyses: list[dict]) -> pd.DataFrame:
     rows = []
     for analysis in analyses:
         accuracy = analysis["probe_accuracy"]
-        rows.append({
-            "defense": analysis["defense"], "model": paper.row_name(analysis["defense"]), "seed": analysis["seed"],
-            "neurons_kept": len(analysis["ablation_subsets"]["top"]),
-            "top_accuracy": 100 * accuracy["top"], "random_accuracy": 100 * accuracy["random"],
-            "bottom_accuracy": 100 * accuracy["bottom"], "all_neurons_accuracy": 100 * accuracy["all"],
-            "neurons": analysis["neurons"], "tagger_accuracy": 100 * analysis["tagger"]["test_word_accuracy"],
-            "paper_top_accuracy": paper.TABLE7_TOP10_ACCURACY.get(analysis["defense"]),
-            "deviations": analysis["deviations"], "provenance": provenance_note(analysis["jobs"]),
-        })
+        rows.append(
+            {
+                "defense": analysis["defense"],
+                "model": paper.row_name(analysis["defense"]),
+                "seed": analysis["seed"],
+                "neurons_kept": len(analysis["ablation_subsets"]["top"]),
+                "top_accuracy": 100 * accuracy["top"],
+                "random_accuracy": 100 * accuracy["random"],
+                "bottom_accuracy": 100 * accuracy["bottom"],
+                "all_neurons_accuracy": 100 * accuracy["all"],
+                "neurons": analysis["neurons"],
+                "tagger_accuracy": 100 * analysis["tagger"]["test_word_accuracy"],
+                "paper_top_accuracy": paper.TABLE7_TOP10_ACCURACY.get(analysis["defense"]),
+                "deviations": analysis["deviations"],
+                "provenance": provenance_note(analysis["jobs"]),
+            }
+        )
     return _ordered(pd.DataFrame(rows))
 
 
@@ -91,38 +120,72 @@ def _ordered(table: pd.DataFrame, tag_order: list[str] | None = None) -> pd.Data
     return table.sort_values(keys, key=position, kind="stable").reset_index(drop=True)
 
 
-def _markdown(association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame,
-              jobs: list[tuple[str, dict | None]]) -> str:
-    cells = association.groupby(["tag", "model"], sort=False).agg(
-        match=("match", "sum"), total=("total", "sum"), paper_match=("paper_match", "first"),
-        paper_total=("paper_total", "first")).reset_index()
-    cells["cell"] = [f"{m}/{t} = {100 * m / t:.1f}%" + (f" (paper {pm:.0f}/{pt:.0f})" if pd.notna(pt) else "")
-                     for m, t, pm, pt in zip(cells.match, cells.total, cells.paper_match, cells.paper_total)]
+def _markdown(
+    association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+) -> str:
+    cells = (
+        association.groupby(["tag", "model"], sort=False)
+        .agg(
+            match=("match", "sum"),
+            total=("total", "sum"),
+            paper_match=("paper_match", "first"),
+            paper_total=("paper_total", "first"),
+        )
+        .reset_index()
+    )
+    cells["cell"] = [
+        f"{m}/{t} = {100 * m / t:.1f}%" + (f" (paper {pm:.0f}/{pt:.0f})" if pd.notna(pt) else "")
+        for m, t, pm, pt in zip(cells.match, cells.total, cells.paper_match, cells.paper_total)
+    ]
     table5 = cells.pivot_table(index="tag", columns="model", values="cell", aggfunc="first", sort=False)
 
     first_seed = words[words.seed == words.seed.min()]
-    shown = first_seed.assign(shown=[f"**{w}**" if match else w for w, match in zip(first_seed.word, first_seed.matches)])
-    table6 = shown.groupby(["tag", "model"], sort=False).shown.agg(" ".join).reset_index().pivot_table(
-        index="tag", columns="model", values="shown", aggfunc="first", sort=False)
+    shown = first_seed.assign(
+        shown=[f"**{w}**" if match else w for w, match in zip(first_seed.word, first_seed.matches)]
+    )
+    table6 = (
+        shown.groupby(["tag", "model"], sort=False)
+        .shown.agg(" ".join)
+        .reset_index()
+        .pivot_table(index="tag", columns="model", values="shown", aggfunc="first", sort=False)
+    )
 
-    columns = ["model", "seed", "neurons_kept", "top_accuracy", "random_accuracy", "bottom_accuracy",
-               "all_neurons_accuracy", "neurons", "tagger_accuracy", "paper_top_accuracy"]
+    columns = [
+        "model",
+        "seed",
+        "neurons_kept",
+        "top_accuracy",
+        "random_accuracy",
+        "bottom_accuracy",
+        "all_neurons_accuracy",
+        "neurons",
+        "tagger_accuracy",
+        "paper_top_accuracy",
+    ]
     parts = [
-        "## Table 5: association strength of each POS tag's top neurons (match / total words)\n", table5.to_markdown(), "\n",
+        "## Table 5: association strength of each POS tag's top neurons (match / total words)\n",
+        table5.to_markdown(),
+        "\n",
         f"## Table 6: top words per tag (bold: most frequent training tag is the row's tag; seed {first_seed.seed.min()})\n",
-        table6.to_markdown(), "\n",
+        table6.to_markdown(),
+        "\n",
         "## Table 7: probe accuracy (%) on the top-ranked neurons only, with random and bottom-ranked controls\n",
-        ablation[columns].to_markdown(index=False, floatfmt=".1f"), "\n",
+        ablation[columns].to_markdown(index=False, floatfmt=".1f"),
+        "\n",
         "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}), "\n",
+        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}),
+        "\n",
         *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
 
 
 def _figure(association: pd.DataFrame, path: Path) -> None:
-    means = association.groupby(["tag", "model"], sort=False).agg(
-        percent=("percent", "mean"), paper_percent=("paper_percent", "first")).reset_index()
+    means = (
+        association.groupby(["tag", "model"], sort=False)
+        .agg(percent=("percent", "mean"), paper_percent=("paper_percent", "first"))
+        .reset_index()
+    )
     tags, models = list(dict.fromkeys(means.tag)), list(dict.fromkeys(means.model))
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tags)), 4))
@@ -130,7 +193,9 @@ def _figure(association: pd.DataFrame, path: Path) -> None:
         rows = means[means.model == model].set_index("tag").reindex(tags)
         xs = [i + k * width for i in range(len(tags))]
         ax.bar(xs, rows.percent, width, label=f"ours: {model}")
-        ax.scatter(xs, rows.paper_percent, marker="_", s=300, color="black", zorder=3, label="paper" if k == 0 else None)
+        ax.scatter(
+            xs, rows.paper_percent, marker="_", s=300, color="black", zorder=3, label="paper" if k == 0 else None
+        )
     ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(tags))], tags)
     ax.set_ylabel("top-neuron words carrying the tag (%)")
     ax.set_ylim(0, 105)
@@ -143,6 +208,10 @@ def _figure(association: pd.DataFrame, path: Path) -> None:
 def build_lca_tables(analyses: list[Path], train_metrics: list[Path], outputs: dict[str, Path]) -> None:
     loaded = load_analyses(analyses, train_metrics)
     association, words, ablation = association_table(loaded), words_table(loaded), ablation_table(loaded)
-    write_tables(outputs, {"association": association, "words": words, "ablation": ablation},
-                 _markdown(association, words, ablation, jobs_of(analysis["jobs"] for analysis in loaded)), "%.2f")
+    write_tables(
+        outputs,
+        {"association": association, "words": words, "ablation": ablation},
+        _markdown(association, words, ablation, jobs_of(analysis["jobs"] for analysis in loaded)),
+        "%.2f",
+    )
     _figure(association, outputs["figure"])

@@ -2,6 +2,7 @@
 model and stock TextAttack resource a configuration reads into DIR, in the mirror layout, with a SHA256SUMS over it
 all. An air-gapped site then
 runs that configuration with ROBUSTLM_MIRROR=DIR (or `mirror: DIR`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,19 @@ from .sources import DataSourceError, download, fetch_nltk_packages, sha256_of
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 CHECKSUMS = "SHA256SUMS"
 # what a model directory needs (PyTorch weights, configuration, tokenizer), not other frameworks' copies
-MODEL_FILES_SKIPPED = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "tf_model*", "flax_model*", "rust_model*",
-                       "onnx/*", "coreml/*", "openvino/*"]
+MODEL_FILES_SKIPPED = [
+    "*.h5",
+    "*.msgpack",
+    "*.onnx",
+    "*.ot",
+    "*.tflite",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+    "onnx/*",
+    "coreml/*",
+    "openvino/*",
+]
 
 
 def fetch_model(name: str, mirror: Path) -> str:
@@ -55,8 +67,11 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
 
 
 def write_checksums(mirror: Path) -> int:
-    files = sorted(path for path in mirror.rglob("*")
-                   if path.is_file() and path.name != CHECKSUMS and ".cache" not in path.relative_to(mirror).parts)
+    files = sorted(
+        path
+        for path in mirror.rglob("*")
+        if path.is_file() and path.name != CHECKSUMS and ".cache" not in path.relative_to(mirror).parts
+    )
     (mirror / CHECKSUMS).write_text("".join(f"{sha256_of(path)}  {path.relative_to(mirror)}\n" for path in files))
     return len(files)
 
@@ -71,11 +86,15 @@ def build(mirror: Path, configfiles: list[str]) -> list[str]:
         report += fetch_files(config, mirror)
         wanted = needs(config, mirror=True)
         report += [fetch_model(name, mirror) for name in dict.fromkeys([*wanted.models, *wanted.stock_models])]
-        report += [f"{resource.relative_path}: " + ("fetched from " + resource.url if resource.fetch_into(mirror)
-                                                      else "present") for resource in wanted.textattack]
+        report += [
+            f"{resource.relative_path}: "
+            + ("fetched from " + resource.url if resource.fetch_into(mirror) else "present")
+            for resource in wanted.textattack
+        ]
         fetched = fetch_nltk_packages(wanted.nltk, mirror)
-        report += [f"{package.relative_path}: " + ("fetched" if package in fetched else "present")
-                   for package in wanted.nltk]
+        report += [
+            f"{package.relative_path}: " + ("fetched" if package in fetched else "present") for package in wanted.nltk
+        ]
     report.append(f"{CHECKSUMS}: {write_checksums(mirror)} files")
     return list(dict.fromkeys(report))
 
@@ -85,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build_command = commands.add_parser("build", help="fetch what the configs need into a mirror directory")
     build_command.add_argument("mirror", type=Path, help="the mirror directory (created, or completed)")
-    build_command.add_argument("--configfile", action="append", required=True,
-                               help="a workflow config (repeat for several)")
+    build_command.add_argument(
+        "--configfile", action="append", required=True, help="a workflow config (repeat for several)"
+    )
     arguments = parser.parse_args(argv)
     try:
         for line in build(arguments.mirror, arguments.configfile):

@@ -1,9 +1,15 @@
 """Locating and loading the pretrained encoder: a local directory, the mirror's models/, or a hub id."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 class ModelError(RuntimeError):
@@ -57,7 +63,10 @@ def load_tagger(name_or_path: str, tags: list[str]):
 
     try:
         return AutoModelForTokenClassification.from_pretrained(
-            name_or_path, num_labels=len(tags), id2label=dict(enumerate(tags)),
-            label2id={tag: index for index, tag in enumerate(tags)})
+            name_or_path,
+            num_labels=len(tags),
+            id2label=dict(enumerate(tags)),
+            label2id={tag: index for index, tag in enumerate(tags)},
+        )
     except Exception as exc:
         raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc

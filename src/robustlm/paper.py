@@ -1,4 +1,5 @@
 """Numbers published by Altinisik et al. (Tables 2-5 and 7) and the paper's setup, for side-by-side reporting."""
+
 from __future__ import annotations
 
 PAPER_MODEL = "bert-base-uncased"
@@ -45,57 +46,203 @@ ROW_NAMES = {
 }
 
 #: our attack key -> the paper's name
-ATTACK_NAMES = {"textfooler": "TextFooler", "a2t": "A2T", "bae": "BAE", "pso": "PSO", "pwws": "PWWS",
-                "genetic": "Genetic", "bert_attack": "BERT-Attack", "a2t_mlm": "A2T-MLM"}
+ATTACK_NAMES = {
+    "textfooler": "TextFooler",
+    "a2t": "A2T",
+    "bae": "BAE",
+    "pso": "PSO",
+    "pwws": "PWWS",
+    "genetic": "Genetic",
+    "bert_attack": "BERT-Attack",
+    "a2t_mlm": "A2T-MLM",
+}
 
 #: sample size of the paper's attacks (A2T protocol)
 PAPER_ATTACK_EXAMPLES = 1000
 
 #: Table 2: attack success rate (%) per attack, dataset and defense ("average" over the four attacks)
 TABLE2_ASR = {
-    "textfooler": {"mr": {"baseline": 82.1, "a2t": 77.9, "a2t_mlm": 79.7, "bert_attack": 79.3, "ssmba": 79.8,
-                          "back_translation": 72.8, "lds": 88.6, "pgd_at": 87.8},
-                   "imdb": {"baseline": 80.6, "a2t": 86.5, "a2t_mlm": 65.3, "bert_attack": 72.8, "ssmba": 81.3,
-                            "back_translation": 45.9, "lds": 91.5, "pgd_at": 94.7}},
-    "a2t": {"mr": {"baseline": 33.8, "a2t": 27.6, "a2t_mlm": 30.8, "bert_attack": 26.5, "ssmba": 34.2,
-                   "back_translation": 30.4, "lds": 22.3, "pgd_at": 20.9},
-            "imdb": {"baseline": 59.5, "a2t": 51.1, "a2t_mlm": 43.7, "bert_attack": 49.4, "ssmba": 59.2,
-                     "back_translation": 36.4, "lds": 56.9, "pgd_at": 43.0}},
-    "bae": {"mr": {"baseline": 52.1, "a2t": 44.1, "a2t_mlm": 45.5, "bert_attack": 44.0, "ssmba": 49.2,
-                   "back_translation": 47.1, "lds": 55.3, "pgd_at": 52.9},
-            "imdb": {"baseline": 68.8, "a2t": 65.0, "a2t_mlm": 52.5, "bert_attack": 57.9, "ssmba": 61.5,
-                     "back_translation": 41.4, "lds": 66.5, "pgd_at": 61.0}},
-    "pso": {"mr": {"baseline": 79.8, "a2t": 75.0, "a2t_mlm": 72.7, "bert_attack": 74.7, "ssmba": 78.1,
-                   "back_translation": 75.6, "lds": 79.8, "pgd_at": 80.7},
-            "imdb": {"baseline": 46.4, "a2t": 35.3, "a2t_mlm": 35.4, "bert_attack": 30.2, "ssmba": 41.8,
-                     "back_translation": 42.8, "lds": 70.8, "pgd_at": 66.2}},
-    "average": {"mr": {"baseline": 62.0, "a2t": 56.1, "a2t_mlm": 57.2, "bert_attack": 56.1, "ssmba": 60.3,
-                       "back_translation": 56.5, "lds": 61.5, "pgd_at": 60.5},
-                "imdb": {"baseline": 63.8, "a2t": 59.5, "a2t_mlm": 49.2, "bert_attack": 52.6, "ssmba": 61.0,
-                         "back_translation": 41.6, "lds": 71.4, "pgd_at": 66.2}},
+    "textfooler": {
+        "mr": {
+            "baseline": 82.1,
+            "a2t": 77.9,
+            "a2t_mlm": 79.7,
+            "bert_attack": 79.3,
+            "ssmba": 79.8,
+            "back_translation": 72.8,
+            "lds": 88.6,
+            "pgd_at": 87.8,
+        },
+        "imdb": {
+            "baseline": 80.6,
+            "a2t": 86.5,
+            "a2t_mlm": 65.3,
+            "bert_attack": 72.8,
+            "ssmba": 81.3,
+            "back_translation": 45.9,
+            "lds": 91.5,
+            "pgd_at": 94.7,
+        },
+    },
+    "a2t": {
+        "mr": {
+            "baseline": 33.8,
+            "a2t": 27.6,
+            "a2t_mlm": 30.8,
+            "bert_attack": 26.5,
+            "ssmba": 34.2,
+            "back_translation": 30.4,
+            "lds": 22.3,
+            "pgd_at": 20.9,
+        },
+        "imdb": {
+            "baseline": 59.5,
+            "a2t": 51.1,
+            "a2t_mlm": 43.7,
+            "bert_attack": 49.4,
+            "ssmba": 59.2,
+            "back_translation": 36.4,
+            "lds": 56.9,
+            "pgd_at": 43.0,
+        },
+    },
+    "bae": {
+        "mr": {
+            "baseline": 52.1,
+            "a2t": 44.1,
+            "a2t_mlm": 45.5,
+            "bert_attack": 44.0,
+            "ssmba": 49.2,
+            "back_translation": 47.1,
+            "lds": 55.3,
+            "pgd_at": 52.9,
+        },
+        "imdb": {
+            "baseline": 68.8,
+            "a2t": 65.0,
+            "a2t_mlm": 52.5,
+            "bert_attack": 57.9,
+            "ssmba": 61.5,
+            "back_translation": 41.4,
+            "lds": 66.5,
+            "pgd_at": 61.0,
+        },
+    },
+    "pso": {
+        "mr": {
+            "baseline": 79.8,
+            "a2t": 75.0,
+            "a2t_mlm": 72.7,
+            "bert_attack": 74.7,
+            "ssmba": 78.1,
+            "back_translation": 75.6,
+            "lds": 79.8,
+            "pgd_at": 80.7,
+        },
+        "imdb": {
+            "baseline": 46.4,
+            "a2t": 35.3,
+            "a2t_mlm": 35.4,
+            "bert_attack": 30.2,
+            "ssmba": 41.8,
+            "back_translation": 42.8,
+            "lds": 70.8,
+            "pgd_at": 66.2,
+        },
+    },
+    "average": {
+        "mr": {
+            "baseline": 62.0,
+            "a2t": 56.1,
+            "a2t_mlm": 57.2,
+            "bert_attack": 56.1,
+            "ssmba": 60.3,
+            "back_translation": 56.5,
+            "lds": 61.5,
+            "pgd_at": 60.5,
+        },
+        "imdb": {
+            "baseline": 63.8,
+            "a2t": 59.5,
+            "a2t_mlm": 49.2,
+            "bert_attack": 52.6,
+            "ssmba": 61.0,
+            "back_translation": 41.6,
+            "lds": 71.4,
+            "pgd_at": 66.2,
+        },
+    },
 }
 
 #: Table 3: fine-tuning minutes over 4 epochs on a V100, per training set
 TABLE3_MINUTES = {
-    "imdb": {"baseline": 79.0, "ssmba": 112.8, "back_translation": 210.5, "a2t": 1600.5, "a2t_mlm": 1494.3,
-             "bert_attack": 1495.2, "lds": 163.4, "pgd_at": 158.2},
-    "mr": {"baseline": 38.2, "ssmba": 46.4, "back_translation": 66.0, "a2t": 448.5, "a2t_mlm": 504.7,
-           "bert_attack": 461.5, "lds": 64.2, "pgd_at": 69.0},
+    "imdb": {
+        "baseline": 79.0,
+        "ssmba": 112.8,
+        "back_translation": 210.5,
+        "a2t": 1600.5,
+        "a2t_mlm": 1494.3,
+        "bert_attack": 1495.2,
+        "lds": 163.4,
+        "pgd_at": 158.2,
+    },
+    "mr": {
+        "baseline": 38.2,
+        "ssmba": 46.4,
+        "back_translation": 66.0,
+        "a2t": 448.5,
+        "a2t_mlm": 504.7,
+        "bert_attack": 461.5,
+        "lds": 64.2,
+        "pgd_at": 69.0,
+    },
 }
 
 #: Table 4: accuracy (%) per training set -> test set
 TABLE4_ACCURACY = {
     "imdb": {
-        "imdb": {"baseline": 93.49, "ssmba": 93.49, "back_translation": 93.44, "a2t": 92.59, "a2t_mlm": 92.70,
-                 "bert_attack": 92.63, "lds": 93.24, "pgd_at": 93.80},
-        "yelp": {"baseline": 91.24, "ssmba": 91.17, "back_translation": 91.50, "a2t": 89.97, "a2t_mlm": 89.15,
-                 "bert_attack": 90.04, "lds": 92.09, "pgd_at": 92.11},
+        "imdb": {
+            "baseline": 93.49,
+            "ssmba": 93.49,
+            "back_translation": 93.44,
+            "a2t": 92.59,
+            "a2t_mlm": 92.70,
+            "bert_attack": 92.63,
+            "lds": 93.24,
+            "pgd_at": 93.80,
+        },
+        "yelp": {
+            "baseline": 91.24,
+            "ssmba": 91.17,
+            "back_translation": 91.50,
+            "a2t": 89.97,
+            "a2t_mlm": 89.15,
+            "bert_attack": 90.04,
+            "lds": 92.09,
+            "pgd_at": 92.11,
+        },
     },
     "mr": {
-        "mr": {"baseline": 85.27, "ssmba": 85.24, "back_translation": 84.96, "a2t": 83.58, "a2t_mlm": 83.90,
-               "bert_attack": 84.61, "lds": 86.49, "pgd_at": 86.59},
-        "yelp": {"baseline": 87.06, "ssmba": 87.72, "back_translation": 87.77, "a2t": 83.62, "a2t_mlm": 81.79,
-                 "bert_attack": 80.41, "lds": 81.80, "pgd_at": 88.16},
+        "mr": {
+            "baseline": 85.27,
+            "ssmba": 85.24,
+            "back_translation": 84.96,
+            "a2t": 83.58,
+            "a2t_mlm": 83.90,
+            "bert_attack": 84.61,
+            "lds": 86.49,
+            "pgd_at": 86.59,
+        },
+        "yelp": {
+            "baseline": 87.06,
+            "ssmba": 87.72,
+            "back_translation": 87.77,
+            "a2t": 83.62,
+            "a2t_mlm": 81.79,
+            "bert_attack": 80.41,
+            "lds": 81.80,
+            "pgd_at": 88.16,
+        },
     },
 }
 
@@ -126,9 +273,12 @@ def training_deviations(train_metrics: dict) -> list[str]:
         notes.append(f"optimizer {train_metrics['optimizer']} (paper: {optimizer})")
     if method in ROBUST_SELECTION:
         selection = train_metrics["selection"]
-        notes.append(f"kept the epoch with the best robust accuracy on {selection['examples']} validation examples "
-                     "(paper: on its test set)" if "examples" in selection
-                     else "kept the epoch with the best clean validation accuracy (paper: best robust accuracy)")
+        notes.append(
+            f"kept the epoch with the best robust accuracy on {selection['examples']} validation examples "
+            "(paper: on its test set)"
+            if "examples" in selection
+            else "kept the epoch with the best clean validation accuracy (paper: best robust accuracy)"
+        )
     notes += perturbation_deviations(train_metrics)
     augmentation = train_metrics["augmentation"]
     if augmentation is not None:
@@ -140,7 +290,9 @@ def training_deviations(train_metrics: dict) -> list[str]:
     if "generations" in report:
         made = sum(generation["successful"] for generation in report["generations"])
         wanted = sum(generation["wanted"] for generation in report["generations"])
-        notes.append(f"{made} of {wanted} adversarial training examples found (query budget {train_metrics['defense_params']['query_budget']})")
+        notes.append(
+            f"{made} of {wanted} adversarial training examples found (query budget {train_metrics['defense_params']['query_budget']})"
+        )
         notes += [f"training attack: {substitution['replacement']}" for substitution in report["substitutions"]]
     return notes
 
@@ -151,8 +303,10 @@ def perturbation_deviations(train_metrics: dict) -> list[str]:
     if perturbation is None:
         return []
     if perturbation["precision"] != "float32":
-        return [f"perturbation under {perturbation['precision']} autocast: rounding changes the logits about as much "
-                "as a small delta does"]
+        return [
+            f"perturbation under {perturbation['precision']} autocast: rounding changes the logits about as much "
+            "as a small delta does"
+        ]
     if not train_metrics["device"].startswith("cpu"):
         return ["defense's steps in float32 (other defenses: bfloat16 autocast), slower than theirs"]
     return []
@@ -162,11 +316,15 @@ def augmentation_deviations(augmentation: dict) -> list[str]:
     method, settings = augmentation["method"], augmentation["settings"]["defense_params"]
     notes = []
     if method.get("backend") == "apertium":
-        notes.append(f"back-translation by rule-based Apertium eng-{method['pivot']} ({method['package']}; "
-                     "paper: neural MT, not available offline)")
+        notes.append(
+            f"back-translation by rule-based Apertium eng-{method['pivot']} ({method['package']}; "
+            "paper: neural MT, not available offline)"
+        )
     if "masked_lm" in settings and settings["masked_lm"] != PAPER_MODEL:
         notes.append(f"SSMBA reconstructs with {settings['masked_lm']} (paper: {PAPER_MODEL})")
-    notes.append(f"+{augmentation['augmentations_trained_on']} augmentations of {augmentation['training_examples']} examples")
+    notes.append(
+        f"+{augmentation['augmentations_trained_on']} augmentations of {augmentation['training_examples']} examples"
+    )
     return notes
 
 
@@ -207,7 +365,9 @@ def lca_deviations(train_metrics: dict, words_per_neuron: int) -> list[str]:
     notes = []
     if train_metrics["model"] != PAPER_MODEL:
         notes.append(f"model {train_metrics['model']} (paper: {PAPER_MODEL})")
-    notes.append(f"tagger trained on {train_metrics['train_examples']} sentences of the nltk WSJ sample for "
-                 f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_TREEBANK})")
+    notes.append(
+        f"tagger trained on {train_metrics['train_examples']} sentences of the nltk WSJ sample for "
+        f"{train_metrics['epochs']} epoch(s) (paper: {PAPER_TREEBANK})"
+    )
     notes.append(f"{words_per_neuron} top words per neuron (paper: not given)")
     return notes

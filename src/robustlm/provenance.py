@@ -4,6 +4,7 @@ code version, library versions, device, host and time), so that each table numbe
 Cheap enough for every job: library versions come from package metadata (nothing is imported), the code version
 from git. Records live in outputs only, never in a rule's params or inputs, so they cannot trigger reruns.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,10 @@ def job_provenance(settings: dict, device: str, checkout: Path = PACKAGE_DIR) ->
         "settings_hash": hashlib.sha256(canonical(settings).encode()).hexdigest()[:12],
         "seed": settings.get("seed"),
         "code": _code_version(checkout),
-        "libraries": {"python": platform.python_version(),
-                      **{name: version for name in LIBRARIES if (version := _installed(name))}},
+        "libraries": {
+            "python": platform.python_version(),
+            **{name: version for name in LIBRARIES if (version := _installed(name))},
+        },
         "device": str(device),
         "host": socket.gethostname(),
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -45,8 +48,11 @@ def _code_version(checkout: Path) -> dict:
     tracked = _git(checkout, "ls-files", "--", ".")
     commit = _git(checkout, "rev-parse", "HEAD") if tracked else None
     changes = _git(checkout, "status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit or "unknown", "dirty": None if changes is None else bool(changes),
-            "robustlm": _installed("robustlm")}
+    return {
+        "commit": commit or "unknown",
+        "dirty": None if changes is None else bool(changes),
+        "robustlm": _installed("robustlm"),
+    }
 
 
 def _git(directory: Path, *args: str) -> str | None:

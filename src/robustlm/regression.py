@@ -5,6 +5,7 @@ descent on OLS, and — after `switch_epoch` — on the PGD-AT or LDS loss with 
 found as in Algorithm 1 (Gaussian start, S ascent steps, projection onto |delta| <= epsilon). All runs of
 one noise level share their data across methods, so the methods are compared on the same draws.
 """
+
 from __future__ import annotations
 
 import matplotlib
@@ -63,8 +64,11 @@ def fit(method: str, x, y, settings: dict, generator: torch.Generator, fixed_del
         if method == "ols" or (fixed_delta is None and epoch < settings["switch_epoch"]):
             objective = loss("ols", theta, x, y)
         else:
-            delta = (torch.full_like(x, fixed_delta) if fixed_delta is not None
-                     else perturbation(method, theta, x, y, settings, generator))
+            delta = (
+                torch.full_like(x, fixed_delta)
+                if fixed_delta is not None
+                else perturbation(method, theta, x, y, settings, generator)
+            )
             objective = loss(method, theta, x, y, delta)
         (gradient,) = torch.autograd.grad(objective, theta)
         with torch.no_grad():
@@ -87,18 +91,25 @@ def simulate(settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         x, y = draw(settings, noise, generator)
         for method in METHODS:
             theta = fit(method, x, y, settings, generator)
-            estimates += [{"method": method, "noise": noise, "run": run, "theta": float(value)}
-                          for run, value in enumerate(theta)]
+            estimates += [
+                {"method": method, "noise": noise, "run": run, "theta": float(value)} for run, value in enumerate(theta)
+            ]
             fixed = settings["epsilon"]
             gradient_descent = fit(method, x, y, settings, generator, fixed_delta=fixed)
             formula = closed_form(method, x, y, fixed)
-            table.append({
-                "method": LABELS[method], "noise": noise, "theta_mean": float(theta.mean()),
-                "theta_std": float(theta.std()), "bias": float(theta.mean() - settings["theta"]),
-                "fixed_delta": fixed, "closed_form_theta": float(formula.mean()),
-                "gradient_descent_theta": float(gradient_descent.mean()),
-                "closed_form_max_abs_error": float((gradient_descent - formula).abs().max()),
-            })
+            table.append(
+                {
+                    "method": LABELS[method],
+                    "noise": noise,
+                    "theta_mean": float(theta.mean()),
+                    "theta_std": float(theta.std()),
+                    "bias": float(theta.mean() - settings["theta"]),
+                    "fixed_delta": fixed,
+                    "closed_form_theta": float(formula.mean()),
+                    "gradient_descent_theta": float(gradient_descent.mean()),
+                    "closed_form_max_abs_error": float((gradient_descent - formula).abs().max()),
+                }
+            )
     return pd.DataFrame(estimates), pd.DataFrame(table)
 
 

@@ -1,21 +1,32 @@
 """What a configuration reads from outside the project: checked before any job runs, so that a run without its data
 stops at once with one message, and fetched into a mirror by `robustlm-mirror build`."""
+
 from __future__ import annotations
 
 import os
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from . import datasets
-from .config import attack_params, defense_entries, defense_params, method_of
 from .attacks import ATTACKS, bundling_package, textattack_cache
+from .config import attack_params, defense_entries, defense_params, method_of
 from .defenses import build_defense
 from .models import model_candidates
-from .sources import (ATTACK_NLTK_PACKAGES, BUILD_COMMAND, COUNTERFITTED_NEIGHBORS, NLTK_INDEX, TREEBANK, NltkPackage,
-                      PublishedFile, TextAttackResource, cache_dir, routed)
+from .sources import (
+    ATTACK_NLTK_PACKAGES,
+    BUILD_COMMAND,
+    COUNTERFITTED_NEIGHBORS,
+    NLTK_INDEX,
+    TREEBANK,
+    NltkPackage,
+    PublishedFile,
+    TextAttackResource,
+    cache_dir,
+    routed,
+)
 
 PROBE_TIMEOUT_SECONDS = 5
 
@@ -60,8 +71,13 @@ def needs(config: dict, mirror: bool) -> Needs:
     stock_models = tuple(sorted({model for attack in names for model in ATTACKS[attack].stock_models}))
     if not mirror:
         models.update(stock_models)
-    return Needs(tuple(files.values()), tuple(sorted(models)), stock_models, tuple(stock.values()),
-                 ATTACK_NLTK_PACKAGES if attacks else ())
+    return Needs(
+        tuple(files.values()),
+        tuple(sorted(models)),
+        stock_models,
+        tuple(stock.values()),
+        ATTACK_NLTK_PACKAGES if attacks else (),
+    )
 
 
 def is_model_directory(name: str, mirror: Path | None) -> bool:
@@ -85,13 +101,19 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
             continue
         if name.startswith("models/"):
             problems.append(f"model {name}: a mirror's model, " + (f"not in {mirror}" if mirror else "and no mirror"))
-        elif unreachable := ("the hub is switched off (HF_HUB_OFFLINE)" if hub_offline() else
-                             unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))):
+        elif unreachable := (
+            "the hub is switched off (HF_HUB_OFFLINE)"
+            if hub_offline()
+            else unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        ):
             where = f"not under {mirror}/models, " if mirror is not None else ""
             problems.append(f"model {name}: {where}not in the Hugging Face cache, and {unreachable}")
     if mirror is not None:
-        problems += [f"{package.relative_path}: nltk's {package.identifier}, which the attacks read, not in the mirror"
-                     for package in wanted.nltk if not package.present_in(mirror)]
+        problems += [
+            f"{package.relative_path}: nltk's {package.identifier}, which the attacks read, not in the mirror"
+            for package in wanted.nltk
+            if not package.present_in(mirror)
+        ]
     if mirror is None:  # the attacks fetch these into the download cache (attacks.prepare_textattack)
         for resource in wanted.textattack:
             cached = (cache_dir() / resource.relative_path).exists() or (textattack_cache() / resource.name).exists()
@@ -122,7 +144,7 @@ def unreachable_reason(url: str) -> str | None:
     return _unreachable(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unreachable(host: str, port: int) -> str | None:
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS).close()
@@ -136,9 +158,12 @@ def check(config: dict, mirror: Path | None, configfile: str) -> None:
     problems = missing(config, mirror)
     if not problems:
         return
-    where = (f"the mirror {mirror}" if mirror is not None else
-             f"no mirror (ROBUSTLM_MIRROR unset, `mirror:` null or auto without ../shared/mirror; downloads into "
-             f"{cache_dir()})")
+    where = (
+        f"the mirror {mirror}"
+        if mirror is not None
+        else f"no mirror (ROBUSTLM_MIRROR unset, `mirror:` null or auto without ../shared/mirror; downloads into "
+        f"{cache_dir()})"
+    )
     raise MissingResources(
         f"{configfile} cannot run with {where}; missing:\n  - " + "\n  - ".join(problems) + "\n"
         f"On a machine with internet, `{BUILD_COMMAND.replace('<config>', configfile)}` fetches every published "

@@ -1,4 +1,5 @@
 """Attack and defense resources, verified like the datasets."""
+
 from __future__ import annotations
 
 import json

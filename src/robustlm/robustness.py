@@ -1,5 +1,6 @@
 """The paper's Table 2 (attack success rate per attack, dataset and defense, with per-dataset averages),
 the resource substitutions behind each attack, and ASR against out-of-distribution accuracy."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import (defense_order, jobs_of, join_notes, model_names, provenance_note,  # noqa: E402
-                     provenance_section, training_jobs, write_tables)
+from .tables import (
+    defense_order,
+    jobs_of,
+    join_notes,
+    model_names,
+    provenance_note,  # noqa: E402
+    provenance_section,
+    training_jobs,
+    write_tables,
+)
 
 AVERAGE = "average"
 
@@ -36,95 +45,152 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
             common[summary["dataset"]] = common.get(summary["dataset"], correct) & correct
     rows = []
     for path, (summary, examples, train) in zip(summaries, attacked):
-        kept = examples[examples.id.isin(common.get(summary["dataset"], set(examples.id))) & (examples.result != "skipped")]
+        kept = examples[
+            examples.id.isin(common.get(summary["dataset"], set(examples.id))) & (examples.result != "skipped")
+        ]
         evaluation = json.loads((path.parents[2] / "eval_metrics.json").read_text())
         successful = kept[kept.result == "successful"]
-        rows.append({
-            "dataset": summary["dataset"], "defense": summary["defense"], "method": train["method"],
-            "seed": summary["seed"],
-            "attack": summary["attack"], "sampled": len(examples), "examples": len(kept),
-            "attack_success_rate": 100 * len(successful) / len(kept) if len(kept) else float("nan"),
-            "accuracy_under_attack": 100 * (kept.result == "failed").mean() if len(kept) else float("nan"),
-            "average_queries": kept.queries.mean(), "average_perturbed_word_percent": successful.perturbed_word_percent.mean(),
-            "query_budget": summary["settings"]["query_budget"], "attack_minutes": summary["attack_seconds"] / 60,
-            "device": summary["device"],
-            "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
-            "substitutions": summary["substitutions"],
-            "deviations": join_notes(*paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))),
-            "jobs": [*training_jobs(train), *(("attack", record) for record in summary.get("provenance", [None]))],
-        })
+        rows.append(
+            {
+                "dataset": summary["dataset"],
+                "defense": summary["defense"],
+                "method": train["method"],
+                "seed": summary["seed"],
+                "attack": summary["attack"],
+                "sampled": len(examples),
+                "examples": len(kept),
+                "attack_success_rate": 100 * len(successful) / len(kept) if len(kept) else float("nan"),
+                "accuracy_under_attack": 100 * (kept.result == "failed").mean() if len(kept) else float("nan"),
+                "average_queries": kept.queries.mean(),
+                "average_perturbed_word_percent": successful.perturbed_word_percent.mean(),
+                "query_budget": summary["settings"]["query_budget"],
+                "attack_minutes": summary["attack_seconds"] / 60,
+                "device": summary["device"],
+                "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
+                "substitutions": summary["substitutions"],
+                "deviations": join_notes(
+                    *paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))
+                ),
+                "jobs": [*training_jobs(train), *(("attack", record) for record in summary.get("provenance", [None]))],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     """Table 2: ASR (%) mean and std over seeds per attack, dataset and defense, plus each defense's
     average over the attacks; the paper's number next to ours."""
-    per_attack = (attacks.groupby(["attack", "dataset", "defense"], sort=False)
-                  .agg(method=("method", "first"), asr_mean=("attack_success_rate", "mean"), asr_std=("attack_success_rate", "std"),
-                       seeds=("seed", "nunique"), sampled=("sampled", "first"), examples=("examples", "first"),
-                       average_queries=("average_queries", "mean"),
-                       average_perturbed_word_percent=("average_perturbed_word_percent", "mean"),
-                       attack_minutes=("attack_minutes", "mean"), deviations=("deviations", "first"),
-                       jobs=("jobs", jobs_of))
-                  .reset_index())
+    per_attack = (
+        attacks.groupby(["attack", "dataset", "defense"], sort=False)
+        .agg(
+            method=("method", "first"),
+            asr_mean=("attack_success_rate", "mean"),
+            asr_std=("attack_success_rate", "std"),
+            seeds=("seed", "nunique"),
+            sampled=("sampled", "first"),
+            examples=("examples", "first"),
+            average_queries=("average_queries", "mean"),
+            average_perturbed_word_percent=("average_perturbed_word_percent", "mean"),
+            attack_minutes=("attack_minutes", "mean"),
+            deviations=("deviations", "first"),
+            jobs=("jobs", jobs_of),
+        )
+        .reset_index()
+    )
     # the paper averages its four attacks: so do we when they all ran, else the average is over what ran
     # and has no paper number to compare with
     paper_attacks = set(paper.TABLE2_ASR) - {AVERAGE}
     paper_average = paper_attacks <= set(per_attack.attack)
     averaged = per_attack[per_attack.attack.isin(paper_attacks)] if paper_average else per_attack
-    average = (averaged.groupby(["dataset", "defense"], sort=False)
-               .agg(method=("method", "first"), asr_mean=("asr_mean", "mean"), examples=("examples", "first"),
-                    attacks=("attack", lambda names: ", ".join(names)), jobs=("jobs", jobs_of))
-               .reset_index().assign(attack=AVERAGE))
+    average = (
+        averaged.groupby(["dataset", "defense"], sort=False)
+        .agg(
+            method=("method", "first"),
+            asr_mean=("asr_mean", "mean"),
+            examples=("examples", "first"),
+            attacks=("attack", lambda names: ", ".join(names)),
+            jobs=("jobs", jobs_of),
+        )
+        .reset_index()
+        .assign(attack=AVERAGE)
+    )
     table = pd.concat([per_attack, average], ignore_index=True)
-    table["paper_asr"] = pd.Series([paper.TABLE2_ASR.get(r.attack, {}).get(r.dataset, {}).get(r.defense)
-                                    for r in table.itertuples()], dtype=float)
+    table["paper_asr"] = pd.Series(
+        [paper.TABLE2_ASR.get(r.attack, {}).get(r.dataset, {}).get(r.defense) for r in table.itertuples()], dtype=float
+    )
     if not paper_average:
         table.loc[table.attack == AVERAGE, "paper_asr"] = float("nan")
     table["provenance"] = table.pop("jobs").map(provenance_note)
     table.insert(3, "model", model_names(table))
-    order = {"attack": {a: i for i, a in enumerate([*paper.ATTACK_NAMES, AVERAGE])},
-             "defense": {d: i for i, d in enumerate(defense_order(table.defense, table.method))}}
-    return (table.sort_values(["attack", "dataset", "defense"],
-                              key=lambda column: column.map(order[column.name]) if column.name in order else column)
-            .reset_index(drop=True))
+    order = {
+        "attack": {a: i for i, a in enumerate([*paper.ATTACK_NAMES, AVERAGE])},
+        "defense": {d: i for i, d in enumerate(defense_order(table.defense, table.method))},
+    }
+    return table.sort_values(
+        ["attack", "dataset", "defense"],
+        key=lambda column: column.map(order[column.name]) if column.name in order else column,
+    ).reset_index(drop=True)
 
 
 def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     """Every resource an attack used in place of the published one (the same for every model)."""
-    rows = {(s["attack"], s["component"], s["original"], s["replacement"])
-            for substitutions in attacks.substitutions for s in substitutions}
+    rows = {
+        (s["attack"], s["component"], s["original"], s["replacement"])
+        for substitutions in attacks.substitutions
+        for s in substitutions
+    }
     return pd.DataFrame(sorted(rows), columns=["attack", "component", "original", "replacement"])
 
 
 def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame, jobs: list[tuple[str, dict | None]]) -> str:
     cells = table.assign(
         name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
-        cell=[f"{m:.1f}" + (f" ± {s:.1f}" if pd.notna(s) else "") + (f" (paper {p:.1f})" if pd.notna(p) else "")
-              for m, s, p in zip(table.asr_mean, table.asr_std, table.paper_asr)])
-    wide = (cells.pivot_table(index=["name", "dataset"], columns="model", values="cell", aggfunc="first", sort=False)
-            .reset_index().rename(columns={"name": "attack"}))
-    counts = table[table.attack != AVERAGE].groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
+        cell=[
+            f"{m:.1f}" + (f" ± {s:.1f}" if pd.notna(s) else "") + (f" (paper {p:.1f})" if pd.notna(p) else "")
+            for m, s, p in zip(table.asr_mean, table.asr_std, table.paper_asr)
+        ],
+    )
+    wide = (
+        cells.pivot_table(index=["name", "dataset"], columns="model", values="cell", aggfunc="first", sort=False)
+        .reset_index()
+        .rename(columns={"name": "attack"})
+    )
+    counts = (
+        table[table.attack != AVERAGE].groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
+    )
     examples = ", ".join(f"{d}: {int(r.kept)} of {int(r.sampled)} sampled" for d, r in counts.iterrows())
     parts = [
         "## Table 2: robustness (attack success rate %, lower is better; mean ± std over seeds)\n",
         f"Scored on the sampled test examples every model classifies correctly ({examples}); "
         f"paper: {paper.PAPER_ATTACK_EXAMPLES}.\n",
-        wide.to_markdown(index=False), "\n",
+        wide.to_markdown(index=False),
+        "\n",
         "## Attack resources substituted offline\n",
-        substitutions.to_markdown(index=False) if len(substitutions) else "None: every attack used its published resources.",
-        "\n", "## Deviations from the paper's setup\n",
-        *sorted({f"- {r.dataset} / {r.model} / {r.attack}: {r.deviations}" for r in table.itertuples() if r.attack != AVERAGE}),
-        "\n", *provenance_section(jobs),
+        substitutions.to_markdown(index=False)
+        if len(substitutions)
+        else "None: every attack used its published resources.",
+        "\n",
+        "## Deviations from the paper's setup\n",
+        *sorted(
+            {
+                f"- {r.dataset} / {r.model} / {r.attack}: {r.deviations}"
+                for r in table.itertuples()
+                if r.attack != AVERAGE
+            }
+        ),
+        "\n",
+        *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
 
 
 def _figure(attacks: pd.DataFrame, ood_test_set: str | None, path: Path) -> None:
     """Mean ASR over the attacks against out-of-distribution accuracy, one point per defense."""
-    per_model = (attacks.groupby(["dataset", "defense"], sort=False)
-                 .agg(method=("method", "first"), asr=("attack_success_rate", "mean"),
-                      ood_accuracy=("ood_accuracy", "mean")).reset_index())
+    per_model = (
+        attacks.groupby(["dataset", "defense"], sort=False)
+        .agg(method=("method", "first"), asr=("attack_success_rate", "mean"), ood_accuracy=("ood_accuracy", "mean"))
+        .reset_index()
+    )
     per_model["model"] = model_names(per_model)
     datasets = list(dict.fromkeys(per_model.dataset))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
@@ -132,8 +198,7 @@ def _figure(attacks: pd.DataFrame, ood_test_set: str | None, path: Path) -> None
         subset = per_model[per_model.dataset == dataset]
         ax.scatter(subset.ood_accuracy, subset.asr)
         for row in subset.itertuples():
-            ax.annotate(row.model, (row.ood_accuracy, row.asr), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(row.model, (row.ood_accuracy, row.asr), fontsize=8, xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel(f"accuracy on {ood_test_set} (%)" if ood_test_set else "out-of-distribution accuracy (%)")
         ax.set_ylabel("attack success rate (%), mean over attacks")
         ax.set_title(f"fine-tuned and attacked on {dataset}")
@@ -146,6 +211,10 @@ def build_robustness_tables(summaries: list[Path], ood_test_set: str | None, out
     attacks = load_attacks(summaries, ood_test_set)
     table = robustness_table(attacks)
     substitutions = substitutions_table(attacks)
-    write_tables(outputs, {"robustness": table, "substitutions": substitutions},
-                 _markdown(table, substitutions, jobs_of(attacks.jobs)), "%.4f")
+    write_tables(
+        outputs,
+        {"robustness": table, "substitutions": substitutions},
+        _markdown(table, substitutions, jobs_of(attacks.jobs)),
+        "%.4f",
+    )
     _figure(attacks, ood_test_set, outputs["figure"])

@@ -1,6 +1,7 @@
 """Where every public file the pipeline reads comes from: its published location, its SHA-256 and its path in the
 mirror layout. A run reads them from one store: an air-gapped mirror when there is one (never downloading), else
 a download cache in the same layout, filled from the published locations on first use."""
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,10 @@ class PublishedFile:
 
 def provenance(files: tuple[PublishedFile, ...], mirror: Path | None) -> dict:
     """Where a run's files came from, for its manifest."""
-    return {"kind": "mirror" if mirror is not None else "download",
-            "files": {file.relative_path: {"sha256": file.sha256, "url": file.url} for file in files}}
+    return {
+        "kind": "mirror" if mirror is not None else "download",
+        "files": {file.relative_path: {"sha256": file.sha256, "url": file.url} for file in files},
+    }
 
 
 def cache_dir() -> Path:
@@ -94,8 +97,10 @@ def download(url: str, destination: Path, expected: str | None, algorithm: str =
                 digest.update(block)
                 out.write(block)
         if expected is not None and digest.hexdigest() != expected:
-            raise DataSourceError(f"{source} downloaded with {algorithm} {digest.hexdigest()}, expected {expected}: the "
-                                  "published file changed or the download was corrupted; nothing was kept")
+            raise DataSourceError(
+                f"{source} downloaded with {algorithm} {digest.hexdigest()}, expected {expected}: the "
+                "published file changed or the download was corrupted; nothing was kept"
+            )
         os.replace(partial, destination)
     except (urllib.error.URLError, OSError) as exc:
         raise DataSourceError(
@@ -109,8 +114,9 @@ def download(url: str, destination: Path, expected: str | None, algorithm: str =
 def verified(path: Path, sha256: str, url: str) -> Path:
     digest = sha256_of(path)
     if digest != sha256:
-        raise DataSourceError(f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a "
-                              f"fresh copy of {url}.")
+        raise DataSourceError(
+            f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a fresh copy of {url}."
+        )
     return path
 
 
@@ -126,6 +132,7 @@ def sha256_of(path: Path) -> str:
 class NltkPackage:
     """An nltk data package the attacks read. nltk's index publishes its location and MD5 (what nltk's own downloader
     checks); a mirror holds it at nltk_data/<subdirectory>/<identifier>.zip, or unpacked there."""
+
     identifier: str
     subdirectory: str
 
@@ -142,6 +149,7 @@ class TextAttackResource:
     """A stock resource of TextAttack's recipes, which TextAttack downloads from its S3 bucket into its cache as
     `<cache>/<name>` (a zip is unpacked there). A mirror holds it at textattack/<name>, and its attacks then use it
     instead of a stand-in. TextAttack publishes no checksums: the mirror builder records those of what it fetched."""
+
     name: str
     what: str
 
@@ -202,35 +210,57 @@ NLTK_PACKAGES = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packa
 TEXTFOOLER_DATA = "https://raw.githubusercontent.com/jind11/TextFooler/6a56cb10f1055e00a8fbc6882f289e91cfe60f4e/data"
 
 SENTENCE_POLARITY = PublishedFile(
-    "nltk_data/corpora/sentence_polarity.zip", "6e1ed4405b65c7eabf1d199a7f7c437091ac21da0ea7467b410a74062574566b",
-    f"{NLTK_PACKAGES}/corpora/sentence_polarity.zip", "MR, Pang & Lee's sentence polarity v1.0 (nltk package)")
+    "nltk_data/corpora/sentence_polarity.zip",
+    "6e1ed4405b65c7eabf1d199a7f7c437091ac21da0ea7467b410a74062574566b",
+    f"{NLTK_PACKAGES}/corpora/sentence_polarity.zip",
+    "MR, Pang & Lee's sentence polarity v1.0 (nltk package)",
+)
 TREEBANK = PublishedFile(
-    "nltk_data/corpora/treebank.zip", "9da92d76c3666cfb6cddeaed0f7e86b344cce0f0928a286d439e555f19c37399",
-    f"{NLTK_PACKAGES}/corpora/treebank.zip", "the Penn Treebank WSJ sample (nltk package)")
+    "nltk_data/corpora/treebank.zip",
+    "9da92d76c3666cfb6cddeaed0f7e86b344cce0f0928a286d439e555f19c37399",
+    f"{NLTK_PACKAGES}/corpora/treebank.zip",
+    "the Penn Treebank WSJ sample (nltk package)",
+)
 TEXTFOOLER_SAMPLES = {
-    name: PublishedFile(f"datasets/textfooler/{name}", sha256, f"{TEXTFOOLER_DATA}/{name}",
-                        f"TextFooler's 1,000-example {name} test sample")
-    for name, sha256 in (("mr", "6d36d344c14cece04ec67bcc1cef243b8c067bfd20d212345556aa67eb83eed2"),
-                         ("yelp", "befbfa6f4737ed813f0830bcab7ce9df1fa141a0648bab04f894c9318c8231fc"))
+    name: PublishedFile(
+        f"datasets/textfooler/{name}",
+        sha256,
+        f"{TEXTFOOLER_DATA}/{name}",
+        f"TextFooler's 1,000-example {name} test sample",
+    )
+    for name, sha256 in (
+        ("mr", "6d36d344c14cece04ec67bcc1cef243b8c067bfd20d212345556aa67eb83eed2"),
+        ("yelp", "befbfa6f4737ed813f0830bcab7ce9df1fa141a0648bab04f894c9318c8231fc"),
+    )
 }
 ACL_IMDB = PublishedFile(
-    "datasets/imdb/aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
-    "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz", "IMDB, Maas et al. 2011's aclImdb release",
+    "datasets/imdb/aclImdb_v1.tar.gz",
+    "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+    "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+    "IMDB, Maas et al. 2011's aclImdb release",
     # the shared mirror's copy, repacked without train/unsup and the *.feat files
-    equivalents=(("datasets/imdb/aclImdb_labelled.tar.gz",
-                  "7742b240cc4309acb147dda61d94cd7ff973a1f4c070cb030778fc3ccf210c77"),),
+    equivalents=(
+        ("datasets/imdb/aclImdb_labelled.tar.gz", "7742b240cc4309acb147dda61d94cd7ff973a1f4c070cb030778fc3ccf210c77"),
+    ),
 )
 COUNTERFITTED_NEIGHBORS = PublishedFile(
-    "resources/counterfitted_neighbors.json", "103247143f39bd5dd66850f3a912393392641dbd98093c61e2b24a4cc8a96fb0",
+    "resources/counterfitted_neighbors.json",
+    "103247143f39bd5dd66850f3a912393392641dbd98093c61e2b24a4cc8a96fb0",
     "https://raw.githubusercontent.com/dongxinshuai/RIFT-NeurIPS2021/633ba92d6951432e03956f942c53cacf575e15c9/"
     "attack/counterfitted_neighbors.json",
-    "the counter-fitted neighbour lists of Jia et al. 2019, as RIFT's code ships them")
+    "the counter-fitted neighbour lists of Jia et al. 2019, as RIFT's code ships them",
+)
 
 COUNTERFITTED_EMBEDDING = TextAttackResource(
-    "word_embeddings/paragramcf", "the counter-fitted embedding (vectors, neighbours, distances) of word swaps")
+    "word_embeddings/paragramcf", "the counter-fitted embedding (vectors, neighbours, distances) of word swaps"
+)
 HOWNET_CANDIDATES = TextAttackResource(
-    "transformations/hownet/word_candidates_sense.pkl", "PSO's HowNet sememe substitution candidates")
+    "transformations/hownet/word_candidates_sense.pkl", "PSO's HowNet sememe substitution candidates"
+)
 # what the attacks read through nltk: stopwords, WordNet (PWWS), the POS tagger and its universal tag set
-ATTACK_NLTK_PACKAGES = (NltkPackage("stopwords", "corpora"), NltkPackage("wordnet", "corpora"),
-                        NltkPackage("averaged_perceptron_tagger_eng", "taggers"),
-                        NltkPackage("universal_tagset", "taggers"))
+ATTACK_NLTK_PACKAGES = (
+    NltkPackage("stopwords", "corpora"),
+    NltkPackage("wordnet", "corpora"),
+    NltkPackage("averaged_perceptron_tagger_eng", "taggers"),
+    NltkPackage("universal_tagset", "taggers"),
+)

@@ -2,6 +2,7 @@
 clean, out-of-distribution and under-attack accuracy and what the perturbation did at each value, the paper's value
 marked. Accuracy under attack is on the whole attack sample (an example counts when the model gets it right and the
 attack fails), so each point stands on its own, unlike Table 2's intersection over models."""
+
 from __future__ import annotations
 
 import json
@@ -28,30 +29,52 @@ def load_points(points: list[dict], train_metrics: list[Path]) -> pd.DataFrame:
         train = json.loads(path.read_text())
         evaluation = json.loads((path.parent / "eval_metrics.json").read_text())
         perturbation = train["perturbation"] or {}
-        common = {"trained_on": train["dataset"], "value": value_of[train["defense"]], "defense": train["defense"],
-                  "seed": train["seed"], "deviations": join_notes(*paper.training_deviations(train)),
-                  "ascent_gain": perturbation.get("ascent_gain"),
-                  "mean_abs_logit_change": perturbation.get("mean_abs_logit_change"),
-                  "jobs": [*training_jobs(train), ("evaluate", evaluation.get("provenance"))]}
+        common = {
+            "trained_on": train["dataset"],
+            "value": value_of[train["defense"]],
+            "defense": train["defense"],
+            "seed": train["seed"],
+            "deviations": join_notes(*paper.training_deviations(train)),
+            "ascent_gain": perturbation.get("ascent_gain"),
+            "mean_abs_logit_change": perturbation.get("mean_abs_logit_change"),
+            "jobs": [*training_jobs(train), ("evaluate", evaluation.get("provenance"))],
+        }
         for test_set, accuracy in evaluation["accuracy"].items():
             kind = "clean" if test_set == train["dataset"] else "out of distribution"
             rows.append({**common, "measure": f"{test_set} ({kind})", "accuracy": 100 * accuracy})
-        attacked = [json.loads(summary.read_text()) for summary in sorted(path.parent.glob("attacks/*/attack_summary.json"))]
+        attacked = [
+            json.loads(summary.read_text()) for summary in sorted(path.parent.glob("attacks/*/attack_summary.json"))
+        ]
         for summary in attacked:
-            rows.append({**common, "measure": f"under {summary['attack']}", "accuracy": summary["accuracy_under_attack"]})
+            rows.append(
+                {**common, "measure": f"under {summary['attack']}", "accuracy": summary["accuracy_under_attack"]}
+            )
         if attacked:
-            rows.append({**common, "measure": UNDER_ATTACK,
-                         "accuracy": sum(s["accuracy_under_attack"] for s in attacked) / len(attacked)})
+            rows.append(
+                {
+                    **common,
+                    "measure": UNDER_ATTACK,
+                    "accuracy": sum(s["accuracy_under_attack"] for s in attacked) / len(attacked),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def sweep_table(runs: pd.DataFrame, method: str, setting: str) -> pd.DataFrame:
     """Mean and std over seeds of each measure at each value."""
-    table = (runs.groupby(["trained_on", "value", "defense", "measure"], sort=False)
-             .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"), seeds=("seed", "nunique"),
-                  ascent_gain=("ascent_gain", "mean"), mean_abs_logit_change=("mean_abs_logit_change", "mean"),
-                  deviations=("deviations", "first"), provenance=("jobs", lambda jobs: provenance_note(jobs_of(jobs))))
-             .reset_index())
+    table = (
+        runs.groupby(["trained_on", "value", "defense", "measure"], sort=False)
+        .agg(
+            accuracy_mean=("accuracy", "mean"),
+            accuracy_std=("accuracy", "std"),
+            seeds=("seed", "nunique"),
+            ascent_gain=("ascent_gain", "mean"),
+            mean_abs_logit_change=("mean_abs_logit_change", "mean"),
+            deviations=("deviations", "first"),
+            provenance=("jobs", lambda jobs: provenance_note(jobs_of(jobs))),
+        )
+        .reset_index()
+    )
     table.insert(1, "setting", setting)
     table["paper_value"] = table.value == paper.PAPER_SETTINGS.get(method, {}).get(setting)
     return table
@@ -71,8 +94,14 @@ def _figure(table: pd.DataFrame, method: str, setting: str, path: Path) -> None:
             if measure.startswith("under ") and measure != UNDER_ATTACK:
                 continue  # each attack's own curve would crowd the mean's
             rows = subset[subset.measure == measure].sort_values("value", key=lambda v: v.map(where))
-            ax.errorbar(rows.value.map(where), rows.accuracy_mean, yerr=rows.accuracy_std.fillna(0), marker="o",
-                        capsize=3, label=measure)
+            ax.errorbar(
+                rows.value.map(where),
+                rows.accuracy_mean,
+                yerr=rows.accuracy_std.fillna(0),
+                marker="o",
+                capsize=3,
+                label=measure,
+            )
         if numeric and min(values) > 0 and max(values) / min(values) >= 10:
             ax.set_xscale("log")
         if not numeric:

@@ -1,6 +1,7 @@
 """The paper's Tables 3 (fine-tuning run time) and 4 (generalization), a paper-vs-ours comparison and a
 figure, assembled from whatever runs the config produced. Every number carries the deviations from the
 paper's setup that affect it, and the provenance of the jobs it comes from."""
+
 from __future__ import annotations
 
 import json
@@ -24,24 +25,42 @@ def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFra
         evaluation = evaluations[path.parent]
         training = training_jobs(train)
         for test_set, accuracy in evaluation["accuracy"].items():
-            rows.append({
-                "trained_on": train["dataset"], "defense": train["defense"], "method": train["method"],
-                "seed": train["seed"],
-                "test_set": test_set, "accuracy": 100 * accuracy, "test_examples": evaluation["examples"][test_set],
-                "train_minutes": train["train_seconds"] / 60, "examples_per_second": train["examples_per_second"],
-                "generation_minutes": train["adversarial_generation_seconds"] / 60,
-                "augmentation_minutes": (train["augmentation"] or {}).get("augmentation_seconds", 0.0) / 60,
-                "passes_per_step": train["passes_per_step"], "device": train["device"],
-                **perturbation_columns(train["perturbation"]),
-                "deviations": join_notes(*paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)),
-                "training_jobs": training, "jobs": [*training, ("evaluate", evaluation.get("provenance"))],
-            })
+            rows.append(
+                {
+                    "trained_on": train["dataset"],
+                    "defense": train["defense"],
+                    "method": train["method"],
+                    "seed": train["seed"],
+                    "test_set": test_set,
+                    "accuracy": 100 * accuracy,
+                    "test_examples": evaluation["examples"][test_set],
+                    "train_minutes": train["train_seconds"] / 60,
+                    "examples_per_second": train["examples_per_second"],
+                    "generation_minutes": train["adversarial_generation_seconds"] / 60,
+                    "augmentation_minutes": (train["augmentation"] or {}).get("augmentation_seconds", 0.0) / 60,
+                    "passes_per_step": train["passes_per_step"],
+                    "device": train["device"],
+                    **perturbation_columns(train["perturbation"]),
+                    "deviations": join_notes(
+                        *paper.training_deviations(train), *paper.evaluation_deviations(evaluation, test_set)
+                    ),
+                    "training_jobs": training,
+                    "jobs": [*training, ("evaluate", evaluation.get("provenance"))],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 #: what Table 3 shows of an embedding-space defense's perturbation (diagnostics.PerturbationMonitor)
-PERTURBATION_COLUMNS = ("norm", "epsilon", "mean_delta_norm", "ascent_gain", "start_cosine", "mean_abs_logit_change",
-                        "precision")
+PERTURBATION_COLUMNS = (
+    "norm",
+    "epsilon",
+    "mean_delta_norm",
+    "ascent_gain",
+    "start_cosine",
+    "mean_abs_logit_change",
+    "precision",
+)
 PERTURBATION_NUMBERS = ("mean_delta_norm", "ascent_gain", "start_cosine", "mean_abs_logit_change")
 
 
@@ -100,20 +119,25 @@ def provenance_section(jobs: list[tuple[str, dict | None]]) -> list[str]:
         row = {"rule": rule, "code": ", ".join(dict.fromkeys(map(code_version, rule_records)))}
         recorded = [record for record in rule_records if record]
         for library in dict.fromkeys(name for record in recorded for name in record["libraries"]):
-            versions = list(dict.fromkeys(record["libraries"][library] for record in recorded
-                                          if library in record["libraries"]))
+            versions = list(
+                dict.fromkeys(record["libraries"][library] for record in recorded if library in record["libraries"])
+            )
             row[library] = ", ".join(versions)
             if len(versions) > 1:
                 mixed_libraries.append(f"{rule} jobs ran {library} {' and '.join(versions)}")
         rows.append(row)
-    parts = ["## Provenance\n",
-             "Each row's `provenance` names the jobs behind its numbers: per rule, the settings hash (sha256 of the "
-             "job's canonical settings, first 12 hex digits, as `provenance.settings_hash` in its result file), and "
-             "the code version (git commit) they ran.\n"]
+    parts = [
+        "## Provenance\n",
+        "Each row's `provenance` names the jobs behind its numbers: per rule, the settings hash (sha256 of the "
+        "job's canonical settings, first 12 hex digits, as `provenance.settings_hash` in its result file), and "
+        "the code version (git commit) they ran.\n",
+    ]
     if len(rules_per_code) > 1:
-        parts.append("**Mixed code versions:** " + "; ".join(f"{code} ({', '.join(rules)})"
-                                                             for code, rules in rules_per_code.items())
-                     + ". These numbers do not all come from the same code.\n")
+        parts.append(
+            "**Mixed code versions:** "
+            + "; ".join(f"{code} ({', '.join(rules)})" for code, rules in rules_per_code.items())
+            + ". These numbers do not all come from the same code.\n"
+        )
     if mixed_libraries:
         parts.append("**Mixed library versions:** " + "; ".join(mixed_libraries) + ".\n")
     if any(code.endswith("+dirty") for code in rules_per_code):
@@ -126,8 +150,10 @@ def defense_order(defenses, methods=None) -> list[str]:
     """The paper's row order; a variant after the defense it varies."""
     known = list(paper.ROW_NAMES)
     method_of = dict(zip(defenses, methods if methods is not None else defenses))
-    return sorted(method_of, key=lambda d: (known.index(method_of[d]) if method_of[d] in known else len(known),
-                                            d != method_of[d], d))
+    return sorted(
+        method_of,
+        key=lambda d: (known.index(method_of[d]) if method_of[d] in known else len(known), d != method_of[d], d),
+    )
 
 
 def model_names(table: pd.DataFrame) -> list[str]:
@@ -136,16 +162,26 @@ def model_names(table: pd.DataFrame) -> list[str]:
 
 def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 4: accuracy (%) per training set, defense and test set, mean and std over seeds."""
-    table = (runs.groupby(["trained_on", "defense", "test_set"], sort=False)
-             .agg(method=("method", "first"), accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
-                  seeds=("seed", "nunique"),
-                  test_examples=("test_examples", "first"), deviations=("deviations", "first"),
-                  provenance=("jobs", lambda runs: provenance_note(jobs_of(runs))))
-             .reset_index())
-    table["paper_accuracy"] = pd.Series([
-        paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
-        for row in table.itertuples()
-    ], dtype=float)
+    table = (
+        runs.groupby(["trained_on", "defense", "test_set"], sort=False)
+        .agg(
+            method=("method", "first"),
+            accuracy_mean=("accuracy", "mean"),
+            accuracy_std=("accuracy", "std"),
+            seeds=("seed", "nunique"),
+            test_examples=("test_examples", "first"),
+            deviations=("deviations", "first"),
+            provenance=("jobs", lambda runs: provenance_note(jobs_of(runs))),
+        )
+        .reset_index()
+    )
+    table["paper_accuracy"] = pd.Series(
+        [
+            paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
+            for row in table.itertuples()
+        ],
+        dtype=float,
+    )
     table.insert(1, "model", model_names(table))
     return _sorted(table, ["trained_on", "defense", "test_set"])
 
@@ -155,25 +191,41 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     generation, also shown on its own), throughput, and slowdown relative to the baseline of the same run.
     Data augmentation runs once before fine-tuning; its minutes are listed beside them."""
     per_run = runs.drop_duplicates(["trained_on", "defense", "seed"])
-    perturbation = {f"perturbation_{name}": (f"perturbation_{name}", "mean" if name in PERTURBATION_NUMBERS else "first")
-                    for name in PERTURBATION_COLUMNS}
-    table = (per_run.groupby(["trained_on", "defense"], sort=False)
-             .agg(method=("method", "first"), minutes_mean=("train_minutes", "mean"), minutes_std=("train_minutes", "std"),
-                  generation_minutes=("generation_minutes", "mean"), augmentation_minutes=("augmentation_minutes", "mean"),
-                  examples_per_second=("examples_per_second", "mean"), passes_per_step=("passes_per_step", "first"),
-                  seeds=("seed", "nunique"), device=("device", "first"), deviations=("deviations", "first"),
-                  provenance=("training_jobs", lambda runs: provenance_note(jobs_of(runs))), **perturbation)
-             .reset_index())
+    perturbation = {
+        f"perturbation_{name}": (f"perturbation_{name}", "mean" if name in PERTURBATION_NUMBERS else "first")
+        for name in PERTURBATION_COLUMNS
+    }
+    table = (
+        per_run.groupby(["trained_on", "defense"], sort=False)
+        .agg(
+            method=("method", "first"),
+            minutes_mean=("train_minutes", "mean"),
+            minutes_std=("train_minutes", "std"),
+            generation_minutes=("generation_minutes", "mean"),
+            augmentation_minutes=("augmentation_minutes", "mean"),
+            examples_per_second=("examples_per_second", "mean"),
+            passes_per_step=("passes_per_step", "first"),
+            seeds=("seed", "nunique"),
+            device=("device", "first"),
+            deviations=("deviations", "first"),
+            provenance=("training_jobs", lambda runs: provenance_note(jobs_of(runs))),
+            **perturbation,
+        )
+        .reset_index()
+    )
     baseline = table[table.defense == "baseline"].set_index("trained_on").minutes_mean
     table["generation_share"] = table.generation_minutes / table.minutes_mean
     table["slowdown_vs_baseline"] = table.minutes_mean / table.trained_on.map(baseline)
-    table["paper_minutes"] = pd.Series([paper.TABLE3_MINUTES.get(r.trained_on, {}).get(r.defense)
-                                        for r in table.itertuples()], dtype=float)
+    table["paper_minutes"] = pd.Series(
+        [paper.TABLE3_MINUTES.get(r.trained_on, {}).get(r.defense) for r in table.itertuples()], dtype=float
+    )
     paper_baseline = table.trained_on.map(lambda d: paper.TABLE3_MINUTES.get(d, {}).get("baseline")).astype(float)
     table["paper_slowdown_vs_baseline"] = table.paper_minutes / paper_baseline
     table["paper_hardware"] = paper.PAPER_HARDWARE
     # test-set subsampling does not affect training time
-    table["deviations"] = table.deviations.map(lambda notes: join_notes(*(n for n in notes.split("; ") if "subsample of the" not in n)))
+    table["deviations"] = table.deviations.map(
+        lambda notes: join_notes(*(n for n in notes.split("; ") if "subsample of the" not in n))
+    )
     table.insert(1, "model", model_names(table))
     return _sorted(table, ["trained_on", "defense"])
 
@@ -181,19 +233,31 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
 def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.DataFrame:
     """Every number the paper gives next to ours. Run times are compared as slowdown over the baseline,
     the only form that transfers across hardware and model size."""
-    accuracy = pd.DataFrame({
-        "trained_on": generalization.trained_on, "model": generalization.model,
-        "metric": "accuracy % on " + generalization.test_set,
-        "paper": generalization.paper_accuracy, "ours": generalization.accuracy_mean,
-        "deviations": generalization.deviations, "provenance": generalization.provenance,
-    })
-    cost = pd.DataFrame({
-        "trained_on": runtime.trained_on, "model": runtime.model, "metric": "run time / baseline run time",
-        "paper": runtime.paper_slowdown_vs_baseline, "ours": runtime.slowdown_vs_baseline,
-        "deviations": [join_notes(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
-                       for notes, device in zip(runtime.deviations, runtime.device)],
-        "provenance": runtime.provenance,
-    })
+    accuracy = pd.DataFrame(
+        {
+            "trained_on": generalization.trained_on,
+            "model": generalization.model,
+            "metric": "accuracy % on " + generalization.test_set,
+            "paper": generalization.paper_accuracy,
+            "ours": generalization.accuracy_mean,
+            "deviations": generalization.deviations,
+            "provenance": generalization.provenance,
+        }
+    )
+    cost = pd.DataFrame(
+        {
+            "trained_on": runtime.trained_on,
+            "model": runtime.model,
+            "metric": "run time / baseline run time",
+            "paper": runtime.paper_slowdown_vs_baseline,
+            "ours": runtime.slowdown_vs_baseline,
+            "deviations": [
+                join_notes(notes, f"hardware {device} (paper: {paper.PAPER_HARDWARE})")
+                for notes, device in zip(runtime.deviations, runtime.device)
+            ],
+            "provenance": runtime.provenance,
+        }
+    )
     table = pd.concat([accuracy, cost], ignore_index=True).dropna(subset=["paper"])
     table["difference"] = table.ours - table.paper
     return table[["trained_on", "model", "metric", "paper", "ours", "difference", "deviations", "provenance"]]
@@ -201,26 +265,49 @@ def paper_vs_ours(generalization: pd.DataFrame, runtime: pd.DataFrame) -> pd.Dat
 
 def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     order = {d: i for i, d in enumerate(defense_order(table.defense, table.method))}
-    return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(drop=True)
+    return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "defense" else col).reset_index(
+        drop=True
+    )
 
 
-def _markdown(generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame,
-              jobs: list[tuple[str, dict | None]]) -> str:
+def _markdown(
+    generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+) -> str:
     wide = generalization.assign(
-        cell=[f"{m:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else "") + (f" (paper {p:.2f})" if pd.notna(p) else "")
-              for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)]
+        cell=[
+            f"{m:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else "") + (f" (paper {p:.2f})" if pd.notna(p) else "")
+            for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)
+        ]
     ).pivot_table(index="model", columns=["trained_on", "test_set"], values="cell", aggfunc="first", sort=False)
     wide.columns = [f"trained on {a}: {b}" for a, b in wide.columns]
     parts = [
-        "## Table 4: generalization (accuracy %, mean ± std over seeds)\n", wide.to_markdown(), "\n",
+        "## Table 4: generalization (accuracy %, mean ± std over seeds)\n",
+        wide.to_markdown(),
+        "\n",
         "## Table 3: fine-tuning run time\n",
-        runtime[["trained_on", "model", "minutes_mean", "generation_share", "augmentation_minutes", "examples_per_second",
-                 "passes_per_step", "slowdown_vs_baseline", "paper_minutes", "paper_slowdown_vs_baseline", "device"]]
-        .to_markdown(index=False, floatfmt=".2f"), "\n",
+        runtime[
+            [
+                "trained_on",
+                "model",
+                "minutes_mean",
+                "generation_share",
+                "augmentation_minutes",
+                "examples_per_second",
+                "passes_per_step",
+                "slowdown_vs_baseline",
+                "paper_minutes",
+                "paper_slowdown_vs_baseline",
+                "device",
+            ]
+        ].to_markdown(index=False, floatfmt=".2f"),
+        "\n",
         *perturbation_section(runtime),
-        "## Paper vs. ours\n", comparison.to_markdown(index=False, floatfmt=".2f"), "\n",
+        "## Paper vs. ours\n",
+        comparison.to_markdown(index=False, floatfmt=".2f"),
+        "\n",
         "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}), "\n",
+        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}),
+        "\n",
         *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
@@ -256,8 +343,9 @@ def _figure(generalization: pd.DataFrame, path: Path) -> None:
             rows = subset[subset.test_set == test_set].set_index("model").reindex(models)
             xs = [i + k * width for i in range(len(models))]
             ax.bar(xs, rows.accuracy_mean, width, yerr=rows.accuracy_std.fillna(0), label=f"ours: {test_set}")
-            ax.scatter(xs, rows.paper_accuracy, marker="_", s=400, color="black", zorder=3,
-                       label="paper" if k == 0 else None)
+            ax.scatter(
+                xs, rows.paper_accuracy, marker="_", s=400, color="black", zorder=3, label="paper" if k == 0 else None
+            )
         ax.set_xticks([i + width * (len(test_sets) - 1) / 2 for i in range(len(models))], models, rotation=30)
         ax.set_title(f"fine-tuned on {dataset}")
         ax.set_ylabel("accuracy (%)")
@@ -285,6 +373,10 @@ def build_tables(train_metrics: list[Path], eval_metrics: list[Path], outputs: d
     generalization = generalization_table(runs)
     runtime = runtime_table(runs)
     comparison = paper_vs_ours(generalization, runtime)
-    write_tables(outputs, {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison},
-                 _markdown(generalization, runtime, comparison, jobs_of(runs.jobs)), "%.4f")
+    write_tables(
+        outputs,
+        {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison},
+        _markdown(generalization, runtime, comparison, jobs_of(runs.jobs)),
+        "%.4f",
+    )
     _figure(generalization, outputs["figure"])

@@ -6,6 +6,7 @@ defense and RNG state, timings) are written atomically to a directory outside th
 and the epoch order is a pure function of (seed, epoch), so a resumed run sees the data an uninterrupted
 one would. The checkpoints are deleted once the job's outputs are written.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,9 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory: Path, params: dict, model, optimizer, scheduler, defense: Defense,
-                    state: TrainState) -> None:
+def save_checkpoint(
+    directory: Path, params: dict, model, optimizer, scheduler, defense: Defense, state: TrainState
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     _atomic_save(
         {
@@ -143,9 +145,17 @@ class TrainingData:
     augmentation: dict | None = None  # the manifest of the augmented training set, if any
 
 
-def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, checkpoint_dir: Path,
-              metrics_path: Path, device: str | None = None, mirror: Path | None = None,
-              augmented_path: Path | None = None) -> dict:
+def fine_tune(
+    params: dict,
+    model_path: str,
+    data_path: Path,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    metrics_path: Path,
+    device: str | None = None,
+    mirror: Path | None = None,
+    augmented_path: Path | None = None,
+) -> dict:
     """Fine-tune `model_path` for sentiment on the train split of `data_path` with the defense in `params`;
     data-augmentation defenses train on `augmented_path` (the same training subsample plus its augmentations)."""
     tokenizer = load_tokenizer(model_path)
@@ -153,26 +163,37 @@ def fine_tune(params: dict, model_path: str, data_path: Path, output_dir: Path, 
     train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
     augmentation = None
     if augmented_path is not None:
-        train, augmentation = augmented_training_set(train, Path(augmented_path),
-                                                     params["defense_params"]["augmented_fraction"],
-                                                     params["data_seed"])
-    validation = datasets.select(datasets.read_split(data_path, "validation"), params["validation_size"],
-                                 params["data_seed"])
-    data = TrainingData(encode(tokenizer, train.text, max_length), train.label.tolist(),
-                        encode(tokenizer, validation.text, max_length), validation.label.tolist(), load_classifier,
-                        train_texts=train.text.tolist(), augmentation=augmentation)
+        train, augmentation = augmented_training_set(
+            train, Path(augmented_path), params["defense_params"]["augmented_fraction"], params["data_seed"]
+        )
+    validation = datasets.select(
+        datasets.read_split(data_path, "validation"), params["validation_size"], params["data_seed"]
+    )
+    data = TrainingData(
+        encode(tokenizer, train.text, max_length),
+        train.label.tolist(),
+        encode(tokenizer, validation.text, max_length),
+        validation.label.tolist(),
+        load_classifier,
+        train_texts=train.text.tolist(),
+        augmentation=augmentation,
+    )
     return train_model(params, data, model_path, tokenizer, output_dir, checkpoint_dir, metrics_path, device, mirror)
 
 
-def augmented_training_set(train: pd.DataFrame, augmented_path: Path, fraction: float, seed: int) -> tuple[pd.DataFrame, dict]:
+def augmented_training_set(
+    train: pd.DataFrame, augmented_path: Path, fraction: float, seed: int
+) -> tuple[pd.DataFrame, dict]:
     """The training subsample plus a seeded `fraction` of its augmentations (A2T's --pct-of-augmented)."""
     from .augmentation import ORIGINAL
 
     augmented = pd.read_parquet(augmented_path)
     originals = augmented.augmentation == ORIGINAL
     if sorted(augmented.id[originals]) != sorted(train.id):
-        raise ValueError(f"{augmented_path} was made from another training subsample than this run's; delete it "
-                         "and rerun its augment jobs")
+        raise ValueError(
+            f"{augmented_path} was made from another training subsample than this run's; delete it "
+            "and rerun its augment jobs"
+        )
     kept = augmented[~originals].sample(frac=fraction, random_state=seed)
     manifest = json.loads(augmented_path.with_suffix(".json").read_text())
     manifest.update(augmentations_trained_on=len(kept), augmented_fraction=fraction)
@@ -185,8 +206,9 @@ class AdamaxW(torch.optim.Adamax):
     p -= lr / (1 - beta1^t) * m / u)."""
 
     def __init__(self, groups: list[dict], lr: float):
-        super().__init__([{**group, "weight_decay": 0.0, "decoupled_weight_decay": group["weight_decay"]}
-                          for group in groups], lr=lr)
+        super().__init__(
+            [{**group, "weight_decay": 0.0, "decoupled_weight_decay": group["weight_decay"]} for group in groups], lr=lr
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -202,7 +224,10 @@ def build_optimizer(model, defense: Defense, settings: dict, device: torch.devic
     LayerNorm weights (BERT's recipe): AdamW (fused on GPU) or AdamaxW."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings["weight_decay"]},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": settings["weight_decay"],
+        },
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
         {"params": defense.trainable_parameters(), "weight_decay": settings["weight_decay"]},
     ]
@@ -211,8 +236,15 @@ def build_optimizer(model, defense: Defense, settings: dict, device: torch.devic
     return torch.optim.AdamW(groups, lr=settings["learning_rate"], fused=device.type == "cuda")
 
 
-def train_step(defense: Defense, model, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler,
-               max_grad_norm: float, autocast_context: Autocast) -> torch.Tensor:
+def train_step(
+    defense: Defense,
+    model,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    max_grad_norm: float,
+    autocast_context: Autocast,
+) -> torch.Tensor:
     """One optimizer step: the defense's gradients, clipped over every optimised parameter, then AdamW and the
     schedule. Returns the step's loss, detached and left on the device (reading it would sync the host)."""
     loss = defense.backward(model, batch, autocast_context)
@@ -223,8 +255,17 @@ def train_step(defense: Defense, model, batch: dict[str, torch.Tensor], optimize
     return loss
 
 
-def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, output_dir: Path, checkpoint_dir: Path,
-                metrics_path: Path, device: str | None = None, mirror: Path | None = None) -> dict:
+def train_model(
+    params: dict,
+    data: TrainingData,
+    model_path: str,
+    tokenizer,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    metrics_path: Path,
+    device: str | None = None,
+    mirror: Path | None = None,
+) -> dict:
     """Train with the defense in `params` on `data`; keep the best-validation model in `output_dir`."""
     started = time.perf_counter()
     device = resolve_device(device)
@@ -237,20 +278,40 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
 
     model = data.load_model(model_path).to(device)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    defense.prepare(TrainingContext(model=model, tokenizer=tokenizer, mirror=mirror, train_texts=data.train_texts,
-                                    train_labels=train_labels, max_length=settings["max_length"], device=device,
-                                    seed=params["seed"], work_dir=checkpoint_dir,
-                                    run_key=json.dumps(params, sort_keys=True)))
+    defense.prepare(
+        TrainingContext(
+            model=model,
+            tokenizer=tokenizer,
+            mirror=mirror,
+            train_texts=data.train_texts,
+            train_labels=train_labels,
+            max_length=settings["max_length"],
+            device=device,
+            seed=params["seed"],
+            work_dir=checkpoint_dir,
+            run_key=json.dumps(params, sort_keys=True),
+        )
+    )
     optimizer = build_optimizer(model, defense, settings, device)
     robust_validation = None
     if settings["selection"] == "robust":
         if is_token_level(data.train_labels):
             raise ValueError("`selection: robust` attacks sentences; a token-level task keeps its best clean epoch")
-        robust_validation = RobustValidation(tokenizer, data.validation_ids, data.validation_labels,
-                                             settings["selection_examples"], params["data_seed"], model, mirror,
-                                             settings["batch_size"] * 2, device)
-    total_steps = sum(-(-(len(train_ids) + defense.planned_extra_examples(epoch, len(train_ids))) // settings["batch_size"])
-                      for epoch in range(1, settings["epochs"] + 1))
+        robust_validation = RobustValidation(
+            tokenizer,
+            data.validation_ids,
+            data.validation_labels,
+            settings["selection_examples"],
+            params["data_seed"],
+            model,
+            mirror,
+            settings["batch_size"] * 2,
+            device,
+        )
+    total_steps = sum(
+        -(-(len(train_ids) + defense.planned_extra_examples(epoch, len(train_ids))) // settings["batch_size"])
+        for epoch in range(1, settings["epochs"] + 1)
+    )
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings["warmup_ratio"] * total_steps), total_steps)
 
     state = TrainState()
@@ -281,10 +342,15 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         progress = tqdm(batches, desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
         for step, batch_indices in enumerate(progress):
             defense.measuring = step >= len(batches) - DIAGNOSED_STEPS
-            batch = collate(tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device)
+            batch = collate(
+                tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device
+            )
             batch["adversarial"] = to_device(torch.from_numpy(adversarial[batch_indices]), device)
-            losses.append(train_step(defense, model, batch, optimizer, scheduler, settings["max_grad_norm"],
-                                     lambda: autocast(device)))
+            losses.append(
+                train_step(
+                    defense, model, batch, optimizer, scheduler, settings["max_grad_norm"], lambda: autocast(device)
+                )
+            )
             state.step += 1
             state.examples_seen += len(batch_indices)
             state.tokens_seen += sum(lengths[i] for i in batch_indices)
@@ -293,9 +359,13 @@ def train_model(params: dict, data: TrainingData, model_path: str, tokenizer, ou
         # measuring the perturbation is not part of fine-tuning (nor of the paper's Table 3)
         state.train_seconds += time.perf_counter() - epoch_start - (perturbation or {}).get("measurement_seconds", 0.0)
 
-        record = {"epoch": epoch, "train_loss": epoch_loss,
-                  "validation_accuracy": accuracy(model, tokenizer, data.validation_ids, data.validation_labels,
-                                                  settings["batch_size"] * 2, device)}
+        record = {
+            "epoch": epoch,
+            "train_loss": epoch_loss,
+            "validation_accuracy": accuracy(
+                model, tokenizer, data.validation_ids, data.validation_labels, settings["batch_size"] * 2, device
+            ),
+        }
         if robust_validation is not None:
             record["robust_validation_accuracy"] = robust_validation.accuracy(model)
         if perturbation is not None:

@@ -9,12 +9,12 @@ rule attack_sample:
         data="results/data/{dataset}.parquet",
     output:
         sample="results/attacks/{dataset}/sample.parquet",
-    params:
-        spec=lambda wc: canonical(attack_sample_params(config, wc.dataset)),
     log:
         "results/logs/attack_sample/{dataset}.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        spec=lambda wc: canonical(attack_sample_params(config, wc.dataset)),
     script:
         "../scripts/attack_sample.py"
 
@@ -25,19 +25,19 @@ rule attack:
         sample=rules.attack_sample.output.sample,
     output:
         shard=f"{ATTACK_RUN}/shard{{shard}}of{{shards}}.json",
-    params:
-        spec=lambda wc: canonical(attack_params(config, wc.attack)),
-        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
-        checkpoint="results/checkpoints/attacks/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.jsonl",
     log:
         "results/logs/attack/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.log",
     benchmark:
         "results/benchmarks/attack/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.tsv"
+    conda:
+        "../../envs/attack.yaml"
     threads: 2
     resources:
         **rule_resources("attack", gpu=1, mem_mb=16000, runtime=240),
-    conda:
-        "../../envs/attack.yaml"
+    params:
+        spec=lambda wc: canonical(attack_params(config, wc.attack)),
+        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
+        checkpoint="results/checkpoints/attacks/{dataset}/{defense}/seed{seed}/{attack}/shard{shard}of{shards}.jsonl",
     script:
         "../scripts/attack.py"
 
@@ -54,11 +54,11 @@ rule gather_attack:
     output:
         examples=f"{ATTACK_RUN}/adversarial_examples.csv",
         summary=f"{ATTACK_RUN}/attack_summary.json",
-    params:
-        spec=lambda wc: canonical(attack_params(config, wc.attack)),
     log:
         "results/logs/gather_attack/{dataset}/{defense}/seed{seed}/{attack}.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        spec=lambda wc: canonical(attack_params(config, wc.attack)),
     script:
         "../scripts/gather_attack.py"

@@ -12,19 +12,19 @@ rule augment:
     output:
         shard=f"{AUGMENTED}/shard{{shard}}of{{shards}}.parquet",
         report=f"{AUGMENTED}/shard{{shard}}of{{shards}}.json",
-    params:
-        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
-        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
-        checkpoint="results/checkpoints/augment/{dataset}/{defense}/shard{shard}of{shards}.jsonl",
     log:
         "results/logs/augment/{dataset}/{defense}/shard{shard}of{shards}.log",
     benchmark:
         "results/benchmarks/augment/{dataset}/{defense}/shard{shard}of{shards}.tsv"
+    conda:
+        "../../envs/train.yaml"
     threads: 2
     resources:
         **rule_resources("augment", gpu=1, mem_mb=16000, runtime=240),
-    conda:
-        "../../envs/train.yaml"
+    params:
+        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
+        # outside the declared outputs, so Snakemake does not delete it before a rerun resumes from it
+        checkpoint="results/checkpoints/augment/{dataset}/{defense}/shard{shard}of{shards}.jsonl",
     script:
         "../scripts/augment.py"
 
@@ -37,11 +37,11 @@ rule gather_augmentation:
     output:
         data=f"{AUGMENTED}.parquet",
         manifest=f"{AUGMENTED}.json",
-    params:
-        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
     log:
         "results/logs/gather_augmentation/{dataset}/{defense}.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        spec=lambda wc: canonical(augment_params(config, wc.dataset, wc.defense)),
     script:
         "../scripts/gather_augmentation.py"

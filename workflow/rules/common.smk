@@ -1,8 +1,20 @@
 import re
 
-from robustlm.config import (attack_params, attack_sample_params, augment_params, canonical, defense_entries,
-                             evaluate_params, job_resources, lca_extract_params, lca_probe_params, lca_train_params,
-                             method_of, sweep_points, train_params)
+from robustlm.config import (
+    attack_params,
+    attack_sample_params,
+    augment_params,
+    canonical,
+    defense_entries,
+    evaluate_params,
+    job_resources,
+    lca_extract_params,
+    lca_probe_params,
+    lca_train_params,
+    method_of,
+    sweep_points,
+    train_params,
+)
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
 DATASETS = sorted(config["datasets"])
@@ -47,17 +59,28 @@ def lca_outputs(pattern):
 
 def points_of(wildcards):
     """The points of the sweep of `wildcards.setting` of `wildcards.swept`."""
-    return [point for point in sweep_points(config) if (point["swept"], point["setting"]) == (wildcards.swept, wildcards.setting)]
+    return [
+        point
+        for point in sweep_points(config)
+        if (point["swept"], point["setting"]) == (wildcards.swept, wildcards.setting)
+    ]
 
 
 def sweep_outputs(wildcards, pattern):
     """`pattern` (relative to a run directory) for every run of a sweep's points."""
-    return expand(f"{RUNS}/{pattern}", dataset=DATASETS, defense=[p["defense"] for p in points_of(wildcards)], seed=SEEDS)
+    return expand(
+        f"{RUNS}/{pattern}", dataset=DATASETS, defense=[p["defense"] for p in points_of(wildcards)], seed=SEEDS
+    )
 
 
 def sweep_attack_outputs(wildcards):
-    return expand(f"{ATTACK_RUN}/attack_summary.json", dataset=DATASETS, defense=[p["defense"] for p in points_of(wildcards)],
-                  seed=SEEDS, attack=ATTACKS)
+    return expand(
+        f"{ATTACK_RUN}/attack_summary.json",
+        dataset=DATASETS,
+        defense=[p["defense"] for p in points_of(wildcards)],
+        seed=SEEDS,
+        attack=ATTACKS,
+    )
 
 
 def rule_resources(family, mem_mb, runtime, gpu=0):
@@ -73,5 +96,10 @@ def augmented_training_set(wildcards):
 
 def augmentation_shards(wildcards, extension):
     shards = config["augmentation"]["shards"]
-    return expand(f"results/augmented/{{dataset}}/{{defense}}/shard{{shard}}of{{shards}}.{extension}",
-                  dataset=wildcards.dataset, defense=wildcards.defense, shard=range(shards), shards=shards)
+    return expand(
+        f"results/augmented/{{dataset}}/{{defense}}/shard{{shard}}of{{shards}}.{extension}",
+        dataset=wildcards.dataset,
+        defense=wildcards.defense,
+        shard=range(shards),
+        shards=shards,
+    )

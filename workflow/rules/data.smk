@@ -8,11 +8,11 @@ rule prepare_data:
     output:
         data="results/data/{dataset}.parquet",
         manifest="results/data/{dataset}.json",
-    params:
-        spec=canonical({"data_seed": config["data_seed"]}),
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        spec=canonical({"data_seed": config["data_seed"]}),
     script:
         "../scripts/prepare_data.py"

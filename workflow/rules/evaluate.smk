@@ -6,16 +6,16 @@ rule evaluate:
     output:
         metrics=f"{RUNS}/eval_metrics.json",
         predictions=f"{RUNS}/predictions.parquet",
-    params:
-        spec=lambda wc: canonical(evaluate_params(config, wc.dataset)),
     log:
         "results/logs/evaluate/{dataset}/{defense}/seed{seed}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{defense}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
     threads: 4
     resources:
         **rule_resources("evaluate", gpu=1, mem_mb=8000, runtime=60),
-    conda:
-        "../../envs/train.yaml"
+    params:
+        spec=lambda wc: canonical(evaluate_params(config, wc.dataset)),
     script:
         "../scripts/evaluate.py"

@@ -1,6 +1,7 @@
 # Linguistic Correlation Analysis (Tables 5-7): treebank -> POS tagger per defense -> NeuroX activations ->
 # probe and neuron analyses -> tables. Activations are large and cheap to recompute, so they are temp().
 
+
 # the treebank reads the mirror, or downloads its published file when none is configured; the tables read a few
 # files: both run on the login node
 localrules:
@@ -12,12 +13,12 @@ rule prepare_treebank:
     output:
         data="results/data/treebank.parquet",
         manifest="results/data/treebank.json",
-    params:
-        spec=lambda wc: canonical({"split_seed": config["lca"]["split_seed"]}),
     log:
         "results/logs/prepare_treebank.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        spec=lambda wc: canonical({"split_seed": config["lca"]["split_seed"]}),
     script:
         "../scripts/prepare_treebank.py"
 
@@ -28,18 +29,18 @@ rule lca_finetune:
     output:
         model=directory(f"{LCA_RUN}/model"),
         metrics=f"{LCA_RUN}/train_metrics.json",
-    params:
-        spec=lambda wc: canonical(lca_train_params(config, wc.defense, wc.seed)),
-        checkpoints="results/checkpoints/lca/{defense}/seed{seed}",
     log:
         "results/logs/lca_finetune/{defense}/seed{seed}.log",
     benchmark:
         "results/benchmarks/lca_finetune/{defense}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
     threads: 4
     resources:
         **rule_resources("train", gpu=1, mem_mb=16000, runtime=120),
-    conda:
-        "../../envs/train.yaml"
+    params:
+        spec=lambda wc: canonical(lca_train_params(config, wc.defense, wc.seed)),
+        checkpoints="results/checkpoints/lca/{defense}/seed{seed}",
     script:
         "../scripts/train.py"
 
@@ -51,17 +52,17 @@ rule lca_extract:
     output:
         train=temp(f"{LCA_RUN}/activations/train.hdf5"),
         test=temp(f"{LCA_RUN}/activations/test.hdf5"),
-    params:
-        spec=lambda wc: canonical(lca_extract_params(config)),
     log:
         "results/logs/lca_extract/{defense}/seed{seed}.log",
     benchmark:
         "results/benchmarks/lca_extract/{defense}/seed{seed}.tsv"
+    conda:
+        "../../envs/lca.yaml"
     threads: 2
     resources:
         **rule_resources("lca", gpu=1, mem_mb=16000, runtime=60),
-    conda:
-        "../../envs/lca.yaml"
+    params:
+        spec=lambda wc: canonical(lca_extract_params(config)),
     script:
         "../scripts/lca_extract.py"
 
@@ -74,15 +75,15 @@ rule lca_probe:
         data=rules.prepare_treebank.output.data,
     output:
         analysis=f"{LCA_RUN}/lca.json",
-    params:
-        spec=lambda wc: canonical(lca_probe_params(config)),
     log:
         "results/logs/lca_probe/{defense}/seed{seed}.log",
+    conda:
+        "../../envs/lca.yaml"
     threads: 2
     resources:
         **rule_resources("lca", mem_mb=16000, runtime=60),
-    conda:
-        "../../envs/lca.yaml"
+    params:
+        spec=lambda wc: canonical(lca_probe_params(config)),
     script:
         "../scripts/lca_probe.py"
 

@@ -13,11 +13,11 @@ rule regression_study:
             category="Figures",
             labels={"figure": "1: 1-D regression"},
         ),
-    params:
-        spec=canonical(config.get("regression_study", {})),
     log:
         "results/logs/regression_study.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        spec=canonical(config.get("regression_study", {})),
     script:
         "../scripts/regression_study.py"

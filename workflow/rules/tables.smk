@@ -69,12 +69,12 @@ rule robustness_tables:
             category="Figures",
             labels={"figure": "robustness vs. generalization"},
         ),
-    params:
-        ood_test_set=OOD_DATASETS[0] if OOD_DATASETS else None,
     log:
         "results/logs/robustness_tables.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        ood_test_set=OOD_DATASETS[0] if OOD_DATASETS else None,
     script:
         "../scripts/robustness_tables.py"
 
@@ -97,11 +97,11 @@ rule sweep:
             category="Sweeps",
             labels={"sweep": "{swept}: {setting}", "kind": "figure"},
         ),
-    params:
-        points=lambda wc: canonical(points_of(wc)),
     log:
         "results/logs/sweep/{swept}/{setting}.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        points=lambda wc: canonical(points_of(wc)),
     script:
         "../scripts/sweep.py"

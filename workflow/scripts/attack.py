@@ -22,11 +22,23 @@ with to_file(snakemake.log[0]):
     attack, substitutions = load_attack(params["attack"], params, model_dir, mirror_dir(snakemake.config), device)
     checkpoint = Path(snakemake.params.checkpoint)
     examples = run_shard(
-        attack, sample, int(snakemake.wildcards.shard), int(snakemake.wildcards.shards), params["seed"], checkpoint,
+        attack,
+        sample,
+        int(snakemake.wildcards.shard),
+        int(snakemake.wildcards.shards),
+        params["seed"],
+        checkpoint,
         key=fingerprint(params, model_fingerprint(model_dir), list(sample.id)),
     )
-    Path(snakemake.output.shard).write_text(json.dumps({
-        "substitutions": substitutions, "examples": examples, "job_seconds": time.perf_counter() - started,
-        "device": device_name(device), "provenance": job_provenance(params, device_name(device)),
-    }))
+    Path(snakemake.output.shard).write_text(
+        json.dumps(
+            {
+                "substitutions": substitutions,
+                "examples": examples,
+                "job_seconds": time.perf_counter() - started,
+                "device": device_name(device),
+                "provenance": job_provenance(params, device_name(device)),
+            }
+        )
+    )
     checkpoint.unlink()

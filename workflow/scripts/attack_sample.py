@@ -5,7 +5,9 @@ from robustlm.logs import to_file
 
 with to_file(snakemake.log[0]):
     params = json.loads(snakemake.params.spec)
-    evaluated = datasets.select(datasets.read_split(snakemake.input.data, "test"), params["test_size"], params["data_seed"])
+    evaluated = datasets.select(
+        datasets.read_split(snakemake.input.data, "test"), params["test_size"], params["data_seed"]
+    )
     sample = datasets.select(evaluated, params["examples"], params["seed"])[["id", "text", "label"]]
     sample.to_parquet(snakemake.output.sample, index=False)
     print(f"{len(sample)} of the {len(evaluated)} evaluated test examples sampled for attacks")

@@ -1,8 +1,8 @@
 import json
 
 from robustlm.config import mirror_dir
-from robustlm.logs import to_file
 from robustlm.datasets.treebank import prepare_treebank
+from robustlm.logs import to_file
 
 with to_file(snakemake.log[0]):
     frame, manifest = prepare_treebank(mirror_dir(snakemake.config), snakemake.config["lca"]["split_seed"])

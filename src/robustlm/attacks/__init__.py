@@ -4,6 +4,7 @@ Every attack is a TextAttack recipe registered here by name; `offline` swaps the
 resources for local ones (and records each swap), `wrapper` queries the model, `runner` runs a shard of
 the attack sample with per-example checkpoints and gathers the shards into Table 2's numbers.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..resources import use_nltk_data
-from ..sources import (ATTACK_NLTK_PACKAGES, COUNTERFITTED_EMBEDDING, HOWNET_CANDIDATES, TextAttackResource,
-                       cache_dir, fetch_nltk_packages)
+from ..sources import (
+    ATTACK_NLTK_PACKAGES,
+    COUNTERFITTED_EMBEDDING,
+    HOWNET_CANDIDATES,
+    TextAttackResource,
+    cache_dir,
+    fetch_nltk_packages,
+)
 
 
 @dataclass(frozen=True)
@@ -38,14 +45,17 @@ USE_STUDENT = "sentence-transformers/distiluse-base-multilingual-cased-v1"
 ATTACKS = {
     "textfooler": Recipe("TextFoolerJin2019", "Jin et al. 2020", stock_resources=(COUNTERFITTED_EMBEDDING,)),
     "bae": Recipe("BAEGarg2019", "Garg & Ramakrishnan 2020 (BAE-R)"),
-    "a2t": Recipe("A2TYoo2021", "Yoo & Qi 2021", stock_resources=(COUNTERFITTED_EMBEDDING,),
-                  stock_models=(STOCK_SBERT_MODEL,)),
+    "a2t": Recipe(
+        "A2TYoo2021", "Yoo & Qi 2021", stock_resources=(COUNTERFITTED_EMBEDDING,), stock_models=(STOCK_SBERT_MODEL,)
+    ),
     "a2t_mlm": Recipe("A2TYoo2021", "Yoo & Qi 2021 (MLM candidates)", {"mlm": True}, stock_models=(STOCK_SBERT_MODEL,)),
-    "pso": Recipe("PSOZang2020", "Zang et al. 2020", stock_resources=(HOWNET_CANDIDATES,),
-                  stock_models=(FLAIR_UPOS_TAGGER,)),
+    "pso": Recipe(
+        "PSOZang2020", "Zang et al. 2020", stock_resources=(HOWNET_CANDIDATES,), stock_models=(FLAIR_UPOS_TAGGER,)
+    ),
     "pwws": Recipe("PWWSRen2019", "Ren et al. 2019"),
-    "genetic": Recipe("GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018",
-                      stock_resources=(COUNTERFITTED_EMBEDDING,)),
+    "genetic": Recipe(
+        "GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018", stock_resources=(COUNTERFITTED_EMBEDDING,)
+    ),
     "bert_attack": Recipe("BERTAttackLi2020", "Li et al. 2020"),
 }
 
@@ -107,5 +117,7 @@ def prepare_textattack(mirror: Path | None, attack: str) -> None:
 def stock_resources_in(mirror: Path) -> list[TextAttackResource]:
     """The TextAttack resources a mirror (or the download cache) holds."""
     every = {resource for recipe in ATTACKS.values() for resource in recipe.stock_resources}
-    return sorted((resource for resource in every if (mirror / resource.relative_path).exists()),
-                  key=lambda resource: resource.name)
+    return sorted(
+        (resource for resource in every if (mirror / resource.relative_path).exists()),
+        key=lambda resource: resource.name,
+    )

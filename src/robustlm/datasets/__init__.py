@@ -1,5 +1,6 @@
 """Dataset registry. To add a dataset: write a `Dataset` subclass in its own module and register it here
 (and in the config schema's `datasets` / `ood_datasets`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..sources import provenance
-from .base import COLUMNS, DataSourceError, Dataset
+from .base import COLUMNS, Dataset, DataSourceError
 from .imdb import Imdb
 from .mr import MovieReviews
 from .yelp import YelpPolarity
@@ -37,13 +38,19 @@ def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, di
     skipped = frame.split[empty].value_counts()
     frame = frame[~empty].reset_index(drop=True)
     counts = {
-        split: {"examples": int((frame.split == split).sum()),
-                "positive": int(((frame.split == split) & (frame.label == 1)).sum()),
-                "skipped_empty_texts": int(skipped.get(split, 0))}
+        split: {
+            "examples": int((frame.split == split).sum()),
+            "positive": int(((frame.split == split) & (frame.label == 1)).sum()),
+            "skipped_empty_texts": int(skipped.get(split, 0)),
+        }
         for split in dataset.splits
     }
-    return frame, {"dataset": name, "source": provenance(dataset.sources, mirror), "validation_seed": seed,
-                   "splits": counts}
+    return frame, {
+        "dataset": name,
+        "source": provenance(dataset.sources, mirror),
+        "validation_seed": seed,
+        "splits": counts,
+    }
 
 
 def read_split(path: str | Path, split: str) -> pd.DataFrame:

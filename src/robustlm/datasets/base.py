@@ -1,5 +1,6 @@
 """What every dataset provides: canonical splits (`id`, `text`, `label`, `split`) read from its published source
 files, verified, in the air-gapped mirror or the download cache."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """IMDB (Maas et al. 2011): the official aclImdb train/test, a validation split carved from train."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """MR: Pang & Lee (2005) sentence polarity. It has no official split; the 1,000-sentence test sample of
 TextFooler (used by most attack papers since) is held out as test and removed from training."""
+
 from __future__ import annotations
 
 import zipfile

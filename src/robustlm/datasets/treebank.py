@@ -1,5 +1,6 @@
 """The Penn Treebank WSJ sample (nltk's 3,914 sentences with gold POS tags), the data of the neuron analysis:
 one row per sentence (`id`, `words`, `tags`, `split`) with a seeded sentence-level train/validation/test split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,10 +35,20 @@ def prepare_treebank(mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict
     frame["split"] = ""
     for split, members in zip(SPLIT_FRACTIONS, np.split(order, bounds)):
         frame.loc[members, "split"] = split
-    counts = {split: {"sentences": int((frame.split == split).sum()),
-                      "words": int(frame.words[frame.split == split].map(len).sum())} for split in SPLIT_FRACTIONS}
-    manifest = {"dataset": "treebank", "source": provenance((TREEBANK,), mirror), "split_seed": seed,
-                "splits": counts, "tags": tag_set(frame)}
+    counts = {
+        split: {
+            "sentences": int((frame.split == split).sum()),
+            "words": int(frame.words[frame.split == split].map(len).sum()),
+        }
+        for split in SPLIT_FRACTIONS
+    }
+    manifest = {
+        "dataset": "treebank",
+        "source": provenance((TREEBANK,), mirror),
+        "split_seed": seed,
+        "splits": counts,
+        "tags": tag_set(frame),
+    }
     return frame, manifest
 
 

@@ -1,4 +1,5 @@
 """Yelp review polarity (Zhang et al. 2015) as an out-of-distribution test set: TextFooler's 1,000-example sample."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -26,6 +26,7 @@ here the word embeddings are combined before them.
 RIFT keeps the epoch with the best robust accuracy (its §3.2): `training: {selection: robust}`, with RIFT's ASCC test
 attack (`substitution_attack`) on a seeded validation subset (training.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,7 +51,9 @@ COMBINATION_WEIGHT_DECAY = 2e-5
 TEST_ATTACK = {"steps": 10, "step_size": 1.0, "entropy_weight": 15.0}
 
 
-def neighbor_table(vocabulary: dict[str, int], neighbors: dict[str, list[str]], size: int, max_neighbors: int = 8) -> torch.Tensor:
+def neighbor_table(
+    vocabulary: dict[str, int], neighbors: dict[str, list[str]], size: int, max_neighbors: int = 8
+) -> torch.Tensor:
     """(vocabulary size, 1 + max_neighbors) token ids: the token itself, then its substitutes; -1 pads."""
     table = torch.full((size, 1 + max_neighbors), -1, dtype=torch.long)
     table[:, 0] = torch.arange(size)
@@ -90,8 +93,18 @@ def kaiming_scores(candidates: torch.Tensor) -> torch.Tensor:
     return torch.randn(candidates.shape, device=candidates.device) * math.sqrt(2.0 / (length * slots))
 
 
-def ascend_scores(model, candidates: torch.Tensor, inputs: dict, positions, objective, steps: int, step_size: float,
-                  entropy_weight: float, ascent: str, init_std: float = 1.0) -> torch.Tensor:
+def ascend_scores(
+    model,
+    candidates: torch.Tensor,
+    inputs: dict,
+    positions,
+    objective,
+    steps: int,
+    step_size: float,
+    entropy_weight: float,
+    ascent: str,
+    init_std: float = 1.0,
+) -> torch.Tensor:
     """The combination logits z that maximise `objective(logits at x_hat)` - entropy_weight * H(w) / 38,400 (model
     parameters untouched). `rift`: Adam in eval mode, as RIFT's code; `sign`: sign-gradient steps in the model's mode."""
     weight = model.get_input_embeddings().weight.detach()
@@ -103,7 +116,9 @@ def ascend_scores(model, candidates: torch.Tensor, inputs: dict, positions, obje
     with eval_mode(model) if ascent == "rift" else nullcontext():
         for _ in range(steps):
             with torch.enable_grad():
-                logits = at(model(inputs_embeds=convex_combination(weight, candidates, scores), **inputs).logits, positions)
+                logits = at(
+                    model(inputs_embeds=convex_combination(weight, candidates, scores), **inputs).logits, positions
+                )
                 loss = -objective(logits) + entropy_weight * weights_entropy(scores, candidates) / ENTROPY_NORMALISER
                 (gradient,) = torch.autograd.grad(loss, scores)
             if ascent == "rift":
@@ -116,20 +131,35 @@ def ascend_scores(model, candidates: torch.Tensor, inputs: dict, positions, obje
 
 
 @torch.no_grad()
-def substitution_attack(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                        neighbors: torch.Tensor) -> torch.Tensor:
+def substitution_attack(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, neighbors: torch.Tensor
+) -> torch.Tensor:
     """RIFT's ASCC test attack: the combination weights that maximise the cross-entropy of the gold label (10 Adam
     steps, entropy weight 15), each token then replaced by its highest-weighted candidate; returns the substituted
     input ids (robust accuracy is the accuracy on them)."""
     candidates = neighbors[input_ids]
-    scores = ascend_scores(model, candidates, {"attention_mask": attention_mask}, None,
-                           lambda logits: F.cross_entropy(logits, labels, reduction="sum"), ascent="rift", **TEST_ATTACK)
+    scores = ascend_scores(
+        model,
+        candidates,
+        {"attention_mask": attention_mask},
+        None,
+        lambda logits: F.cross_entropy(logits, labels, reduction="sum"),
+        ascent="rift",
+        **TEST_ATTACK,
+    )
     chosen = scores.masked_fill(candidates < 0, float("-inf")).argmax(-1, keepdim=True)
     return torch.where(attention_mask.bool(), candidates.gather(-1, chosen).squeeze(-1), input_ids)
 
 
-def info_nce(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, student_heads, teacher_heads,
-             temperature: float, conditional: bool = True) -> torch.Tensor:
+def info_nce(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    student_heads,
+    teacher_heads,
+    temperature: float,
+    conditional: bool = True,
+) -> torch.Tensor:
     """L_r-info of RIFT Eq. 10: per class y, the InfoNCE of matching s_i to t_i among that class's t_j, minus
     log N_y, averaged over classes with weights N_y / N. Unconditional: one group, heads[0].
 
@@ -145,17 +175,27 @@ def info_nce(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
         cross_entropy = torch.logsumexp(scores, dim=1) - scores.diagonal()
         count = members.sum()
         # N_y / N * (mean over the class of its cross-entropy - log N_y); zero for a class absent from the batch
-        total = total + (torch.where(members, cross_entropy, 0.0).sum() - count * torch.log(count.clamp_min(1))) / len(labels)
+        total = total + (torch.where(members, cross_entropy, 0.0).sum() - count * torch.log(count.clamp_min(1))) / len(
+            labels
+        )
     return total
 
 
 class AdvBase(Defense):
     name = "adv_base"
 
-    def __init__(self, beta: float, steps: int, step_size: float, ascent: str = "rift", entropy_weight: float = 15.0,
-                 init_std: float = 1.0):
-        super().__init__(beta=beta, steps=steps, step_size=step_size, ascent=ascent, entropy_weight=entropy_weight,
-                         init_std=init_std)
+    def __init__(
+        self,
+        beta: float,
+        steps: int,
+        step_size: float,
+        ascent: str = "rift",
+        entropy_weight: float = 15.0,
+        init_std: float = 1.0,
+    ):
+        super().__init__(
+            beta=beta, steps=steps, step_size=step_size, ascent=ascent, entropy_weight=entropy_weight, init_std=init_std
+        )
         if ascent not in ASCENTS:
             raise ValueError(f"unknown ascent '{ascent}'; known: {', '.join(ASCENTS)}")
         self.beta, self.steps, self.step_size, self.ascent = beta, steps, step_size, ascent
@@ -172,7 +212,8 @@ class AdvBase(Defense):
     def prepare(self, context: TrainingContext) -> None:
         embeddings = context.model.get_input_embeddings()
         self.neighbors = counterfitted_table(context.tokenizer, context.mirror, embeddings.num_embeddings).to(
-            embeddings.weight.device)
+            embeddings.weight.device
+        )
 
     def adversarial_embeddings(self, model, input_ids, inputs, clean_logits, positions) -> torch.Tensor:
         candidates = self.neighbors[input_ids]
@@ -181,9 +222,18 @@ class AdvBase(Defense):
                 reference = at(model(input_ids=input_ids, **inputs).logits, positions)
         else:
             reference = clean_logits.detach()
-        scores = ascend_scores(model, candidates, inputs, positions,
-                               lambda logits: kl_divergence(reference, logits, reduction="sum"),
-                               self.steps, self.step_size, self.entropy_weight, self.ascent, self.init_std)
+        scores = ascend_scores(
+            model,
+            candidates,
+            inputs,
+            positions,
+            lambda logits: kl_divergence(reference, logits, reduction="sum"),
+            self.steps,
+            self.step_size,
+            self.entropy_weight,
+            self.ascent,
+            self.init_std,
+        )
         return convex_combination(model.get_input_embeddings().weight, candidates, scores)
 
     def loss(self, model, batch):
@@ -191,10 +241,14 @@ class AdvBase(Defense):
         input_ids = inputs.pop("input_ids")
         positions = labelled_positions(batch["labels"])
         clean_logits = at(model(input_ids=input_ids, **inputs).logits, positions)
-        adversarial = model(inputs_embeds=self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions),
-                            **inputs, output_hidden_states=True)
-        robust_task = (F.cross_entropy(clean_logits, at(batch["labels"], positions))
-                       + self.beta * kl_divergence(clean_logits, at(adversarial.logits, positions)))
+        adversarial = model(
+            inputs_embeds=self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions),
+            **inputs,
+            output_hidden_states=True,
+        )
+        robust_task = F.cross_entropy(clean_logits, at(batch["labels"], positions)) + self.beta * kl_divergence(
+            clean_logits, at(adversarial.logits, positions)
+        )
         return robust_task + self.regularizer(model, batch, adversarial)
 
     def regularizer(self, model, batch, adversarial) -> torch.Tensor | float:
@@ -210,21 +264,37 @@ class Rift(AdvBase):
     name = "rift"
     token_level = False  # its mutual-information term is between sentence ([CLS]) features
 
-    def __init__(self, beta: float, steps: int, step_size: float, alpha: float, temperature: float = 0.2,
-                 projection_dim: int = 128, conditional: bool = True, **ascent):
+    def __init__(
+        self,
+        beta: float,
+        steps: int,
+        step_size: float,
+        alpha: float,
+        temperature: float = 0.2,
+        projection_dim: int = 128,
+        conditional: bool = True,
+        **ascent,
+    ):
         super().__init__(beta=beta, steps=steps, step_size=step_size, **ascent)
         self.params.update(alpha=alpha, temperature=temperature, projection_dim=projection_dim, conditional=conditional)
-        self.alpha, self.temperature, self.projection_dim, self.conditional = alpha, temperature, projection_dim, conditional
+        self.alpha, self.temperature, self.projection_dim, self.conditional = (
+            alpha,
+            temperature,
+            projection_dim,
+            conditional,
+        )
 
     def prepare(self, context):
         super().prepare(context)
         self.teacher = copy.deepcopy(context.model.base_model).eval().requires_grad_(False)
         hidden, heads = context.model.config.hidden_size, context.model.config.num_labels if self.conditional else 1
         device = context.model.get_input_embeddings().weight.device
-        self.heads = nn.ModuleDict({
-            "student": nn.ModuleList(projection_head(hidden, self.projection_dim) for _ in range(heads)),
-            "teacher": nn.ModuleList(projection_head(hidden, self.projection_dim) for _ in range(heads)),
-        }).to(device)
+        self.heads = nn.ModuleDict(
+            {
+                "student": nn.ModuleList(projection_head(hidden, self.projection_dim) for _ in range(heads)),
+                "teacher": nn.ModuleList(projection_head(hidden, self.projection_dim) for _ in range(heads)),
+            }
+        ).to(device)
 
     def trainable_parameters(self):
         return list(self.heads.parameters())
@@ -233,8 +303,15 @@ class Rift(AdvBase):
         with torch.no_grad():
             teacher = self.teacher(**model_inputs(batch)).last_hidden_state[:, 0]
         student = adversarial.hidden_states[-1][:, 0]
-        return self.alpha * info_nce(student, teacher, batch["labels"], self.heads["student"], self.heads["teacher"],
-                                     self.temperature, self.conditional)
+        return self.alpha * info_nce(
+            student,
+            teacher,
+            batch["labels"],
+            self.heads["student"],
+            self.heads["teacher"],
+            self.temperature,
+            self.conditional,
+        )
 
     def state_dict(self):
         return {"heads": self.heads.state_dict()}

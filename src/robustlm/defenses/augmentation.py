@@ -1,9 +1,10 @@
 """Data augmentation (the paper's AT-DA family): the baseline objective, trained on the training set plus
 augmented copies made once, before training, by `rule augment` (sharded over the training set)."""
+
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

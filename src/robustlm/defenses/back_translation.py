@@ -6,6 +6,7 @@
   every sentence samples from its own random stream, drawn from its example's, so that a paraphrase does not
   depend on the batch (or shard, or resumed chunk) its example is translated in.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,16 +35,23 @@ class Apertium:
     def __init__(self, pivot: str):
         self.pivot = pivot
         if shutil.which("apertium") is None:
-            raise TranslationError(f"back-translation backend 'apertium' needs Debian's `apertium` and `apertium-eng-{pivot}` "
-                                   f"(apt-get install apertium apertium-eng-{pivot}), or set `backend: marian`")
+            raise TranslationError(
+                f"back-translation backend 'apertium' needs Debian's `apertium` and `apertium-eng-{pivot}` "
+                f"(apt-get install apertium apertium-eng-{pivot}), or set `backend: marian`"
+            )
         modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True).stdout.split()
         missing = [mode for mode in (f"eng-{pivot}", f"{pivot}-eng") if mode not in modes]
         if missing:
             raise TranslationError(f"Apertium has no {', '.join(missing)} mode: apt-get install apertium-eng-{pivot}")
 
     def describe(self) -> dict:
-        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", f"apertium-eng-{self.pivot}"],
-                                 capture_output=True, text=True).stdout if shutil.which("dpkg-query") else ""
+        version = (
+            subprocess.run(
+                ["dpkg-query", "-W", "-f=${Version}", f"apertium-eng-{self.pivot}"], capture_output=True, text=True
+            ).stdout
+            if shutil.which("dpkg-query")
+            else ""
+        )
         return {"backend": "apertium", "pivot": self.pivot, "package": f"apertium-eng-{self.pivot} {version}".strip()}
 
     def translate(self, texts: list[str], mode: str) -> list[str]:
@@ -52,12 +60,16 @@ class Apertium:
         result = subprocess.run(["apertium", "-u", mode], input="\n".join(lines) + "\n", capture_output=True, text=True)
         translated = result.stdout.splitlines()
         if result.returncode != 0 or len(translated) != len(lines):
-            raise TranslationError(f"apertium {mode} failed (exit {result.returncode}, {len(translated)} lines for "
-                                   f"{len(lines)}): {result.stderr.strip()[:500]}")
+            raise TranslationError(
+                f"apertium {mode} failed (exit {result.returncode}, {len(translated)} lines for "
+                f"{len(lines)}): {result.stderr.strip()[:500]}"
+            )
         return translated
 
     def round_trip(self, texts: list[str], example_ids: list[str], context: AugmentationContext) -> list[str]:
-        return self.translate(self.translate(texts, f"eng-{self.pivot}"), f"{self.pivot}-eng")  # deterministic: no seeds
+        return self.translate(
+            self.translate(texts, f"eng-{self.pivot}"), f"{self.pivot}-eng"
+        )  # deterministic: no seeds
 
 
 class GumbelSampling:
@@ -69,13 +81,19 @@ class GumbelSampling:
         self.temperature = temperature
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        gumbel = torch.stack([-torch.empty(scores.shape[1], device=scores.device).exponential_(generator=generator).log()
-                              for generator in self.generators])
+        gumbel = torch.stack(
+            [
+                -torch.empty(scores.shape[1], device=scores.device).exponential_(generator=generator).log()
+                for generator in self.generators
+            ]
+        )
         return scores / self.temperature + gumbel
 
 
 class Marian:
-    def __init__(self, forward_model: str, backward_model: str, temperature: float | None, context: AugmentationContext):
+    def __init__(
+        self, forward_model: str, backward_model: str, temperature: float | None, context: AugmentationContext
+    ):
         from transformers import AutoModelForSeq2SeqLM
 
         self.names = (forward_model, backward_model)
@@ -83,28 +101,48 @@ class Marian:
         self.models = []
         for name in self.names:
             path = resolve_model(name, context.mirror)
-            self.models.append((load_tokenizer(path), AutoModelForSeq2SeqLM.from_pretrained(path).to(context.device).eval()))
+            self.models.append(
+                (load_tokenizer(path), AutoModelForSeq2SeqLM.from_pretrained(path).to(context.device).eval())
+            )
 
     def describe(self) -> dict:
-        return {"backend": "marian", "forward_model": self.names[0], "backward_model": self.names[1],
-                "temperature": self.temperature}
+        return {
+            "backend": "marian",
+            "forward_model": self.names[0],
+            "backward_model": self.names[1],
+            "temperature": self.temperature,
+        }
 
     @torch.no_grad()
-    def translate(self, sentences: list[str], seeds: list[int], tokenizer, model,
-                  context: AugmentationContext) -> list[str]:
+    def translate(
+        self, sentences: list[str], seeds: list[int], tokenizer, model, context: AugmentationContext
+    ) -> list[str]:
         """`sentences` translated, each sampled at `temperature` with its own seed (greedily without a temperature)."""
         from transformers import LogitsProcessorList
 
         translated = []
         for start in range(0, len(sentences), context.batch_size):
-            batch = tokenizer(sentences[start : start + context.batch_size], truncation=True,
-                              max_length=context.max_length, padding=True, return_tensors="pt").to(context.device)
-            sampling = ([GumbelSampling(seeds[start : start + context.batch_size], self.temperature, context.device)]
-                        if self.temperature else [])
+            batch = tokenizer(
+                sentences[start : start + context.batch_size],
+                truncation=True,
+                max_length=context.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(context.device)
+            sampling = (
+                [GumbelSampling(seeds[start : start + context.batch_size], self.temperature, context.device)]
+                if self.temperature
+                else []
+            )
             # greedy search with the sampling processor: the hub's generation configs may ask for beam search
-            output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                    max_new_tokens=context.max_length, do_sample=False, num_beams=1,
-                                    logits_processor=LogitsProcessorList(sampling))
+            output = model.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                max_new_tokens=context.max_length,
+                do_sample=False,
+                num_beams=1,
+                logits_processor=LogitsProcessorList(sampling),
+            )
             translated += tokenizer.batch_decode(output, skip_special_tokens=True)
         return translated
 
@@ -112,8 +150,10 @@ class Marian:
         """Sentence by sentence (MT models are trained on sentences, and long reviews exceed their length)."""
         sentences = [SENTENCE_END.split(one_line(text)) for text in texts]
         # a seed per sentence and direction, drawn from the example's own random stream
-        seeds = [example_rng(context.seed, example_id).integers(2**63, size=(len(self.models), len(text))).tolist()
-                 for example_id, text in zip(example_ids, sentences)]
+        seeds = [
+            example_rng(context.seed, example_id).integers(2**63, size=(len(self.models), len(text))).tolist()
+            for example_id, text in zip(example_ids, sentences)
+        ]
         flat = [sentence for text in sentences for sentence in text]
         for direction, (tokenizer, model) in enumerate(self.models):
             direction_seeds = [seed for example in seeds for seed in example[direction]]
@@ -128,10 +168,23 @@ class Marian:
 class BackTranslation(DataAugmentation):
     name = "back_translation"
 
-    def __init__(self, backend: str = "apertium", pivot: str = "spa", forward_model: str = "Helsinki-NLP/opus-mt-en-de",
-                 backward_model: str = "Helsinki-NLP/opus-mt-de-en", temperature: float | None = 1.0, **params):
-        super().__init__(backend=backend, pivot=pivot, forward_model=forward_model, backward_model=backward_model,
-                         temperature=temperature, **params)
+    def __init__(
+        self,
+        backend: str = "apertium",
+        pivot: str = "spa",
+        forward_model: str = "Helsinki-NLP/opus-mt-en-de",
+        backward_model: str = "Helsinki-NLP/opus-mt-de-en",
+        temperature: float | None = 1.0,
+        **params,
+    ):
+        super().__init__(
+            backend=backend,
+            pivot=pivot,
+            forward_model=forward_model,
+            backward_model=backward_model,
+            temperature=temperature,
+            **params,
+        )
         self.backend, self.pivot, self.temperature = backend, pivot, temperature
         self.forward_model, self.backward_model = forward_model, backward_model
 
@@ -150,8 +203,9 @@ class BackTranslation(DataAugmentation):
         samples = 1 if self.backend == "apertium" else self.samples_per_example  # Apertium is deterministic
         augmented: list[list[str]] = [[] for _ in texts]
         for draw in range(samples):
-            round_trips = translator.round_trip(texts, example_ids,
-                                                AugmentationContext(**{**vars(context), "seed": context.seed + draw}))
+            round_trips = translator.round_trip(
+                texts, example_ids, AugmentationContext(**{**vars(context), "seed": context.seed + draw})
+            )
             for paraphrases, text, paraphrase in zip(augmented, texts, round_trips):
                 # a paraphrase differing only in case is the same input to an uncased model
                 if paraphrase and paraphrase.lower() != one_line(text).lower() and paraphrase not in paraphrases:

@@ -3,13 +3,15 @@ accumulates the step's parameter gradients; most defenses only define `loss` and
 
 Two families also change the data: data augmentation (`augments_data`: `rule augment` calls `augment` once,
 before training) and input-space adversarial training (`extra_training_examples`, called before every epoch)."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F

@@ -9,10 +9,12 @@ without r's first-order term, whose sign is a coin flip that would otherwise swa
 random delta makes. Random deltas come from the monitor's own generator, so measuring does not change the training
 run. Sums stay on the device until the report: the only host synchronisations are the two per measured step
 that time the measurement, which the training loop leaves out of the fine-tuning time."""
+
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
     from .embedding import Perturbation
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-MEASURED = ("mean_delta_norm", "clean_loss", "adversarial_loss", "random_delta_loss", "mean_abs_logit_change",
-            "start_cosine")
+MEASURED = (
+    "mean_delta_norm",
+    "clean_loss",
+    "adversarial_loss",
+    "random_delta_loss",
+    "mean_abs_logit_change",
+    "start_cosine",
+)
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,8 +61,11 @@ class PerturbationMonitor:
         if self.generator is None or self.generator.device != p.delta.device:
             self.generator = torch.Generator(device=p.delta.device).manual_seed(0)
         device_type = p.delta.device.type
-        self.precision = str(torch.get_autocast_dtype(device_type)).removeprefix("torch.") \
-            if torch.is_autocast_enabled(device_type) else "float32"
+        self.precision = (
+            str(torch.get_autocast_dtype(device_type)).removeprefix("torch.")
+            if torch.is_autocast_enabled(device_type)
+            else "float32"
+        )
         embeddings = p.embeddings.detach()
 
         def logits(delta):  # in float64 from here on: the objectives' differences can be below float32's resolution
@@ -89,9 +100,18 @@ class PerturbationMonitor:
         if not self.steps:
             return None
         means = {name: float(self.sums[name]) / self.steps for name in MEASURED}  # the one host read
-        gained, random_gain = means["adversarial_loss"] - means["clean_loss"], means["random_delta_loss"] - means["clean_loss"]
-        report = {"norm": self.norm, "epsilon": self.epsilon, "precision": self.precision, "steps_measured": self.steps,
-                  **means, "ascent_gain": gained / abs(random_gain) if random_gain != 0 else None,
-                  "measurement_seconds": self.seconds}
+        gained, random_gain = (
+            means["adversarial_loss"] - means["clean_loss"],
+            means["random_delta_loss"] - means["clean_loss"],
+        )
+        report = {
+            "norm": self.norm,
+            "epsilon": self.epsilon,
+            "precision": self.precision,
+            "steps_measured": self.steps,
+            **means,
+            "ascent_gain": gained / abs(random_gain) if random_gain != 0 else None,
+            "measurement_seconds": self.seconds,
+        }
         self._reset()
         return report

@@ -18,6 +18,7 @@ The paper leaves two choices open; each reading is an option:
 off. Under bf16 autocast (the training loop's on GPU) the rounding of each forward pass changes the logits by as
 much as a small delta does, so f(x + delta) - f(x) would be mostly rounding noise.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -34,10 +35,16 @@ from .geometry import NORMS, STEPS, normalize, project
 PRECISIONS = ("float32", "bfloat16")
 
 
-def kl_divergence(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+def kl_divergence(
+    clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean"
+) -> torch.Tensor:
     """KL(p(x) || p(x + delta)); zero when the logits agree."""
-    return F.kl_div(F.log_softmax(perturbed_logits, dim=-1), F.log_softmax(clean_logits, dim=-1),
-                    reduction=reduction, log_target=True)
+    return F.kl_div(
+        F.log_softmax(perturbed_logits, dim=-1),
+        F.log_softmax(clean_logits, dim=-1),
+        reduction=reduction,
+        log_target=True,
+    )
 
 
 def arithmetic(precision: str, device: torch.device):
@@ -68,14 +75,31 @@ class EmbeddingSpaceAdversary(Defense):
     The hooks (`ascent_objective`, `adversarial_loss`) are Algorithm 1's; the smoothness regularisers
     (smoothness.py) make other choices."""
 
-    def __init__(self, steps: int, epsilon: float | None, step_size: float, init_std: float,
-                 adversarial_weight: float = 1.0, norm: str = "example_l2", step: str = "raw",
-                 precision: str = "float32"):
-        super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
-                         adversarial_weight=adversarial_weight, norm=norm, step=step, precision=precision)
+    def __init__(
+        self,
+        steps: int,
+        epsilon: float | None,
+        step_size: float,
+        init_std: float,
+        adversarial_weight: float = 1.0,
+        norm: str = "example_l2",
+        step: str = "raw",
+        precision: str = "float32",
+    ):
+        super().__init__(
+            steps=steps,
+            epsilon=epsilon,
+            step_size=step_size,
+            init_std=init_std,
+            adversarial_weight=adversarial_weight,
+            norm=norm,
+            step=step,
+            precision=precision,
+        )
         if norm not in NORMS or step not in STEPS or precision not in PRECISIONS:
-            raise ValueError(f"norm, step, precision must be one of {NORMS}, {STEPS}, {PRECISIONS}; "
-                             f"got {norm}, {step}, {precision}")
+            raise ValueError(
+                f"norm, step, precision must be one of {NORMS}, {STEPS}, {PRECISIONS}; got {norm}, {step}, {precision}"
+            )
         self.steps, self.epsilon, self.step_size, self.init_std = steps, epsilon, step_size, init_std
         self.adversarial_weight, self.norm, self.step, self.precision = adversarial_weight, norm, step, precision
         self.monitor = PerturbationMonitor(norm, epsilon)
@@ -129,16 +153,21 @@ class EmbeddingSpaceAdversary(Defense):
         """The step's perturbation and the logits at x + delta, computed in the defense's `precision`."""
         with arithmetic(self.precision, batch["input_ids"].device):
             perturbation = self.perturb(model, batch)
-            return perturbation, at(model(inputs_embeds=perturbation.embeddings + perturbation.delta,
-                                          **perturbation.inputs).logits, perturbation.positions)
+            return perturbation, at(
+                model(inputs_embeds=perturbation.embeddings + perturbation.delta, **perturbation.inputs).logits,
+                perturbation.positions,
+            )
 
     def loss(self, model, batch):
         with arithmetic(self.precision, batch["input_ids"].device):
             perturbation, perturbed_logits = self.perturbed_predictions(model, batch)
             if self.measuring:
                 self.monitor.record(model, perturbation, self.ascent_objective)
-            return F.cross_entropy(perturbation.clean_logits, perturbation.labels) + self.adversarial_weight * \
-                self.adversarial_loss(perturbed_logits, perturbation.clean_logits, perturbation.labels)
+            return F.cross_entropy(
+                perturbation.clean_logits, perturbation.labels
+            ) + self.adversarial_weight * self.adversarial_loss(
+                perturbed_logits, perturbation.clean_logits, perturbation.labels
+            )
 
     def perturbation_report(self) -> dict | None:
         return self.monitor.report()
@@ -159,4 +188,6 @@ class Lds(EmbeddingSpaceAdversary):
     name = "lds"
 
     def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
-        return kl_divergence(clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction)
+        return kl_divergence(
+            clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction
+        )

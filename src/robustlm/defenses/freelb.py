@@ -1,5 +1,6 @@
 """FreeLB (Zhu et al. 2019): K ascent steps on an L2-bounded embedding perturbation whose backward passes
 also accumulate the parameter gradients ("free" adversarial training), averaged over the K steps."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ class FreeLB(Defense):
     name = "freelb"
 
     def __init__(self, steps: int, step_size: float, init_magnitude: float, epsilon: float, precision: str = "float32"):
-        super().__init__(steps=steps, step_size=step_size, init_magnitude=init_magnitude, epsilon=epsilon,
-                         precision=precision)
+        super().__init__(
+            steps=steps, step_size=step_size, init_magnitude=init_magnitude, epsilon=epsilon, precision=precision
+        )
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
         self.steps, self.step_size, self.init_magnitude, self.epsilon = steps, step_size, init_magnitude, epsilon
@@ -61,8 +63,9 @@ class FreeLB(Defense):
 
     def backward(self, model, batch, autocast):
         total = 0.0
-        step_context = (lambda: arithmetic(self.precision, batch["input_ids"].device)) \
-            if self.precision == "float32" else autocast
+        step_context = (
+            (lambda: arithmetic(self.precision, batch["input_ids"].device)) if self.precision == "float32" else autocast
+        )
         with torch.no_grad():
             embeddings, inputs = embedded_inputs(model, batch)
             mask = padding_mask(inputs, embeddings)

@@ -1,5 +1,6 @@
 """The geometry of embedding perturbations [B, T, d]: their size in each norm a defense may bound them in, the
 projection onto that ball, and the normalised step direction."""
+
 from __future__ import annotations
 
 import torch

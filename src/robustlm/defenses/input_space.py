@@ -10,6 +10,7 @@ example is appended to a checkpoint in the run's work directory as it finishes. 
 the shuffled examples are sharded over that many processes (TextAttack's workers per device), each with its
 own copy of the model on the same device and its share of the successes to find.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,12 +33,29 @@ class InputSpaceAdversarialTraining(Defense):
     attack: ClassVar[str]  # the recipe in robustlm.attacks.ATTACKS the examples are generated with
     token_level = False  # attacks perturb sentences with one label
 
-    def __init__(self, adversarial_fraction: float = 0.2, query_budget: int = 200, alpha: float = 1.0,
-                 clean_epochs: int = 1, query_batch_size: int = 32, precision: str = "float32",
-                 masked_lm: str = "bert-base-uncased", sentence_encoder: str = USE_STUDENT, generation_workers: int = 1):
-        super().__init__(adversarial_fraction=adversarial_fraction, query_budget=query_budget, alpha=alpha,
-                         clean_epochs=clean_epochs, query_batch_size=query_batch_size, precision=precision,
-                         masked_lm=masked_lm, sentence_encoder=sentence_encoder, generation_workers=generation_workers)
+    def __init__(
+        self,
+        adversarial_fraction: float = 0.2,
+        query_budget: int = 200,
+        alpha: float = 1.0,
+        clean_epochs: int = 1,
+        query_batch_size: int = 32,
+        precision: str = "float32",
+        masked_lm: str = "bert-base-uncased",
+        sentence_encoder: str = USE_STUDENT,
+        generation_workers: int = 1,
+    ):
+        super().__init__(
+            adversarial_fraction=adversarial_fraction,
+            query_budget=query_budget,
+            alpha=alpha,
+            clean_epochs=clean_epochs,
+            query_batch_size=query_batch_size,
+            precision=precision,
+            masked_lm=masked_lm,
+            sentence_encoder=sentence_encoder,
+            generation_workers=generation_workers,
+        )
         self.adversarial_fraction, self.alpha, self.clean_epochs = adversarial_fraction, alpha, clean_epochs
         self.workers = generation_workers
         self.generations: list[dict] = []  # one summary per adversarial epoch
@@ -72,16 +90,24 @@ class InputSpaceAdversarialTraining(Defense):
 
         started = time.perf_counter()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(self.context.train_texts))
-        candidates = pd.DataFrame({"id": [f"train/{i}" for i in order],
-                                   "text": [self.context.train_texts[i] for i in order],
-                                   "label": [int(self.context.train_labels[i]) for i in order]})
-        shards = [(candidates.iloc[worker :: self.workers],
-                   self.context.work_dir / f"adversarial-epoch{epoch:03d}-shard{worker}of{self.workers}.jsonl")
-                  for worker in range(self.workers)]
+        candidates = pd.DataFrame(
+            {
+                "id": [f"train/{i}" for i in order],
+                "text": [self.context.train_texts[i] for i in order],
+                "label": [int(self.context.train_labels[i]) for i in order],
+            }
+        )
+        shards = [
+            (
+                candidates.iloc[worker :: self.workers],
+                self.context.work_dir / f"adversarial-epoch{epoch:03d}-shard{worker}of{self.workers}.jsonl",
+            )
+            for worker in range(self.workers)
+        ]
         key, quota = fingerprint(self.context.run_key, epoch), math.ceil(wanted / self.workers)
         if self.workers == 1:
             # the attacks reseed the global RNGs per example; training's random stream must not depend on them
-            (examples, checkpoint), = shards
+            ((examples, checkpoint),) = shards
             model.eval()  # A2T's gradient word ranking runs the model directly: no dropout while attacking
             with torch.random.fork_rng(devices=[self.context.device] if self.context.device.type == "cuda" else []):
                 records = attack_examples(self.attack_on(model), examples, self.context.seed, checkpoint, key, quota)
@@ -90,17 +116,27 @@ class InputSpaceAdversarialTraining(Defense):
             records = self.generate_in_workers(model, shards, key, quota)
         # in the shuffled order, at most `wanted` (the workers' quotas may add up to a few more)
         position = {example_id: index for index, example_id in enumerate(candidates.id)}
-        successful = sorted((r for r in records if r["result"] == "successful"), key=lambda r: position[r["id"]])[:wanted]
-        self.generations.append({
-            "epoch": epoch, "wanted": wanted, "attacked": len(records), "successful": len(successful),
-            "skipped": sum(record["result"] == "skipped" for record in records),
-            "queries": sum(record["queries"] for record in records), "seconds": time.perf_counter() - started,
-        })
+        successful = sorted((r for r in records if r["result"] == "successful"), key=lambda r: position[r["id"]])[
+            :wanted
+        ]
+        self.generations.append(
+            {
+                "epoch": epoch,
+                "wanted": wanted,
+                "attacked": len(records),
+                "successful": len(successful),
+                "skipped": sum(record["result"] == "skipped" for record in records),
+                "queries": sum(record["queries"] for record in records),
+                "seconds": time.perf_counter() - started,
+            }
+        )
         return [record["perturbed_text"] for record in successful], [record["label"] for record in successful]
 
     def attack_settings(self) -> dict:
-        settings = {key: self.params[key]
-                    for key in ("query_budget", "query_batch_size", "precision", "masked_lm", "sentence_encoder")}
+        settings = {
+            key: self.params[key]
+            for key in ("query_budget", "query_batch_size", "precision", "masked_lm", "sentence_encoder")
+        }
         return {**settings, "max_length": self.context.max_length}
 
     def attack_on(self, model):
@@ -109,17 +145,37 @@ class InputSpaceAdversarialTraining(Defense):
         if self._attack is None:
             from ..attacks.runner import build_attack_on
 
-            self._attack, self.substitutions = build_attack_on(self.attack, self.attack_settings(), model,
-                                                               self.context.tokenizer, self.context.mirror, self.context.device)
+            self._attack, self.substitutions = build_attack_on(
+                self.attack,
+                self.attack_settings(),
+                model,
+                self.context.tokenizer,
+                self.context.mirror,
+                self.context.device,
+            )
         self._attack.clear_cache()
         return self._attack
 
     def generate_in_workers(self, model, shards, key: str, quota: int) -> list[dict]:
         snapshot = copy.deepcopy(model).cpu().eval()
         threads = max(1, torch.get_num_threads() // self.workers)
-        jobs = [(self.attack, self.attack_settings(), snapshot, self.context.tokenizer, self.context.mirror,
-                 str(self.context.device), examples, self.context.seed, checkpoint, key, quota, threads)
-                for examples, checkpoint in shards]
+        jobs = [
+            (
+                self.attack,
+                self.attack_settings(),
+                snapshot,
+                self.context.tokenizer,
+                self.context.mirror,
+                str(self.context.device),
+                examples,
+                self.context.seed,
+                checkpoint,
+                key,
+                quota,
+                threads,
+            )
+            for examples, checkpoint in shards
+        ]
         with torch.multiprocessing.get_context("spawn").Pool(self.workers) as pool:
             results = pool.starmap(attack_shard, jobs)
         self.substitutions = results[0][1]
@@ -139,8 +195,20 @@ class InputSpaceAdversarialTraining(Defense):
         self.generations, self.substitutions = state["generations"], state["substitutions"]
 
 
-def attack_shard(attack_name: str, settings: dict, model, tokenizer, mirror, device: str, examples: pd.DataFrame,
-                 seed: int, checkpoint, key: str, quota: int, threads: int) -> tuple[list[dict], list]:
+def attack_shard(
+    attack_name: str,
+    settings: dict,
+    model,
+    tokenizer,
+    mirror,
+    device: str,
+    examples: pd.DataFrame,
+    seed: int,
+    checkpoint,
+    key: str,
+    quota: int,
+    threads: int,
+) -> tuple[list[dict], list]:
     """One generation worker (a spawned process): its own attack on its own copy of the model."""
     from ..attacks.runner import attack_examples, build_attack_on
 

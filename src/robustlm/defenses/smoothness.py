@@ -22,6 +22,7 @@ Where the papers and MT-DNN differ:
 - TAT trains with Adamax (MT-DNN's AdamaxW) for 6 epochs: `training: {optimizer: adamax, ...}` per defense; the
   paper also names Lookahead, which MT-DNN's code never had.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,20 +31,39 @@ import torch.nn.functional as F
 from .embedding import EmbeddingSpaceAdversary
 
 
-def symmetric_kl(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+def symmetric_kl(
+    clean_logits: torch.Tensor, perturbed_logits: torch.Tensor, reduction: str = "batchmean"
+) -> torch.Tensor:
     """KL(sg(q) || p) + KL(sg(p) || q), p = softmax(clean), q = softmax(perturbed), sg = no gradient: the symmetric
     KL's value, with each term's gradient reaching only the distribution it scores (MT-DNN's SymKlCriterion)."""
     log_p, log_q = F.log_softmax(clean_logits, dim=-1), F.log_softmax(perturbed_logits, dim=-1)
-    return (F.kl_div(log_p, log_q.detach(), reduction=reduction, log_target=True)
-            + F.kl_div(log_q, log_p.detach(), reduction=reduction, log_target=True))
+    return F.kl_div(log_p, log_q.detach(), reduction=reduction, log_target=True) + F.kl_div(
+        log_q, log_p.detach(), reduction=reduction, log_target=True
+    )
 
 
 class SmoothnessRegularizer(EmbeddingSpaceAdversary):
-    def __init__(self, steps: int, step_size: float, init_std: float, epsilon: float | None = None,
-                 adversarial_weight: float = 1.0, norm: str = "elementwise", step: str = "normalized",
-                 precision: str = "float32"):
-        super().__init__(steps=steps, epsilon=epsilon, step_size=step_size, init_std=init_std,
-                         adversarial_weight=adversarial_weight, norm=norm, step=step, precision=precision)
+    def __init__(
+        self,
+        steps: int,
+        step_size: float,
+        init_std: float,
+        epsilon: float | None = None,
+        adversarial_weight: float = 1.0,
+        norm: str = "elementwise",
+        step: str = "normalized",
+        precision: str = "float32",
+    ):
+        super().__init__(
+            steps=steps,
+            epsilon=epsilon,
+            step_size=step_size,
+            init_std=init_std,
+            adversarial_weight=adversarial_weight,
+            norm=norm,
+            step=step,
+            precision=precision,
+        )
 
     def adversarial_loss(self, perturbed_logits, clean_logits, labels, reduction="mean"):
         return symmetric_kl(clean_logits, perturbed_logits, reduction="batchmean" if reduction == "mean" else reduction)
@@ -87,8 +107,11 @@ class Tat(SmoothnessRegularizer):
 
     def observe(self, clean_logits, labels):
         self._ensure_tally(clean_logits.shape[-1], clean_logits.device)
-        self.epoch_confusion.index_put_((labels, clean_logits.argmax(-1)),
-                                        torch.ones_like(labels, dtype=self.epoch_confusion.dtype), accumulate=True)
+        self.epoch_confusion.index_put_(
+            (labels, clean_logits.argmax(-1)),
+            torch.ones_like(labels, dtype=self.epoch_confusion.dtype),
+            accumulate=True,
+        )
 
     def on_epoch_end(self):
         if self.epoch_confusion is not None:

@@ -5,6 +5,7 @@ rounded) are selected; of those, a share is replaced by random tokens, a share l
 masked; every selected position is then resampled from the MLM's distribution (top-k, or the full vocabulary
 without special tokens). A draw identical to the input is discarded and retried up to `max_tries` times.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,14 @@ from .augmentation import DataAugmentation, example_rng
 from .base import AugmentationContext
 
 
-def corrupt(ids: list[int], rng: np.random.Generator, tokenizer, noise_probability: float,
-            random_token_probability: float, leave_unmasked_probability: float) -> tuple[list[int], np.ndarray]:
+def corrupt(
+    ids: list[int],
+    rng: np.random.Generator,
+    tokenizer,
+    noise_probability: float,
+    random_token_probability: float,
+    leave_unmasked_probability: float,
+) -> tuple[list[int], np.ndarray]:
     """The noised copy of `ids` and the positions selected (never [CLS]/[SEP])."""
     special = set(tokenizer.all_special_ids)
     candidates = np.array([position for position, token in enumerate(ids) if token not in special])
@@ -36,14 +43,30 @@ def corrupt(ids: list[int], rng: np.random.Generator, tokenizer, noise_probabili
 class Ssmba(DataAugmentation):
     name = "ssmba"
 
-    def __init__(self, noise_probability: float = 0.15, random_token_probability: float = 0.1,
-                 leave_unmasked_probability: float = 0.1, top_k: int | None = None, max_tries: int = 10,
-                 masked_lm: str = "bert-base-uncased", **params):
-        super().__init__(noise_probability=noise_probability, random_token_probability=random_token_probability,
-                         leave_unmasked_probability=leave_unmasked_probability, top_k=top_k, max_tries=max_tries,
-                         masked_lm=masked_lm, **params)
+    def __init__(
+        self,
+        noise_probability: float = 0.15,
+        random_token_probability: float = 0.1,
+        leave_unmasked_probability: float = 0.1,
+        top_k: int | None = None,
+        max_tries: int = 10,
+        masked_lm: str = "bert-base-uncased",
+        **params,
+    ):
+        super().__init__(
+            noise_probability=noise_probability,
+            random_token_probability=random_token_probability,
+            leave_unmasked_probability=leave_unmasked_probability,
+            top_k=top_k,
+            max_tries=max_tries,
+            masked_lm=masked_lm,
+            **params,
+        )
         self.noise_probability, self.top_k, self.max_tries = noise_probability, top_k, max_tries
-        self.random_token_probability, self.leave_unmasked_probability = random_token_probability, leave_unmasked_probability
+        self.random_token_probability, self.leave_unmasked_probability = (
+            random_token_probability,
+            leave_unmasked_probability,
+        )
         self.masked_lm = masked_lm
 
     def needed_models(self) -> list[str]:
@@ -73,9 +96,20 @@ class Ssmba(DataAugmentation):
         while pending:
             for start in range(0, len(pending), context.batch_size):
                 chunk = pending[start : start + context.batch_size]
-                noised = [corrupt(originals[i], rngs[i], tokenizer, self.noise_probability, self.random_token_probability,
-                                  self.leave_unmasked_probability) for i in chunk]
-                for i, sample in zip(chunk, self.reconstruct(mlm, tokenizer, noised, [rngs[i] for i in chunk], forbidden, context.device)):
+                noised = [
+                    corrupt(
+                        originals[i],
+                        rngs[i],
+                        tokenizer,
+                        self.noise_probability,
+                        self.random_token_probability,
+                        self.leave_unmasked_probability,
+                    )
+                    for i in chunk
+                ]
+                for i, sample in zip(
+                    chunk, self.reconstruct(mlm, tokenizer, noised, [rngs[i] for i in chunk], forbidden, context.device)
+                ):
                     tries[i] += 1
                     text = tokenizer.decode(sample, skip_special_tokens=True)
                     if sample != originals[i] and text not in augmented[i]:
@@ -84,7 +118,9 @@ class Ssmba(DataAugmentation):
         return augmented
 
     @torch.no_grad()
-    def reconstruct(self, mlm, tokenizer, noised: list[tuple[list[int], np.ndarray]], rngs, forbidden, device) -> list[list[int]]:
+    def reconstruct(
+        self, mlm, tokenizer, noised: list[tuple[list[int], np.ndarray]], rngs, forbidden, device
+    ) -> list[list[int]]:
         """Each noised sequence with its selected positions resampled from the MLM (Gumbel-max, per-example RNG)."""
         from ..evaluation import autocast, collate
 
@@ -95,7 +131,9 @@ class Ssmba(DataAugmentation):
         for row, ((ids, positions), rng) in enumerate(zip(noised, rngs)):
             sample = list(ids)
             if len(positions):
-                scores = logits[row, torch.as_tensor(positions, device=device)].float().masked_fill(forbidden, -torch.inf)
+                scores = (
+                    logits[row, torch.as_tensor(positions, device=device)].float().masked_fill(forbidden, -torch.inf)
+                )
                 if self.top_k:
                     threshold = scores.topk(self.top_k, dim=-1).values[:, -1:]
                     scores = scores.masked_fill(scores < threshold, -torch.inf)
