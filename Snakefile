@@ -59,6 +59,7 @@ rule all:
     input:
         rules.tables.output,
         rules.robustness_tables.output if "attacks" in config else [],
+        rules.claims.output,
         rules.regression_study.output if "regression_study" in config else [],
         rules.lca_tables.output if "lca" in config else [],
         [expand(rules.sweep.output, swept=swept, setting=setting) for swept, setting in SWEEPS],

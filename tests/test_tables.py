@@ -4,6 +4,7 @@ import re
 import pandas as pd
 import pytest
 
+from robustlm.notes import KeyedNotes, split_notes
 from robustlm.tables import build_tables
 
 
@@ -52,6 +53,19 @@ def write_run(
             }
         )
     )
+    # the first `accuracy x 1000` examples of each test set right: two runs share their right answers
+    pd.concat(
+        pd.DataFrame(
+            {
+                "id": [f"{name}/{i}" for i in range(1000)],
+                "test_set": name,
+                "label": 1,
+                "prediction": [int(i < round(1000 * share)) for i in range(1000)],
+                "probability": 0.9,
+            }
+        )
+        for name, share in accuracy.items()
+    ).to_parquet(run / "predictions.parquet")
     return run
 
 
@@ -101,11 +115,17 @@ def build(root, runs):
             ("generalization", "csv"),
             ("runtime", "csv"),
             ("paper_vs_ours", "csv"),
+            ("paired", "csv"),
             ("markdown", "md"),
             ("figure", "png"),
         ]
     }
-    build_tables([r / "train_metrics.json" for r in runs], [r / "eval_metrics.json" for r in runs], outputs)
+    build_tables(
+        [r / "train_metrics.json" for r in runs],
+        [r / "eval_metrics.json" for r in runs],
+        [r / "predictions.parquet" for r in runs],
+        outputs,
+    )
     return outputs
 
 
@@ -245,3 +265,54 @@ def test_provenance_flags_tables_from_mixed_code_and_libraries(tmp_path):
         in markdown
     )
     assert "**Mixed library versions:** train jobs ran torch 2.3.0 and 2.4.0." in markdown
+
+
+def test_keyed_notes_define_each_distinct_note_once_with_the_rows_it_applies_to():
+    notes = KeyedNotes()
+    assert notes.keys("BERT", "model m (paper: b); 1 epoch(s) (paper: 4)") == "[d1] [d2]"
+    assert notes.keys("PGD-AT", "model m (paper: b)", "model m (paper: b); steps in float32") == "[d1] [d3]"
+    assert notes.keys("LDS", "") == ""
+    assert notes.legend() == [
+        "- **[d1]** model m (paper: b) (BERT, PGD-AT)",
+        "- **[d2]** 1 epoch(s) (paper: 4) (BERT)",
+        "- **[d3]** steps in float32 (PGD-AT)",
+    ]
+    assert KeyedNotes().legend() == ["None."]
+
+
+def test_the_markdown_tables_carry_keys_and_define_each_deviation_once(tables):
+    markdown = tables["markdown"].read_text()
+    comparison = pd.read_csv(tables["paper_vs_ours"])
+    distinct = {note for joined in comparison.deviations.dropna() for note in split_notes(joined)}
+    assert distinct  # the float32 step and the hardware
+    for note in distinct:
+        assert markdown.count(note) == 1, note
+    # both models ran on a GPU; only PGD-AT's perturbation ran in float32 while the other trained under bf16
+    hardware = re.search(r"\*\*\[(d\d+)\]\*\* hardware cuda \(paper: V100\) \(every row\)", markdown).group(1)
+    float32 = re.search(r"\*\*\[(d\d+)\]\*\* defense's steps in float32.* \(PGD-AT\)$", markdown, re.M).group(1)
+    table3 = markdown[markdown.index("## Table 3") : markdown.index("## Perturbation diagnostics")]
+    comparison = markdown[markdown.index("## Paper vs. ours") : markdown.index("## Deviations")]
+    assert table3.count(f"[{float32}]") == 1 and comparison.count(f"[{hardware}]") == 2  # the run-time rows
+
+
+def test_table4_gives_each_accuracy_its_interval_and_pairs_of_models_a_paired_test(tables, tmp_path):
+    table = pd.read_csv(tables["generalization"]).set_index(["defense", "test_set"])
+    # two seeds (85 % and 87 % of 1,000): mean 86, t(0.975, 1) = 12.706 x sqrt(0.0002 / 2 + binomial 0.000122)
+    low, high = table.loc[("baseline", "mr"), ["accuracy_low", "accuracy_high"]]
+    margin = 100 * 12.7062 * (0.0001 + (0.85 * 0.15 + 0.87 * 0.13) / 2000) ** 0.5  # 18.86
+    assert low == pytest.approx(86 - margin, rel=1e-4) and high == 100.0  # two seeds say little
+    assert "| BERT    | 86.0 ± 16.4 (paper 85.27)" in tables["markdown"].read_text()  # half the clipped interval
+
+    paired = pd.read_csv(tables["paired"]).set_index(["test_set", "first", "second"])
+    row = paired.loc[("mr", "BERT", "PGD-AT")]  # several seeds: per-example correctness averaged over seeds
+    assert row.test == "paired bootstrap" and row.examples == 1000 and row.difference == pytest.approx(0.0)
+
+    single = [
+        write_run(tmp_path / "single", "mr", "baseline", 1, 10.0, {"mr": 0.85}),
+        write_run(tmp_path / "single", "mr", "pgd_at", 1, 30.0, {"mr": 0.80}),
+    ]
+    paired = pd.read_csv(build(tmp_path / "single", single)["paired"]).iloc[0]
+    # 50 examples right for BERT only, none for PGD-AT only: McNemar's exact p = 2 x 0.5^50
+    assert (paired.test, paired.difference, paired.examples) == ("McNemar exact", 5.0, 1000)
+    assert paired.p_value == pytest.approx(2 * 0.5**50) and paired.difference_low > 0
+    assert "| mr           | mr         | PGD-AT  | -5.0 [" in (tmp_path / "single" / "out" / "markdown.md").read_text()

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from slurm_cluster import STATUS_POLLING
 
 pytestmark = pytest.mark.workflow
 MODELS = ("baseline", "pgd_at", "ssmba", "pgd_at@epsilon=0.03")  # the tiny config's, its sweep point included
@@ -207,6 +209,7 @@ def test_changing_one_sweep_value_reruns_only_that_point(finished_run):
         ("gather_attack", f"{point}, attack=textfooler"),
         ("tables", ""),
         ("robustness_tables", ""),
+        ("claims", ""),
         ("sweep", "swept=pgd_at, setting=epsilon"),
     }
     edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.03]))
@@ -233,6 +236,7 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         *(("gather_attack", f"{run}, attack=textfooler") for run in runs),
         ("tables", ""),
         ("robustness_tables", ""),
+        ("claims", ""),
         ("sweep", "swept=pgd_at, setting=epsilon"),
         ("lca_finetune", "defense=pgd_at, seed=1"),
         ("lca_extract", "defense=pgd_at, seed=1"),
@@ -253,6 +257,7 @@ def test_adding_a_defense_plans_only_its_jobs(finished_run):
         ("gather_attack", "dataset=mr, defense=lds, seed=1, attack=textfooler"),
         ("tables", ""),
         ("robustness_tables", ""),
+        ("claims", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"].pop("lds"))
 
@@ -272,7 +277,7 @@ def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished
 def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=80))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables", "sweep"}
+    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables", "claims", "sweep"}
     assert len([job for job in jobs if job[0] == "attack"]) == 2 * len(MODELS)  # 2 shards per model
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=60))
 
@@ -289,6 +294,7 @@ def test_changing_a_shared_setting_reruns_every_model(finished_run):
         "attack",
         "gather_attack",
         "robustness_tables",
+        "claims",
         "sweep",
     }
     assert len([job for job in jobs if job[0] == "train"]) == len(MODELS)
@@ -304,6 +310,7 @@ def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(fini
         ("gather_attack", "dataset=mr, defense=ssmba, seed=1, attack=textfooler"),
         ("tables", ""),
         ("robustness_tables", ""),
+        ("claims", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(augmented_fraction=0.5))
     assert planned_jobs(finished_run) == ssmba_jobs
@@ -354,6 +361,62 @@ def test_report_builds_with_captions(finished_run):
     assert "Table 4 (generalization)" in html or "Table 4 (generalization)" in html.replace("&nbsp;", " ")
 
 
+#: a tqdm line as `logs.progress` writes it: `<what>: 50%|#####     | 2/4 [00:05<00:05, 2.50s/example, ...]`
+PROGRESS_LINE = re.compile(r"^(?P<what>[^\n|]+?): +\d+%\|[ #0-9]*\| (?P<done>\d+)/(?P<total>\d+) \[", re.M)
+LONG_RULES = ("train", "augment", "evaluate", "attack", "lca_finetune", "lca_extract", "lca_probe", "regression_study")
+
+
+def test_every_long_job_shows_its_progress_in_its_log_without_flooding_it(finished_run):
+    logs = finished_run / "results/logs"
+    for rule in LONG_RULES:
+        paths = sorted((logs / rule).rglob("*.log")) or [logs / f"{rule}.log"]
+        for path in paths:
+            text = path.read_text()
+            lines = PROGRESS_LINE.findall(text)
+            assert lines, (path, text[-2000:])
+            last = {what: (int(done), int(total)) for what, done, total in lines}
+            assert all(done == total > 0 for done, total in last.values()), (path, last)
+            # a line per refresh, at most one per 30 s (these jobs take seconds): its start and end, per bar
+            assert len(lines) <= 2 * len(last) + 2, (path, lines)
+            assert "\r" not in text, path
+
+
+#: columns that measure time, which differs between two runs of the same config
+TIMING = re.compile(r"minutes|seconds|per_second|slowdown|generation_share|queries_per")
+
+
+def comparable_tables(workdir) -> dict[str, pd.DataFrame]:
+    """Every table a run writes, without its timing and provenance columns (nor the paper-vs-ours run-time rows):
+    what two runs of one config on two machines have in common."""
+    tables = {}
+    for path in sorted((workdir / "results").rglob("*.csv")):
+        if "tables" not in path.parts and "regression" not in path.parts and "sweeps" not in path.parts:
+            continue
+        table = pd.read_csv(path)
+        if "metric" in table:
+            table = table[~table.metric.str.startswith("run time")]
+        tables[str(path.relative_to(workdir))] = table.drop(
+            columns=[c for c in table.columns if TIMING.search(c) or c == "provenance"]
+        ).reset_index(drop=True)
+    return tables
+
+
+def copy_of_checkout(target):
+    """This checkout's files (tracked, and untracked but not ignored) copied to `target`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for relative in filter(None, listed.split("\0")):
+        if (REPO / relative).is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, target / relative)
+    return target
+
+
 def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model):
     from test_defenses import TRAINING_PARAMS
 
@@ -363,7 +426,11 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
         "data_seed": 0,
         "datasets": {"mr": {"train_size": 96, "validation_size": 16, "test_size": 16}},
         "ood_datasets": {"yelp": {"test_size": 16}},
-        "defenses": TRAINING_PARAMS,
+        # AT-IP: five clean epochs, then one generating adversarial examples (it attacks 96 examples an epoch)
+        "defenses": {
+            name: {**params, "clean_epochs": 5} if name in ("a2t", "a2t_mlm", "bert_attack") else params
+            for name, params in TRAINING_PARAMS.items()
+        },
         "seeds": [1],
         # six epochs: enough for the random tiny model to start fitting the 96 examples under every objective
         "training": {"max_length": 24, "batch_size": 16, "epochs": 6, "learning_rate": 5e-3},
@@ -389,34 +456,48 @@ LIGHT_RULES = {
     "gather_augmentation",
     "tables",
     "robustness_tables",
+    "claims",
     "sweep",
     "lca_tables",
 }  # on a cluster: on the login node
 
 
 @pytest.mark.slurm
-def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(finished_run, slurm_cluster, tmp_path):
-    """The tiny config through `--profile profiles/slurm` (overriding only the account) on a one-node cluster."""
-    (tmp_path / "config.yaml").write_text((finished_run / "config.yaml").read_text())
+def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(
+    finished_run, slurm_cluster, mirror, tmp_path_factory
+):
+    """The tiny config through `--profile profiles/slurm` (overriding only the account) on a one-node cluster, from a
+    copy of this checkout in another directory reading the mirror through another path, as on another machine: the
+    same outputs and tables as the local run, apart from timings and provenance, and no machine path in them."""
+    site = tmp_path_factory.mktemp("cluster-site")
+    checkout = copy_of_checkout(site / "elsewhere" / "robustlm")
+    (site / "mirror").symlink_to(mirror)
+    workdir = site / "run"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(
+        (finished_run / "config.yaml").read_text().replace(str(mirror), str(site / "mirror"))
+    )
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "snakemake",
             "-s",
-            str(REPO / "Snakefile"),
+            str(checkout / "Snakefile"),
             "--directory",
-            str(tmp_path),
+            str(workdir),
             "--configfile",
-            str(tmp_path / "config.yaml"),
+            str(workdir / "config.yaml"),
             "--profile",
-            str(REPO / "profiles" / "slurm"),
+            str(checkout / "profiles" / "slurm"),
             "--slurm-no-account",
+            *STATUS_POLLING,
             "--max-threads",
             str(os.cpu_count()),
         ],  # a job asking for more CPUs than the node has
         capture_output=True,
         text=True,
+        env={**os.environ, "ROBUSTLM_MIRROR": str(site / "mirror")},
         timeout=1800,  # would pend for ever
     )
     assert result.returncode == 0, result.stderr[-5000:] + slurm_cluster.log("slurmctld")[-2000:]
@@ -441,20 +522,22 @@ def test_the_slurm_profile_runs_the_workflow_through_sbatch_like_a_local_run(fin
         asks_for_gpu = "gpu" in shown.get("TresPerJob", "")
         assert asks_for_gpu == (remote[job] in GPU_RULES), (remote[job], shown.get("TresPerJob"))
         assert shown["Partition"] == ("gpu" if remote[job] in GPU_RULES else "cpu"), (remote[job], shown["Partition"])
-    benchmark = pd.read_csv(tmp_path / "results/benchmarks/train/mr/baseline/seed1.tsv", sep="\t")
+    benchmark = pd.read_csv(workdir / "results/benchmarks/train/mr/baseline/seed1.tsv", sep="\t")
     assert benchmark.max_rss.item() > 100  # MB: what `resources.train.mem_mb` can be sized from
 
-    for pattern in (
-        "results/runs/**/predictions.parquet",
-        "results/runs/**/adversarial_examples.csv",
-        "results/regression/table1.csv",
-        "results/tables/table5_lca_association.csv",
-        "results/tables/table7_lca_ablation.csv",
-    ):
+    for pattern in ("results/runs/**/predictions.parquet", "results/runs/**/adversarial_examples.csv"):
         local_files = sorted(finished_run.glob(pattern))
         assert local_files, pattern
         for local in local_files:
-            on_cluster = tmp_path / local.relative_to(finished_run)
+            on_cluster = workdir / local.relative_to(finished_run)
             read = pd.read_parquet if local.suffix == ".parquet" else pd.read_csv
             timeless = lambda frame: frame.drop(columns=["seconds"], errors="ignore")  # noqa: E731
             pd.testing.assert_frame_equal(timeless(read(on_cluster)), timeless(read(local)), check_exact=True)
+    local_tables, cluster_tables = comparable_tables(finished_run), comparable_tables(workdir)
+    assert sorted(local_tables) == sorted(cluster_tables) and len(local_tables) > 10
+    for name, table in local_tables.items():
+        pd.testing.assert_frame_equal(cluster_tables[name], table, check_exact=True, obj=name)
+    machine_paths = (str(REPO), str(checkout), str(mirror), str(mirror.resolve()), str(site), str(finished_run))
+    for run in (finished_run, workdir):
+        for path in [*(run / "results" / "tables").glob("*.csv"), *(run / "results").rglob("*.md")]:
+            assert [p for p in (*machine_paths, sys.prefix) if p in path.read_text()] == [], path

@@ -14,6 +14,7 @@ from . import datasets
 from .datasets.base import COLUMNS, coverage_gaps
 from .defenses import AugmentationContext, build_defense
 from .jsonl_checkpoint import fingerprint, resumed
+from .logs import progress
 
 AUGMENTED_COLUMNS = [*COLUMNS, "source_id", "augmentation"]
 ORIGINAL = "original"
@@ -50,15 +51,19 @@ def augment_shard(
     )
     chunk_size = CHECKPOINT_BATCHES * params["batch_size"]
     key = fingerprint(params, examples.id.tolist(), examples.text.tolist())
-    with resumed(checkpoint, key) as (done, finish):
+    with (
+        resumed(checkpoint, key) as (done, finish),
+        progress(desc=f"augmented ({params['defense']})", total=len(examples), unit="example") as bar,
+    ):
         resumed_examples = len(done)
         for start in range(0, len(examples), chunk_size):
-            pending = examples.iloc[start : start + chunk_size]
-            pending = pending[~pending.id.isin(done)]
+            chunk = examples.iloc[start : start + chunk_size]
+            pending = chunk[~chunk.id.isin(done)]
             if len(pending):
                 augmented = defense.augment(pending.text.tolist(), pending.id.tolist(), context)
                 for example_id, texts in zip(pending.id, augmented):
                     finish({"id": example_id, "augmentations": texts})
+            bar.update(len(chunk))
     rows = [
         (f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
         for example in examples.itertuples()

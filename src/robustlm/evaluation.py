@@ -12,6 +12,7 @@ import torch
 
 from . import datasets
 from .defenses.base import IGNORED_LABEL
+from .logs import progress
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
 
@@ -90,13 +91,21 @@ def autocast(device: torch.device, precision: str = "bfloat16"):
 
 @torch.no_grad()
 def batched_logits(
-    model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device, precision: str = "bfloat16"
+    model,
+    tokenizer,
+    sequences: list[list[int]],
+    batch_size: int,
+    device: torch.device,
+    precision: str = "bfloat16",
+    progress_desc: str | None = None,
 ):
-    """(input positions, logits) per batch of length-sorted inputs (least padding), the model in eval mode."""
+    """(input positions, logits) per batch of length-sorted inputs (least padding), the model in eval mode; with
+    `progress_desc`, the batches' progress in the job's log."""
     was_training = model.training
     model.eval()
     order = np.argsort([len(sequence) for sequence in sequences], kind="stable")
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, desc=progress_desc, unit="batch") if progress_desc else starts:
         chunk = order[start : start + batch_size]
         with autocast(device, precision):
             yield chunk, model(**collate(tokenizer, [sequences[i] for i in chunk], device=device)).logits
@@ -104,11 +113,17 @@ def batched_logits(
 
 
 def predict_proba(
-    model, tokenizer, sequences: list[list[int]], batch_size: int, device: torch.device, precision: str = "bfloat16"
+    model,
+    tokenizer,
+    sequences: list[list[int]],
+    batch_size: int,
+    device: torch.device,
+    precision: str = "bfloat16",
+    progress_desc: str | None = None,
 ) -> np.ndarray:
     """Class probabilities in input order."""
     probabilities = np.empty((len(sequences), model.config.num_labels), dtype=np.float32)
-    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device, precision):
+    for chunk, logits in batched_logits(model, tokenizer, sequences, batch_size, device, precision, progress_desc):
         probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probabilities
 
@@ -158,7 +173,12 @@ def evaluate_model(
         test = datasets.select(full, size, params["data_seed"])
         subsampled[name] = len(test) < len(full)
         probabilities = predict_proba(
-            model, tokenizer, encode(tokenizer, test.text, params["max_length"]), params["batch_size"], device
+            model,
+            tokenizer,
+            encode(tokenizer, test.text, params["max_length"]),
+            params["batch_size"],
+            device,
+            progress_desc=f"{name} test set",
         )
         predicted = probabilities.argmax(1)
         accuracy[name] = float((predicted == test.label.to_numpy()).mean())

@@ -26,6 +26,7 @@ import torch
 
 from .datasets.treebank import read_treebank, split_sentences
 from .evaluation import resolve_device
+from .logs import progress
 
 ANALYSED_SPLITS = ("train", "test")  # the probe is trained on the tagger's training sentences, scored on test
 
@@ -53,8 +54,7 @@ def extract_activations(model_dir: Path, sentences: list[list[str]], output: Pat
     with tempfile.TemporaryDirectory() as scratch:
         corpus = Path(scratch) / "sentences.txt"
         corpus.write_text("".join(" ".join(words) + "\n" for words in sentences))
-        # NeuroX prints every sentence it extracts; the log keeps only what matters
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with neurox_progress("extracted", total=len(sentences), unit="sentence", marker="Hidden states:"):
             transformers_extractor.extract_representations(
                 str(model_dir), str(corpus), str(output), device=device, aggregation="first", output_type="hdf5"
             )
@@ -85,26 +85,47 @@ def _tensors(
     return X, y
 
 
+class _NeuroxOutput:
+    """What NeuroX prints while it runs (a block per extracted sentence, a line per probe epoch, its own progress bars
+    per batch): counted into one progress bar, `marker` starting each unit of work, and not kept."""
+
+    def __init__(self, bar, marker: str):
+        self.bar, self.marker = bar, marker
+
+    def write(self, text: str) -> int:
+        self.bar.update(text.count(self.marker))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def neurox_progress(desc: str, total: int, unit: str, marker: str):
+    with progress(desc=desc, total=total, unit=unit) as bar:
+        output = _NeuroxOutput(bar, marker)
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            yield
+
+
 def _train_probe(X: np.ndarray, y: np.ndarray, settings: dict):
     from neurox.interpretation import linear_probe
 
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        return linear_probe.train_logistic_regression_probe(
-            X,
-            y,
-            lambda_l1=settings["lambda_l1"],
-            lambda_l2=settings["lambda_l2"],
-            num_epochs=settings["epochs"],
-            batch_size=settings["batch_size"],
-            learning_rate=settings["learning_rate"],
-        )
+    return linear_probe.train_logistic_regression_probe(
+        X,
+        y,
+        lambda_l1=settings["lambda_l1"],
+        lambda_l2=settings["lambda_l2"],
+        num_epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+    )
 
 
 def _probe_accuracy(probe, X: np.ndarray, y: np.ndarray) -> float:
     from neurox.interpretation import linear_probe
 
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        return float(linear_probe.evaluate_probe(probe, X, y)["__OVERALL__"])
+    return float(linear_probe.evaluate_probe(probe, X, y)["__OVERALL__"])
 
 
 def majority_tags(words: list[list[str]], tags: list[list[str]]) -> dict[str, str]:
@@ -148,22 +169,25 @@ def analyse(
         raise LcaError(f"lca.tags {missing} never occur in the training sentences; drop them or use more sentences")
     X, y = _tensors(train_tags, train_activations, tag_ids)
     X_test, y_test = _tensors(test_tags, test_activations, tag_ids)
-    probe = _train_probe(X, y, settings["probe"])
-
-    ordering, _ = linear_probe.get_neuron_ordering(probe, tag_ids)
-    _, ranked_per_tag = linear_probe.get_top_neurons(probe, 1.0, tag_ids)  # every neuron, by |weight| for the tag
-    count = settings["ablation_neurons"]
-    subsets = {
-        "top": [int(n) for n in ordering[:count]],
-        "random": sorted(
-            int(n) for n in np.random.default_rng(settings["seed"]).choice(X.shape[1], count, replace=False)
-        ),
-        "bottom": [int(n) for n in ordering[-count:]],
-    }
-    accuracy = {"all": _probe_accuracy(probe, X_test, y_test)}
-    for name, neurons in subsets.items():
-        sub_probe = _train_probe(ablation.filter_activations_keep_neurons(X, neurons), y, settings["probe"])
-        accuracy[name] = _probe_accuracy(sub_probe, ablation.filter_activations_keep_neurons(X_test, neurons), y_test)
+    probes = 4  # on every neuron, then on its top, random and bottom subsets
+    with neurox_progress("probes trained", total=probes * settings["probe"]["epochs"], unit="epoch", marker="Epoch: ["):
+        probe = _train_probe(X, y, settings["probe"])
+        ordering, _ = linear_probe.get_neuron_ordering(probe, tag_ids)
+        _, ranked_per_tag = linear_probe.get_top_neurons(probe, 1.0, tag_ids)  # every neuron, by |weight| for the tag
+        count = settings["ablation_neurons"]
+        subsets = {
+            "top": [int(n) for n in ordering[:count]],
+            "random": sorted(
+                int(n) for n in np.random.default_rng(settings["seed"]).choice(X.shape[1], count, replace=False)
+            ),
+            "bottom": [int(n) for n in ordering[-count:]],
+        }
+        accuracy = {"all": _probe_accuracy(probe, X_test, y_test)}
+        for name, neurons in subsets.items():
+            sub_probe = _train_probe(ablation.filter_activations_keep_neurons(X, neurons), y, settings["probe"])
+            accuracy[name] = _probe_accuracy(
+                sub_probe, ablation.filter_activations_keep_neurons(X_test, neurons), y_test
+            )
 
     training_majority = majority_tags(train_words, train_tags)
     per_tag = {}

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import defense_order, jobs_of, join_notes, provenance_note, provenance_section, write_tables  # noqa: E402
+from .notes import KeyedNotes, join_notes  # noqa: E402
+from .tables import defense_order, jobs_of, provenance_note, provenance_section, write_tables  # noqa: E402
 
 
 def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]:
@@ -162,6 +163,7 @@ def _markdown(
         "tagger_accuracy",
         "paper_top_accuracy",
     ]
+    notes = KeyedNotes()
     parts = [
         "## Table 5: association strength of each POS tag's top neurons (match / total words)\n",
         table5.to_markdown(),
@@ -170,10 +172,12 @@ def _markdown(
         table6.to_markdown(),
         "\n",
         "## Table 7: probe accuracy (%) on the top-ranked neurons only, with random and bottom-ranked controls\n",
-        ablation[columns].to_markdown(index=False, floatfmt=".1f"),
+        ablation[columns]
+        .assign(notes=notes.column(ablation.model, ablation.deviations))
+        .to_markdown(index=False, floatfmt=".1f"),
         "\n",
-        "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.model}: {row.deviations}" for row in ablation.itertuples()}),
+        "## Deviations from the paper's setup (the notes above)\n",
+        *notes.legend(),
         "\n",
         *provenance_section(jobs),
     ]

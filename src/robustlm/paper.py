@@ -317,8 +317,8 @@ def augmentation_deviations(augmentation: dict) -> list[str]:
     notes = []
     if method.get("backend") == "apertium":
         notes.append(
-            f"back-translation by rule-based Apertium eng-{method['pivot']} ({method['package']}; "
-            "paper: neural MT, not available offline)"
+            f"back-translation by rule-based Apertium eng-{method['pivot']}, {method['package']} "
+            "(paper: neural MT, not available offline)"
         )
     if "masked_lm" in settings and settings["masked_lm"] != PAPER_MODEL:
         notes.append(f"SSMBA reconstructs with {settings['masked_lm']} (paper: {PAPER_MODEL})")

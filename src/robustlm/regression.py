@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from .logs import progress  # noqa: E402
+
 METHODS = ("ols", "pgd_at", "lds")
 LABELS = {"ols": "OLS", "pgd_at": "PGD-AT", "lds": "LDS"}
 
@@ -87,6 +89,7 @@ def simulate(settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """theta per (method, noise, run), and Table 1: mean/spread per method with the closed-form check."""
     generator = torch.Generator().manual_seed(settings["seed"])
     estimates, table = [], []
+    bar = progress(desc="fitted", total=len(settings["noise_levels"]) * len(METHODS), unit="method x noise")
     for noise in settings["noise_levels"]:
         x, y = draw(settings, noise, generator)
         for method in METHODS:
@@ -110,6 +113,8 @@ def simulate(settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "closed_form_max_abs_error": float((gradient_descent - formula).abs().max()),
                 }
             )
+            bar.update()
+    bar.close()
     return pd.DataFrame(estimates), pd.DataFrame(table)
 
 

@@ -13,16 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import (
+from .notes import KeyedNotes, join_notes  # noqa: E402
+from .tables import (  # noqa: E402
     defense_order,
     jobs_of,
-    join_notes,
     model_names,
-    provenance_note,  # noqa: E402
+    paired_section,
+    provenance_note,
     provenance_section,
     training_jobs,
     write_tables,
 )
+from .uncertainty import INTERVALS, interval_columns, paired_comparisons  # noqa: E402
 
 AVERAGE = "average"
 
@@ -68,6 +70,7 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
                 "device": summary["device"],
                 "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
                 "substitutions": summary["substitutions"],
+                "outcomes": dict(zip(kept.id, kept.result == "successful")),
                 "deviations": join_notes(
                     *paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))
                 ),
@@ -97,6 +100,8 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    keys = ["attack", "dataset", "defense"]
+    per_attack = per_attack.merge(interval_columns(attacks, keys, "attack_success_rate", "examples", "asr"), on=keys)
     # the paper averages its four attacks: so do we when they all ran, else the average is over what ran
     # and has no paper number to compare with
     paper_attacks = set(paper.TABLE2_ASR) - {AVERAGE}
@@ -132,6 +137,19 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def paired_asr_table(attacks: pd.DataFrame) -> pd.DataFrame:
+    """Every two models' ASR difference per dataset and attack, on the examples both were scored on."""
+    outcomes = pd.DataFrame(
+        [
+            (row.dataset, row.attack, model, row.seed, example_id, successful)
+            for row, model in zip(attacks.itertuples(), model_names(attacks))
+            for example_id, successful in row.outcomes.items()
+        ],
+        columns=["dataset", "attack", "model", "seed", "id", "outcome"],
+    )
+    return paired_comparisons(outcomes, ["dataset", "attack"])
+
+
 def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     """Every resource an attack used in place of the published one (the same for every model)."""
     rows = {
@@ -142,12 +160,16 @@ def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows), columns=["attack", "component", "original", "replacement"])
 
 
-def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame, jobs: list[tuple[str, dict | None]]) -> str:
+def _markdown(
+    table: pd.DataFrame, substitutions: pd.DataFrame, paired: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+) -> str:
     cells = table.assign(
         name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
         cell=[
-            f"{m:.1f}" + (f" ± {s:.1f}" if pd.notna(s) else "") + (f" (paper {p:.1f})" if pd.notna(p) else "")
-            for m, s, p in zip(table.asr_mean, table.asr_std, table.paper_asr)
+            f"{m:.1f}"
+            + (f" ± {(high - low) / 2:.1f}" if pd.notna(low) else "")
+            + (f" (paper {p:.1f})" if pd.notna(p) else "")
+            for m, low, high, p in zip(table.asr_mean, table.asr_low, table.asr_high, table.paper_asr)
         ],
     )
     wide = (
@@ -155,29 +177,33 @@ def _markdown(table: pd.DataFrame, substitutions: pd.DataFrame, jobs: list[tuple
         .reset_index()
         .rename(columns={"name": "attack"})
     )
+    notes = KeyedNotes()
+    measured = cells[cells.attack != AVERAGE]
+    wide["notes"] = [
+        notes.keys(
+            f"{name} on {dataset}", *measured.deviations[(measured.name == name) & (measured.dataset == dataset)]
+        )
+        for name, dataset in zip(wide.attack, wide.dataset)
+    ]
     counts = (
         table[table.attack != AVERAGE].groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
     )
     examples = ", ".join(f"{d}: {int(r.kept)} of {int(r.sampled)} sampled" for d, r in counts.iterrows())
     parts = [
-        "## Table 2: robustness (attack success rate %, lower is better; mean ± std over seeds)\n",
+        "## Table 2: robustness (attack success rate %, lower is better; mean over seeds ± half its 95 % interval)\n",
+        f"Intervals: {INTERVALS} The average over attacks has none (its attacks share their examples).\n",
         f"Scored on the sampled test examples every model classifies correctly ({examples}); "
         f"paper: {paper.PAPER_ATTACK_EXAMPLES}.\n",
         wide.to_markdown(index=False),
         "\n",
+        *paired_section(paired, "attack success rate", ["dataset", "attack"]),
         "## Attack resources substituted offline\n",
         substitutions.to_markdown(index=False)
         if len(substitutions)
         else "None: every attack used its published resources.",
         "\n",
-        "## Deviations from the paper's setup\n",
-        *sorted(
-            {
-                f"- {r.dataset} / {r.model} / {r.attack}: {r.deviations}"
-                for r in table.itertuples()
-                if r.attack != AVERAGE
-            }
-        ),
+        "## Deviations from the paper's setup (the notes above)\n",
+        *notes.legend(),
         "\n",
         *provenance_section(jobs),
     ]
@@ -211,10 +237,11 @@ def build_robustness_tables(summaries: list[Path], ood_test_set: str | None, out
     attacks = load_attacks(summaries, ood_test_set)
     table = robustness_table(attacks)
     substitutions = substitutions_table(attacks)
+    paired = paired_asr_table(attacks)
     write_tables(
         outputs,
-        {"robustness": table, "substitutions": substitutions},
-        _markdown(table, substitutions, jobs_of(attacks.jobs)),
+        {"robustness": table, "substitutions": substitutions, "paired": paired},
+        _markdown(table, substitutions, paired, jobs_of(attacks.jobs)),
         "%.4f",
     )
     _figure(attacks, ood_test_set, outputs["figure"])

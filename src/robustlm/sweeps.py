@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
-from .tables import jobs_of, join_notes, provenance_note, training_jobs  # noqa: E402
+from .notes import join_notes  # noqa: E402
+from .tables import jobs_of, provenance_note, training_jobs  # noqa: E402
 
 UNDER_ATTACK = "under attack (mean over attacks)"
 

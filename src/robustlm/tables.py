@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
+from .notes import KeyedNotes, join_notes, split_notes  # noqa: E402
+from .uncertainty import INTERVALS, interval_columns, paired_comparisons  # noqa: E402
 
 
 def load_runs(train_metrics: list[Path], eval_metrics: list[Path]) -> pd.DataFrame:
@@ -66,10 +68,6 @@ PERTURBATION_NUMBERS = ("mean_delta_norm", "ascent_gain", "start_cosine", "mean_
 
 def perturbation_columns(perturbation: dict | None) -> dict:
     return {f"perturbation_{name}": (perturbation or {}).get(name) for name in PERTURBATION_COLUMNS}
-
-
-def join_notes(*notes: str) -> str:
-    return "; ".join(note for note in notes if note)
 
 
 def training_jobs(train_metrics: dict) -> list[tuple[str, dict | None]]:
@@ -161,7 +159,7 @@ def model_names(table: pd.DataFrame) -> list[str]:
 
 
 def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 4: accuracy (%) per training set, defense and test set, mean and std over seeds."""
+    """Table 4: accuracy (%) per training set, defense and test set: mean, std and 95 % interval over seeds."""
     table = (
         runs.groupby(["trained_on", "defense", "test_set"], sort=False)
         .agg(
@@ -175,6 +173,8 @@ def generalization_table(runs: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    keys = ["trained_on", "defense", "test_set"]
+    table = table.merge(interval_columns(runs, keys, "accuracy", "test_examples", "accuracy"), on=keys)
     table["paper_accuracy"] = pd.Series(
         [
             paper.TABLE4_ACCURACY.get(row.trained_on, {}).get(row.test_set, {}).get(row.defense)
@@ -224,7 +224,7 @@ def runtime_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["paper_hardware"] = paper.PAPER_HARDWARE
     # test-set subsampling does not affect training time
     table["deviations"] = table.deviations.map(
-        lambda notes: join_notes(*(n for n in notes.split("; ") if "subsample of the" not in n))
+        lambda notes: join_notes(*(n for n in split_notes(notes) if "subsample of the" not in n))
     )
     table.insert(1, "model", model_names(table))
     return _sorted(table, ["trained_on", "defense"])
@@ -271,19 +271,36 @@ def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _markdown(
-    generalization: pd.DataFrame, runtime: pd.DataFrame, comparison: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+    generalization: pd.DataFrame,
+    runtime: pd.DataFrame,
+    comparison: pd.DataFrame,
+    paired: pd.DataFrame,
+    jobs: list[tuple[str, dict | None]],
 ) -> str:
     wide = generalization.assign(
         cell=[
-            f"{m:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else "") + (f" (paper {p:.2f})" if pd.notna(p) else "")
-            for m, s, p in zip(generalization.accuracy_mean, generalization.accuracy_std, generalization.paper_accuracy)
+            f"{m:.1f} ± {(high - low) / 2:.1f}" + (f" (paper {p:.2f})" if pd.notna(p) else "")
+            for m, low, high, p in zip(
+                generalization.accuracy_mean,
+                generalization.accuracy_low,
+                generalization.accuracy_high,
+                generalization.paper_accuracy,
+            )
         ]
     ).pivot_table(index="model", columns=["trained_on", "test_set"], values="cell", aggfunc="first", sort=False)
     wide.columns = [f"trained on {a}: {b}" for a, b in wide.columns]
+    notes = KeyedNotes()
+    wide["notes"] = [
+        notes.keys(model, *generalization.deviations[generalization.model == model]) for model in wide.index
+    ]
+    runtime = runtime.assign(notes=notes.column(runtime.model, runtime.deviations))
+    comparison = comparison.assign(notes=notes.column(comparison.model, comparison.deviations))
     parts = [
-        "## Table 4: generalization (accuracy %, mean ± std over seeds)\n",
+        "## Table 4: generalization (accuracy %, mean over seeds ± half its 95 % interval)\n",
+        f"Intervals: {INTERVALS}\n",
         wide.to_markdown(),
         "\n",
+        *paired_section(paired, "accuracy", ["trained_on", "test_set"]),
         "## Table 3: fine-tuning run time\n",
         runtime[
             [
@@ -298,19 +315,47 @@ def _markdown(
                 "paper_minutes",
                 "paper_slowdown_vs_baseline",
                 "device",
+                "notes",
             ]
         ].to_markdown(index=False, floatfmt=".2f"),
         "\n",
         *perturbation_section(runtime),
         "## Paper vs. ours\n",
-        comparison.to_markdown(index=False, floatfmt=".2f"),
+        comparison.drop(columns="deviations").to_markdown(index=False, floatfmt=".2f"),
         "\n",
-        "## Deviations from the paper's setup\n",
-        *sorted({f"- {row.trained_on} / {row.model}: {row.deviations}" for row in generalization.itertuples()}),
+        "## Deviations from the paper's setup (the notes above)\n",
+        *notes.legend(),
         "\n",
         *provenance_section(jobs),
     ]
     return "\n".join(parts) + "\n"
+
+
+def paired_section(paired: pd.DataFrame, metric: str, keys: list[str]) -> list[str]:
+    """Markdown: each model's paired difference from BERT (the CSV holds every pair)."""
+    baseline = paper.row_name("baseline", "baseline")
+    against = paired[(paired["first"] == baseline) | (paired["second"] == baseline)]
+    if against.empty:
+        return []
+    sign = against["second"].eq(baseline).map({True: 1, False: -1})  # as model minus BERT
+    low, high = against.difference_low * sign, against.difference_high * sign
+    shown = against[keys].assign(
+        model=against["first"].where(sign == 1, against["second"]),
+        difference=[
+            f"{d:+.1f} [{min(lo, hi):+.1f}, {max(lo, hi):+.1f}]"
+            for d, lo, hi in zip(against.difference * sign, low, high)
+        ],
+        examples=against.examples,
+        p_value=against.p_value.map(lambda p: f"{p:.3g}"),
+        test=against.test,
+    )
+    return [
+        f"## Paired differences from {baseline} ({metric}, percentage points, 95 % interval)\n",
+        "On the same examples: McNemar's exact test (one seed each) or a paired bootstrap over the examples of "
+        "the outcome averaged over seeds. Every pair of models: the CSV.\n",
+        shown.to_markdown(index=False),
+        "\n",
+    ]
 
 
 def perturbation_section(runtime: pd.DataFrame) -> list[str]:
@@ -368,15 +413,35 @@ def write_tables(outputs: dict[str, Path], tables: dict[str, pd.DataFrame], mark
     print(markdown)
 
 
-def build_tables(train_metrics: list[Path], eval_metrics: list[Path], outputs: dict[str, Path]) -> None:
+def correctness(predictions: list[Path]) -> pd.DataFrame:
+    """A row per (trained_on, test_set, model, seed, id): whether the model classified the example correctly."""
+    frames = []
+    for path in predictions:
+        train = json.loads((path.parent / "train_metrics.json").read_text())
+        frame = pd.read_parquet(path, columns=["id", "test_set", "label", "prediction"])
+        frames.append(
+            frame.assign(
+                trained_on=train["dataset"],
+                model=paper.row_name(train["defense"], train["method"]),
+                seed=train["seed"],
+                outcome=frame.label == frame.prediction,
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_tables(
+    train_metrics: list[Path], eval_metrics: list[Path], predictions: list[Path], outputs: dict[str, Path]
+) -> None:
     runs = load_runs(train_metrics, eval_metrics)
     generalization = generalization_table(runs)
     runtime = runtime_table(runs)
     comparison = paper_vs_ours(generalization, runtime)
+    paired = paired_comparisons(correctness(predictions), ["trained_on", "test_set"])
     write_tables(
         outputs,
-        {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison},
-        _markdown(generalization, runtime, comparison, jobs_of(runs.jobs)),
+        {"generalization": generalization, "runtime": runtime, "paper_vs_ours": comparison, "paired": paired},
+        _markdown(generalization, runtime, comparison, paired, jobs_of(runs.jobs)),
         "%.4f",
     )
     _figure(generalization, outputs["figure"])

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
 from .defenses.base import Autocast
 from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device, to_device
+from .logs import progress
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
 from .selection import RobustValidation
@@ -339,8 +339,9 @@ def train_model(
         adversarial = np.arange(len(epoch_ids)) >= len(train_ids)
         lengths = [len(ids) for ids in epoch_ids]
         batches = epoch_batches(lengths, settings["batch_size"], params["seed"], epoch)
-        progress = tqdm(batches, desc=f"epoch {epoch}/{settings['epochs']}", mininterval=10)
-        for step, batch_indices in enumerate(progress):
+        for step, batch_indices in enumerate(
+            progress(batches, desc=f"epoch {epoch}/{settings['epochs']}", unit="batch")
+        ):
             defense.measuring = step >= len(batches) - DIAGNOSED_STEPS
             batch = collate(
                 tokenizer, [epoch_ids[i] for i in batch_indices], [epoch_labels[i] for i in batch_indices], device

@@ -2,6 +2,7 @@
 localrules:
     tables,
     robustness_tables,
+    claims,
     sweep,
 
 
@@ -9,6 +10,7 @@ rule tables:
     input:
         train=run_outputs("train_metrics.json"),
         evaluation=run_outputs("eval_metrics.json"),
+        predictions=run_outputs("predictions.parquet"),
     output:
         generalization=report(
             "results/tables/table4_generalization.csv",
@@ -27,6 +29,12 @@ rule tables:
             caption="../../report/paper_vs_ours.rst",
             category="Tables",
             labels={"table": "paper vs. ours"},
+        ),
+        paired=report(
+            "results/tables/paired_accuracy.csv",
+            caption="../../report/paired_accuracy.rst",
+            category="Tables",
+            labels={"table": "paired accuracy differences"},
         ),
         markdown="results/tables/tables.md",
         figure=report(
@@ -61,6 +69,12 @@ rule robustness_tables:
             caption="../../report/attack_substitutions.rst",
             category="Tables",
             labels={"table": "attack resources substituted offline"},
+        ),
+        paired=report(
+            "results/tables/paired_asr.csv",
+            caption="../../report/paired_asr.rst",
+            category="Tables",
+            labels={"table": "paired attack success rate differences"},
         ),
         markdown="results/tables/table2_robustness.md",
         figure=report(
@@ -105,3 +119,23 @@ rule sweep:
         points=lambda wc: canonical(points_of(wc)),
     script:
         "../scripts/sweep.py"
+
+
+rule claims:
+    input:
+        paired_accuracy=rules.tables.output.paired,
+        paired_asr=rules.robustness_tables.output.paired if "attacks" in config else [],
+    output:
+        claims=report(
+            "results/tables/claims.csv",
+            caption="../../report/claims.rst",
+            category="Tables",
+            labels={"table": "the papers' claims"},
+        ),
+        markdown="results/tables/claims.md",
+    log:
+        "results/logs/claims.log",
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/claims.py"

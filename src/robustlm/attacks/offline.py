@@ -233,7 +233,7 @@ def _substitutes(resources: AttackResources, masked_lm_swap: type[WordSwapMasked
                 lambda max_candidates=15, **kwargs: WordSwapEmbedding(
                     max_candidates=max_candidates, embedding=embedding
                 ),
-                "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019; at most 8 per word)",
+                "counter-fitted embedding neighbours -> the mirror's neighbour lists (Jia et al. 2019, at most 8 per word)",
             )
             substitutes["WordEmbeddingDistance"] = (
                 lambda compare_against_original=True, **thresholds: NeighbourListDistance(

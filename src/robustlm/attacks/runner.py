@@ -23,6 +23,7 @@ import torch
 from ..datasets.base import coverage_gaps
 from ..evaluation import computes_in_bf16
 from ..jsonl_checkpoint import resumed
+from ..logs import progress
 from ..models import check_model_dir, load_classifier, load_tokenizer
 from . import AttackError, get, prepare_textattack
 
@@ -128,8 +129,11 @@ def attack_examples(
 ) -> list[dict]:
     """Attack `examples` (id, text, label) in order, appending each result to `checkpoint` as it finishes so
     that a killed job resumes where it stopped; stop early once `enough_successes` attacks have succeeded."""
-    successes, attacked = 0, []
-    with resumed(checkpoint, key) as (done, finish):
+    successes, failures, attacked = 0, 0, []
+    with (
+        resumed(checkpoint, key) as (done, finish),
+        progress(desc="attacked", total=len(examples), unit="example") as bar,
+    ):
         for example in examples.itertuples():
             if enough_successes is not None and successes >= enough_successes:
                 break
@@ -139,8 +143,12 @@ def attack_examples(
                 started = time.perf_counter()
                 result = attack.attack(example.text, int(example.label))
                 finish(describe(result, example, time.perf_counter() - started))
-                log.info("%s: %s after %d queries", example.id, done[example.id]["result"], done[example.id]["queries"])
             successes += done[example.id]["result"] == "successful"
+            failures += done[example.id]["result"] == "failed"
+            wanted = f" of {enough_successes} wanted" if enough_successes is not None else ""
+            asr = f", ASR {100 * successes / (successes + failures):.0f}%" if successes + failures else ""
+            bar.set_postfix_str(f"{successes} successful{wanted}{asr}", refresh=False)
+            bar.update()
     return [done[example_id] for example_id in attacked]
 
 

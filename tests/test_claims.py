@@ -1,0 +1,67 @@
+import pandas as pd
+
+from robustlm.claims import CLAIMS, build_claims, claims_table
+
+
+def paired(rows, keys):
+    columns = [*keys, "first", "second", "examples", "difference", "difference_low", "difference_high"]
+    return pd.DataFrame(rows, columns=columns).assign(p_value=0.01, test="McNemar exact")
+
+
+def accuracy(*rows):
+    return paired(rows, ["trained_on", "test_set"])
+
+
+def asr(*rows):
+    return paired(rows, ["dataset", "attack"])
+
+
+def verdicts(accuracy_rows, asr_rows):
+    return claims_table(accuracy_rows, asr_rows).set_index("claim")
+
+
+def test_a_claim_holds_only_when_every_comparison_it_implies_favours_it_beyond_its_interval():
+    table = verdicts(
+        accuracy(
+            # PGD-AT vs LDS out of distribution (Yelp): PGD-AT better, clearly, on both training sets
+            ("mr", "yelp", "PGD-AT", "LDS", 1000, 4.0, 1.0, 7.0),
+            ("imdb", "yelp", "LDS", "PGD-AT", 1000, -3.0, -5.0, -1.0),  # stored the other way round
+            # in distribution: PGD-AT vs BERT within noise
+            ("mr", "mr", "BERT", "PGD-AT", 1000, 0.5, -1.5, 2.5),
+        ),
+        asr(
+            # a lower ASR is better: PGD-AT's is higher than LDS's, beyond noise, under one attack
+            ("mr", "textfooler", "PGD-AT", "LDS", 200, 12.0, 3.0, 21.0),
+            ("mr", "bae", "PGD-AT", "LDS", 200, -5.0, -15.0, 5.0),
+        ),
+    )
+    assert table.loc["pgd_at_generalizes_better_than_lds", ["verdict", "comparisons", "favouring"]].tolist() == [
+        "held",
+        2,
+        2,
+    ]
+    assert table.loc["pgd_at_more_robust_than_lds", ["verdict", "against"]].tolist() == ["not held", 1]
+    assert table.loc["pgd_at_beats_bert_accuracy", "verdict"] == "inconclusive"
+    assert "PGD-AT vs BERT on mr/mr: -0.5 [-2.5, +1.5]" in table.loc["pgd_at_beats_bert_accuracy", "evidence"]
+    assert table.loc["at_ip_most_robust", "verdict"] == "not evaluated"
+    assert "the run has no A2T, A2T_MLM, BERT_Attack" in table.loc["at_ip_most_robust", "evidence"]
+
+
+def test_a_claim_about_one_dataset_is_judged_on_that_dataset_only():
+    table = verdicts(
+        accuracy(),
+        asr(
+            ("mr", "textfooler", "BackTranslation", "SSMBA", 100, 20.0, 10.0, 30.0),  # worse on MR: not the claim's
+            ("imdb", "textfooler", "BackTranslation", "SSMBA", 100, -20.0, -30.0, -10.0),
+        ),
+    )
+    assert table.loc["back_translation_most_robust_at_da_imdb", ["verdict", "comparisons"]].tolist() == ["held", 1]
+
+
+def test_every_claim_is_judged_and_written(tmp_path):
+    (tmp_path / "accuracy.csv").write_text(accuracy(("mr", "mr", "BERT", "PGD-AT", 10, 0.0, -20.0, 20.0)).to_csv())
+    outputs = {"claims": tmp_path / "claims.csv", "markdown": tmp_path / "claims.md"}
+    table = build_claims(tmp_path / "accuracy.csv", None, outputs)
+    assert list(pd.read_csv(outputs["claims"]).claim) == [claim.key for claim in CLAIMS] == list(table.claim)
+    assert set(table.verdict) == {"inconclusive", "not evaluated"}
+    assert "1 inconclusive" in outputs["markdown"].read_text()

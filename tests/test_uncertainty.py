@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from robustlm.uncertainty import mcnemar, paired_bootstrap, seeds_interval, wilson
+
+
+@pytest.mark.parametrize("successes, n", [(0, 5), (3, 5), (5, 5), (41, 50), (783, 1000)])
+def test_wilson_interval_is_scipys(successes, n):
+    reference = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    interval = wilson(successes, n)
+    assert (interval.low, interval.high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+
+
+def test_one_example_moves_an_asr_on_five_by_far_more_than_on_a_thousand():
+    assert wilson(3, 5).half_width > 0.3 > 0.04 > wilson(600, 1000).half_width
+
+
+def test_the_seeds_interval_adds_the_between_seed_spread_to_the_shared_test_sets_noise():
+    # by hand: mean 0.85; between-seed variance 0.0025 / 3; binomial (0.16 + 0.1275 + 0.09) / 3 / 100;
+    # margin t(0.975, 2) = 4.3026527 x sqrt(0.00209167) = 0.1967806
+    interval = seeds_interval([0.8, 0.85, 0.9], [100, 100, 100])
+    assert interval.low == pytest.approx(0.85 - 0.1967806, abs=1e-6) and interval.high == 1.0
+    assert seeds_interval([0.6], [5]) == wilson(3, 5)
+    identical = seeds_interval([0.85] * 3, [1000] * 3)  # no training noise: only the test set's
+    assert identical.half_width == pytest.approx(4.302653 * np.sqrt(0.85 * 0.15 / 1000), rel=1e-6)
+
+
+def test_mcnemar_counts_only_the_examples_the_two_disagree_on():
+    first = [True] * 10 + [True, False, False, False, False, False]
+    second = [True] * 10 + [False, True, True, True, True, True]
+    test = mcnemar(first, second)
+    assert test.p_value == pytest.approx(2 * (1 + 6) / 64)  # exact binomial: 1 of 6 discordant pairs
+    assert test.difference == pytest.approx(-4 / 16) and test.n == 16 and test.low < test.difference < test.high
+    assert mcnemar([True, False], [True, False]).p_value == 1.0
+
+
+def test_the_paired_bootstrap_agrees_with_scipys():
+    rng = np.random.default_rng(1)
+    first = rng.random(200) < 0.6
+    second = first.copy()
+    second[rng.choice(200, 30, replace=False)] ^= True  # the same examples, 30 outcomes changed
+    test = paired_bootstrap(first, second, resamples=20_000)
+    reference = stats.bootstrap(
+        (first.astype(float), second.astype(float)),
+        lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+        paired=True,
+        n_resamples=20_000,
+        method="percentile",
+        random_state=0,
+    ).confidence_interval
+    assert test.difference == pytest.approx(first.mean() - second.mean())
+    assert (test.low, test.high) == pytest.approx((reference.low, reference.high), abs=0.01)
+    assert paired_bootstrap(first, first).p_value == 1.0
+    assert paired_bootstrap(np.ones(100, bool), np.zeros(100, bool)).p_value == 0.0
