@@ -48,7 +48,15 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_INDEX)
+	@# A site that reaches PyPI (or its proxy) but not the PyTorch index takes torch from pip's own sources,
+	@# instead of retrying an unreachable host for every dependency.
+	if $(BIN)/python -c "import socket, sys, urllib.parse; socket.getaddrinfo(urllib.parse.urlsplit(sys.argv[1]).hostname, 443)" \
+		"$(TORCH_INDEX)" 2>/dev/null; then \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_INDEX); \
+	else \
+		echo "$(TORCH_INDEX) cannot be reached: torch $(TORCH_VERSION) from pip's configured index"; \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; \
+	fi
 	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	$(BIN)/python -m pip install --quiet --no-deps neurox==1.0.9
 	touch $@

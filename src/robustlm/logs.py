@@ -38,9 +38,9 @@ class _LogLines:
         self.stream.flush()
 
 
-def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it", **options):
+def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it"):
     """tqdm with a count, rate and ETA, refreshed at most every 30 s: what a long job shows in its log."""
     from tqdm import tqdm
 
     stream = sys.stderr if sys.stderr.isatty() else _LogLines(sys.stderr)
-    return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream, ascii=True, **{"mininterval": 30, **options})
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream, ascii=True, mininterval=30)

@@ -127,9 +127,9 @@ def paired_comparisons(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         for i, first in enumerate(models):
             for second in models[i + 1 :]:
                 shared = per_example[first].index.intersection(per_example[second].index)
-                a, b = per_example[first].loc[shared], per_example[second].loc[shared]
                 if not len(shared):
                     continue
+                a, b = per_example[first].loc[shared], per_example[second].loc[shared]
                 test = (
                     mcnemar(a.astype(bool), b.astype(bool))
                     if seeds[first] == seeds[second] == 1
