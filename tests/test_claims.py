@@ -16,8 +16,12 @@ def asr(*rows):
     return paired(rows, ["dataset", "attack"])
 
 
-def verdicts(accuracy_rows, asr_rows):
-    return claims_table(accuracy_rows, asr_rows).set_index("claim")
+def probes(*rows):
+    return paired(rows, ["dataset", "neurons"])
+
+
+def verdicts(accuracy_rows, asr_rows, probe_rows=None):
+    return claims_table(accuracy_rows, asr_rows, *([] if probe_rows is None else [probe_rows])).set_index("claim")
 
 
 def test_a_claim_holds_only_when_every_comparison_it_implies_favours_it_beyond_its_interval():
@@ -58,10 +62,26 @@ def test_a_claim_about_one_dataset_is_judged_on_that_dataset_only():
     assert table.loc["back_translation_most_robust_at_da_imdb", ["verdict", "comparisons"]].tolist() == ["held", 1]
 
 
+def test_the_neuron_claim_is_judged_on_the_top_neuron_probes_only():
+    table = verdicts(
+        accuracy(),
+        asr(),
+        probes(
+            ("treebank", "top", "PGD-AT", "BERT", 20000, 3.0, 2.0, 4.0),
+            ("treebank", "top", "BERT", "LDS", 20000, -0.5, -1.0, 0.1),  # LDS better, not beyond noise
+            ("treebank", "all", "BERT", "LDS", 20000, 5.0, 4.0, 6.0),  # not the claim's probes
+        ),
+    )
+    claim = table.loc["at_ep_neurons_more_focused"]
+    assert claim[["verdict", "comparisons", "favouring", "against"]].tolist() == ["inconclusive", 2, 1, 0]
+    assert "LDS vs BERT on treebank/top: +0.5 [-0.1, +1.0] (n=20000)" in claim.evidence
+    assert verdicts(accuracy(), asr()).loc["at_ep_neurons_more_focused", "verdict"] == "not evaluated"
+
+
 def test_every_claim_is_judged_and_written(tmp_path):
     (tmp_path / "accuracy.csv").write_text(accuracy(("mr", "mr", "BERT", "PGD-AT", 10, 0.0, -20.0, 20.0)).to_csv())
     outputs = {"claims": tmp_path / "claims.csv", "markdown": tmp_path / "claims.md"}
-    table = build_claims(tmp_path / "accuracy.csv", None, outputs)
+    table = build_claims(tmp_path / "accuracy.csv", None, None, outputs)
     assert list(pd.read_csv(outputs["claims"]).claim) == [claim.key for claim in CLAIMS] == list(table.claim)
     assert set(table.verdict) == {"inconclusive", "not evaluated"}
     assert "1 inconclusive" in outputs["markdown"].read_text()

@@ -185,6 +185,8 @@ def test_a_planted_neuron_ranks_first_for_its_tag_and_its_words_match_fully():
     assert 3 in result["ablation_subsets"]["top"]
     accuracy = result["probe_accuracy"]  # only MD is decodable: ~0.7 with neuron 3 (MD + majority NN), ~0.5 without
     assert accuracy["top"] > accuracy["bottom"] + 0.1 and accuracy["all"] > 0.65
+    for subset, correct in result["probe_correct"].items():  # each test word's outcome, for paired tests
+        assert len(correct) == 60 * 6 and correct.count("1") / len(correct) == pytest.approx(accuracy[subset])
     assert result["layers"] == 3 and result["neurons"] == 12
 
 
@@ -197,7 +199,7 @@ def test_majority_tags_pick_each_words_most_frequent_tag():
     assert majority_tags([["run", "run", "the"], ["run"]], [["VB", "NN", "DT"], ["NN"]]) == {"run": "NN", "the": "DT"}
 
 
-def write_fixture(directory, defense, seed, jj_words, jj_in_test, jj_majority, top_accuracy):
+def write_fixture(directory, defense, seed, jj_words, jj_in_test, jj_majority, top_accuracy, top_correct):
     directory.mkdir(parents=True)
     analysis = {
         "defense": defense,
@@ -211,6 +213,7 @@ def write_fixture(directory, defense, seed, jj_words, jj_in_test, jj_majority, t
         "top_neurons_per_tag": 5,
         "words_per_neuron": 3,
         "probe_accuracy": {"all": 0.9, "top": top_accuracy, "random": 0.2, "bottom": 0.1},
+        "probe_correct": {"top": top_correct},
         "ablation_subsets": {"top": list(range(10)), "random": list(range(10, 20)), "bottom": list(range(20, 30))},
         "tags": {
             "JJ": {
@@ -232,9 +235,16 @@ def write_fixture(directory, defense, seed, jj_words, jj_in_test, jj_majority, t
 def test_lca_tables_from_fixtures(tmp_path):
     files = [
         write_fixture(
-            tmp_path / "pgd_at", "pgd_at", 1, ["big", "ran", "old"], [True, False, True], ["JJ", "VBD", "NN"], 0.5
+            tmp_path / "pgd_at",
+            "pgd_at",
+            1,
+            ["big", "ran", "old"],
+            [True, False, True],
+            ["JJ", "VBD", "NN"],
+            0.5,
+            "1100",
         ),
-        write_fixture(tmp_path / "baseline", "baseline", 1, ["red", "of"], [True, False], ["JJ", "IN"], 0.3),
+        write_fixture(tmp_path / "baseline", "baseline", 1, ["red", "of"], [True, False], ["JJ", "IN"], 0.3, "0000"),
     ]
     outputs = {
         name: tmp_path / "out" / file
@@ -242,6 +252,7 @@ def test_lca_tables_from_fixtures(tmp_path):
             ("association", "t5.csv"),
             ("words", "t6.csv"),
             ("ablation", "t7.csv"),
+            ("paired", "paired.csv"),
             ("markdown", "lca.md"),
             ("figure", "lca.png"),
         ]
@@ -270,6 +281,11 @@ def test_lca_tables_from_fixtures(tmp_path):
     table7 = pd.read_csv(outputs["ablation"]).set_index("defense")
     assert table7.loc["pgd_at", "top_accuracy"] == 50.0 and table7.loc["pgd_at", "paper_top_accuracy"] == 35.3
     assert table7.loc["baseline", "tagger_accuracy"] == 95.0 and table7.loc["baseline", "neurons_kept"] == 10
+
+    # the top-neuron probes, word by word: PGD-AT's right on 2 of 4 words BERT's gets wrong (McNemar exact: p = 0.5)
+    paired = pd.read_csv(outputs["paired"]).iloc[0]
+    assert (paired.dataset, paired.neurons, paired.examples, paired.p_value) == ("treebank", "top", 4, 0.5)
+    assert paired.difference == (50.0 if paired["first"] == "PGD-AT" else -50.0)
 
     markdown = outputs["markdown"].read_text()
     assert "**big** ran old" in markdown and "2/3 = 66.7% (paper 6/10)" in markdown

@@ -210,6 +210,7 @@ def test_changing_one_sweep_value_reruns_only_that_point(finished_run):
         ("tables", ""),
         ("robustness_tables", ""),
         ("claims", ""),
+        ("summary", ""),
         ("sweep", "swept=pgd_at, setting=epsilon"),
     }
     edit_config(finished_run, lambda c: c["sweeps"]["pgd_at"].update(epsilon=[0.003, 0.03]))
@@ -237,6 +238,7 @@ def test_changing_one_defense_reruns_only_its_jobs(finished_run):
         ("tables", ""),
         ("robustness_tables", ""),
         ("claims", ""),
+        ("summary", ""),
         ("sweep", "swept=pgd_at, setting=epsilon"),
         ("lca_finetune", "defense=pgd_at, seed=1"),
         ("lca_extract", "defense=pgd_at, seed=1"),
@@ -258,6 +260,7 @@ def test_adding_a_defense_plans_only_its_jobs(finished_run):
         ("tables", ""),
         ("robustness_tables", ""),
         ("claims", ""),
+        ("summary", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"].pop("lds"))
 
@@ -270,6 +273,8 @@ def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished
         ("lca_probe", "defense=baseline, seed=1"),
         ("lca_probe", "defense=pgd_at, seed=1"),
         ("lca_tables", ""),
+        ("claims", ""),  # the neuron claim's paired probes
+        ("summary", ""),
     }
     edit_config(finished_run, lambda c: c["lca"].pop("words_per_neuron"))
 
@@ -277,7 +282,7 @@ def test_changing_an_analysis_setting_reruns_the_probes_not_the_taggers(finished
 def test_changing_the_attack_budget_reruns_only_the_attacks(finished_run):
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=80))
     jobs = planned_jobs(finished_run)
-    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables", "claims", "sweep"}
+    assert {rule for rule, _ in jobs} == {"attack", "gather_attack", "robustness_tables", "claims", "sweep", "summary"}
     assert len([job for job in jobs if job[0] == "attack"]) == 2 * len(MODELS)  # 2 shards per model
     edit_config(finished_run, lambda c: c["attacks"].update(query_budget=60))
 
@@ -296,6 +301,7 @@ def test_changing_a_shared_setting_reruns_every_model(finished_run):
         "robustness_tables",
         "claims",
         "sweep",
+        "summary",
     }
     assert len([job for job in jobs if job[0] == "train"]) == len(MODELS)
     edit_config(finished_run, lambda c: c["training"].update(max_length=32))
@@ -311,6 +317,7 @@ def test_augmentation_settings_rerun_the_augmentation_mixing_only_the_model(fini
         ("tables", ""),
         ("robustness_tables", ""),
         ("claims", ""),
+        ("summary", ""),
     }
     edit_config(finished_run, lambda c: c["defenses"]["ssmba"].update(augmented_fraction=0.5))
     assert planned_jobs(finished_run) == ssmba_jobs
@@ -359,6 +366,10 @@ def test_report_builds_with_captions(finished_run):
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished_run / "report.html").read_text()
     assert "Table 4 (generalization)" in html or "Table 4 (generalization)" in html.replace("&nbsp;", " ")
+    # it opens with the run's summary, then the workflow's description rendered with the run's config
+    summary = (finished_run / "results/summary.rst").read_text()
+    assert "4 models: BERT, PGD-AT, SSMBA and PGD-AT @ epsilon=0.03, fine-tuned on mr (48 examples)" in summary
+    assert html.index("Summary of this run") < html.index("Models (models/minilm-l6-h384-uncased-mlm) were fine-tuned")
 
 
 #: a tqdm line as `logs.progress` writes it: `<what>: 50%|#####     | 2/4 [00:05<00:05, 2.50s/example, ...]`
@@ -459,6 +470,7 @@ LIGHT_RULES = {
     "claims",
     "sweep",
     "lca_tables",
+    "summary",
 }  # on a cluster: on the login node
 
 

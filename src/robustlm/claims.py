@@ -19,6 +19,7 @@ from . import paper
 
 IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, ATTACKS = "in-distribution test set", "out-of-distribution test set", "attacks"
 NEURONS = "top-neuron probe accuracy (LCA, Table 7)"
+VERDICTS = ("held", "not held", "inconclusive", "not evaluated")
 
 AT_DA = ("ssmba", "back_translation")
 AT_IP = ("a2t", "a2t_mlm", "bert_attack")
@@ -120,11 +121,23 @@ CLAIMS = (
 )
 
 
-def comparisons(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+PAIRED = ["first", "second", "examples", "difference", "difference_low", "difference_high", "p_value", "test"]
+#: the paired tables of a run without attacks, without the neuron analysis
+NO_ATTACKS = pd.DataFrame(columns=["dataset", "attack", *PAIRED])
+NO_PROBES = pd.DataFrame(columns=["dataset", "neurons", *PAIRED])
+
+
+def comparisons(
+    claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame, probes: pd.DataFrame
+) -> tuple[pd.DataFrame, list[str]]:
     """The paired rows the claim implies, oriented so that `advantage` > 0 favours the claimed side, and what is
     missing for it."""
-    paired, where = (asr, "attack") if claim.on == ATTACKS else (accuracy, "test_set")
-    dataset = "dataset" if claim.on == ATTACKS else "trained_on"
+    if claim.on == ATTACKS:
+        paired, where, dataset = asr, "attack", "dataset"
+    elif claim.on == NEURONS:
+        paired, where, dataset = probes[probes.neurons == "top"], "neurons", "dataset"
+    else:
+        paired, where, dataset = accuracy, "test_set", "trained_on"
     if claim.on == IN_DISTRIBUTION:
         paired = paired[paired.test_set == paired.trained_on]
     elif claim.on == OUT_OF_DISTRIBUTION:
@@ -158,12 +171,9 @@ def comparisons(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame) -> tupl
     return pd.DataFrame(rows), missing
 
 
-def verdict(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame) -> dict:
+def verdict(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame, probes: pd.DataFrame) -> dict:
     record = {"claim": claim.key, "source": claim.source, "statement": claim.statement, "on": claim.on}
-    if claim.on == NEURONS:
-        why = "the probes' accuracies are kept without their per-word outcomes, which a paired test needs"
-        return {**record, "verdict": "not evaluated", "comparisons": 0, "favouring": 0, "against": 0, "evidence": why}
-    found, missing = comparisons(claim, accuracy, asr)
+    found, missing = comparisons(claim, accuracy, asr, probes)
     if missing or found.empty:
         why = f"the run has no {', '.join(map(paper.ROW_NAMES.get, missing))}" if missing else "no comparable results"
         return {**record, "verdict": "not evaluated", "comparisons": 0, "favouring": 0, "against": 0, "evidence": why}
@@ -183,13 +193,15 @@ def verdict(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame) -> dict:
     }
 
 
-def claims_table(paired_accuracy: pd.DataFrame, paired_asr: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([verdict(claim, paired_accuracy, paired_asr) for claim in CLAIMS])
+def claims_table(
+    paired_accuracy: pd.DataFrame, paired_asr: pd.DataFrame, paired_probes: pd.DataFrame = NO_PROBES
+) -> pd.DataFrame:
+    return pd.DataFrame([verdict(claim, paired_accuracy, paired_asr, paired_probes) for claim in CLAIMS])
 
 
 def markdown(table: pd.DataFrame) -> str:
     counts = table.verdict.value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("held", "not held", "inconclusive", "not evaluated"))
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     shown = table[["source", "statement", "on", "verdict", "comparisons", "favouring", "against"]]
     return "\n".join(
         [
@@ -207,13 +219,14 @@ def markdown(table: pd.DataFrame) -> str:
     )
 
 
-#: the paired ASR table of a run without attacks
-NO_ATTACKS = pd.DataFrame(columns=["dataset", "attack", "first", "second", "examples", "difference", "difference_low",
-                                   "difference_high", "p_value", "test"])  # fmt: skip
-
-
-def build_claims(paired_accuracy: Path, paired_asr: Path | None, outputs: dict[str, Path]) -> pd.DataFrame:
-    table = claims_table(pd.read_csv(paired_accuracy), pd.read_csv(paired_asr) if paired_asr else NO_ATTACKS)
+def build_claims(
+    paired_accuracy: Path, paired_asr: Path | None, paired_probes: Path | None, outputs: dict[str, Path]
+) -> pd.DataFrame:
+    table = claims_table(
+        pd.read_csv(paired_accuracy),
+        pd.read_csv(paired_asr) if paired_asr else NO_ATTACKS,
+        pd.read_csv(paired_probes) if paired_probes else NO_PROBES,
+    )
     table.to_csv(outputs["claims"], index=False)
     outputs["markdown"].write_text(markdown(table) + "\n")
     print(markdown(table))

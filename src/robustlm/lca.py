@@ -122,10 +122,13 @@ def _train_probe(X: np.ndarray, y: np.ndarray, settings: dict):
     )
 
 
-def _probe_accuracy(probe, X: np.ndarray, y: np.ndarray) -> float:
+def _probe_outcomes(probe, X: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """The probe's accuracy on (X, y), and whether it tagged each word right, as a string of 0s and 1s in the test
+    words' order (the same words for every model: what a paired test between two models' probes needs)."""
     from neurox.interpretation import linear_probe
 
-    return float(linear_probe.evaluate_probe(probe, X, y)["__OVERALL__"])
+    scores, predictions = linear_probe.evaluate_probe(probe, X, y, return_predictions=True)
+    return float(scores["__OVERALL__"]), "".join("1" if correct else "0" for _, _, correct in predictions)
 
 
 def majority_tags(words: list[list[str]], tags: list[list[str]]) -> dict[str, str]:
@@ -182,10 +185,11 @@ def analyse(
             ),
             "bottom": [int(n) for n in ordering[-count:]],
         }
-        accuracy = {"all": _probe_accuracy(probe, X_test, y_test)}
+        accuracy, correct = {}, {}
+        accuracy["all"], correct["all"] = _probe_outcomes(probe, X_test, y_test)
         for name, neurons in subsets.items():
             sub_probe = _train_probe(ablation.filter_activations_keep_neurons(X, neurons), y, settings["probe"])
-            accuracy[name] = _probe_accuracy(
+            accuracy[name], correct[name] = _probe_outcomes(
                 sub_probe, ablation.filter_activations_keep_neurons(X_test, neurons), y_test
             )
 
@@ -211,6 +215,7 @@ def analyse(
         "top_neurons_per_tag": settings["top_neurons_per_tag"],
         "words_per_neuron": settings["words_per_neuron"],
         "probe_accuracy": accuracy,
+        "probe_correct": correct,
         "ablation_subsets": subsets,
         "tags": per_tag,
     }

@@ -10,11 +10,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import paper  # noqa: E402
 from .notes import KeyedNotes, join_notes  # noqa: E402
-from .tables import defense_order, jobs_of, provenance_note, provenance_section, write_tables  # noqa: E402
+from .tables import (  # noqa: E402
+    defense_order,
+    jobs_of,
+    paired_section,
+    provenance_note,
+    provenance_section,
+    write_tables,
+)
+from .uncertainty import paired_comparisons  # noqa: E402
+
+#: the test set of every tagger's probes: the treebank's test sentences, the same words for every model
+TREEBANK = "treebank"
 
 
 def load_analyses(analyses: list[Path], train_metrics: list[Path]) -> list[dict]:
@@ -109,6 +121,27 @@ def ablation_table(analyses: list[dict]) -> pd.DataFrame:
     return _ordered(pd.DataFrame(rows))
 
 
+def probe_outcomes(analyses: list[dict]) -> pd.DataFrame:
+    """A row per (neurons, model, seed, word): whether the probe on that subset of neurons (all, top, random, bottom)
+    tagged the test word right. Analyses written before probes kept their outcomes have none."""
+    frames = [
+        pd.DataFrame(
+            {
+                "dataset": TREEBANK,
+                "neurons": subset,
+                "model": paper.row_name(analysis["defense"]),
+                "seed": analysis["seed"],
+                "id": np.arange(len(correct)),
+                "outcome": np.frombuffer(correct.encode(), dtype=np.uint8) == ord("1"),
+            }
+        )
+        for analysis in analyses
+        for subset, correct in analysis.get("probe_correct", {}).items()
+    ]
+    columns = ["dataset", "neurons", "model", "seed", "id", "outcome"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
 def _ordered(table: pd.DataFrame, tag_order: list[str] | None = None) -> pd.DataFrame:
     defenses = {d: i for i, d in enumerate(defense_order(table.defense))}
     keys = (["tag"] if tag_order else []) + ["defense", "seed"]
@@ -122,7 +155,11 @@ def _ordered(table: pd.DataFrame, tag_order: list[str] | None = None) -> pd.Data
 
 
 def _markdown(
-    association: pd.DataFrame, words: pd.DataFrame, ablation: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+    association: pd.DataFrame,
+    words: pd.DataFrame,
+    ablation: pd.DataFrame,
+    paired: pd.DataFrame,
+    jobs: list[tuple[str, dict | None]],
 ) -> str:
     cells = (
         association.groupby(["tag", "model"], sort=False)
@@ -176,6 +213,7 @@ def _markdown(
         .assign(notes=notes.column(ablation.model, ablation.deviations))
         .to_markdown(index=False, floatfmt=".1f"),
         "\n",
+        *paired_section(paired, "probe accuracy on the test words", ["neurons"]),
         "## Deviations from the paper's setup (the notes above)\n",
         *notes.legend(),
         "\n",
@@ -212,10 +250,11 @@ def _figure(association: pd.DataFrame, path: Path) -> None:
 def build_lca_tables(analyses: list[Path], train_metrics: list[Path], outputs: dict[str, Path]) -> None:
     loaded = load_analyses(analyses, train_metrics)
     association, words, ablation = association_table(loaded), words_table(loaded), ablation_table(loaded)
+    paired = paired_comparisons(probe_outcomes(loaded), ["dataset", "neurons"])
     write_tables(
         outputs,
-        {"association": association, "words": words, "ablation": ablation},
-        _markdown(association, words, ablation, jobs_of(analysis["jobs"] for analysis in loaded)),
-        "%.2f",
+        {"association": association, "words": words, "ablation": ablation, "paired": paired},
+        _markdown(association, words, ablation, paired, jobs_of(analysis["jobs"] for analysis in loaded)),
+        "%.4f",
     )
     _figure(association, outputs["figure"])

@@ -103,3 +103,28 @@ def augmentation_shards(wildcards, extension):
         shard=range(shards),
         shards=shards,
     )
+
+
+def benchmarks():
+    """Every timed job's benchmark file, by rule: the jobs behind the run's results (called once the rules exist)."""
+    attack_shards = range(config["attacks"]["shards"]) if ATTACKS else []
+    augmentation_shards = range(config["augmentation"]["shards"])
+    runs = dict(dataset=DATASETS, defense=DEFENSES, seed=SEEDS)
+    return {
+        "augment": expand(
+            rules.augment.benchmark,
+            dataset=DATASETS,
+            defense=AUGMENTING_DEFENSES,
+            shard=augmentation_shards,
+            shards=len(augmentation_shards),
+        ),
+        "train": expand(rules.train.benchmark, **runs),
+        "evaluate": expand(rules.evaluate.benchmark, **runs),
+        "attack": expand(
+            rules.attack.benchmark, **runs, attack=ATTACKS, shard=attack_shards, shards=len(attack_shards)
+        ),
+        "lca_finetune": expand(rules.lca_finetune.benchmark, defense=LCA_DEFENSES, seed=SEEDS),
+        "lca_extract": expand(rules.lca_extract.benchmark, defense=LCA_DEFENSES, seed=SEEDS),
+        "lca_probe": expand(rules.lca_probe.benchmark, defense=LCA_DEFENSES, seed=SEEDS),
+        "regression_study": [rules.regression_study.benchmark] if "regression_study" in config else [],
+    }

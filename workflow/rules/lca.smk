@@ -77,6 +77,8 @@ rule lca_probe:
         analysis=f"{LCA_RUN}/lca.json",
     log:
         "results/logs/lca_probe/{defense}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/lca_probe/{defense}/seed{seed}.tsv"
     conda:
         "../../envs/lca.yaml"
     threads: 2
@@ -110,6 +112,12 @@ rule lca_tables:
             caption="../../report/table7_lca_ablation.rst",
             category="Tables",
             labels={"table": "7: top-neuron ablation"},
+        ),
+        paired=report(
+            "results/tables/lca_paired_probes.csv",
+            caption="../../report/lca_paired_probes.rst",
+            category="Tables",
+            labels={"table": "paired probe accuracy differences"},
         ),
         markdown="results/tables/lca.md",
         figure=report(

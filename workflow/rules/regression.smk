@@ -15,6 +15,8 @@ rule regression_study:
         ),
     log:
         "results/logs/regression_study.log",
+    benchmark:
+        "results/benchmarks/regression_study.tsv"
     conda:
         "../../envs/train.yaml"
     params:

@@ -125,6 +125,7 @@ rule claims:
     input:
         paired_accuracy=rules.tables.output.paired,
         paired_asr=rules.robustness_tables.output.paired if "attacks" in config else [],
+        paired_probes=rules.lca_tables.output.paired if "lca" in config else [],
     output:
         claims=report(
             "results/tables/claims.csv",
