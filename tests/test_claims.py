@@ -62,6 +62,24 @@ def test_a_claim_about_one_dataset_is_judged_on_that_dataset_only():
     assert table.loc["back_translation_most_robust_at_da_imdb", ["verdict", "comparisons"]].tolist() == ["held", 1]
 
 
+def test_a_claim_about_a_group_is_judged_on_the_members_the_run_has_naming_the_others():
+    table = verdicts(
+        accuracy(),
+        asr(  # A2T the only input-space defense; SSMBA the only augmentation; no embedding-space defense
+            ("mr", "textfooler", "A2T", "SSMBA", 200, -20.0, -30.0, -10.0),
+            ("mr", "bae", "SSMBA", "A2T", 200, 15.0, 5.0, 25.0),
+        ),
+    )
+    claim = table.loc["at_ip_most_robust"]
+    assert claim[["verdict", "comparisons", "favouring"]].tolist() == ["held", 2, 2]
+    assert claim.missing == "A2T_MLM, BERT_Attack, BackTranslation, PGD-AT, LDS"
+    # no member of a side at all: not evaluated
+    assert table.loc["pgd_at_more_robust_than_lds", ["verdict", "evidence"]].tolist() == [
+        "not evaluated",
+        "the run has no PGD-AT, LDS",
+    ]
+
+
 def test_the_neuron_claim_is_judged_on_the_top_neuron_probes_only():
     table = verdicts(
         accuracy(),

@@ -1,10 +1,12 @@
+import json
+
 import docutils.core
 import jinja2
 import pandas as pd
 import pytest
 
 from conftest import REPO, SCHEMA
-from robustlm.config import load_config
+from robustlm.config import canonical, load_config
 from robustlm.summary import build_summary, job_times
 
 RUN = {
@@ -50,12 +52,14 @@ def run(tmp_path):
             "statement": ["{{ held }}", "{% if %}", "{# x #}", "PGD-AT generalizes better than LDS"],
             "verdict": ["held", "inconclusive", "inconclusive", "not evaluated"],
             "comparisons": [2, 1, 1, 0],
+            "missing": [None, "A2T_MLM, BERT_Attack", None, "PGD-AT, LDS"],
         }
     ).to_csv(claims, index=False)
     description = tmp_path / "workflow.rst"
     description.write_text('Models ({{ snakemake.config["model"] }}) were fine-tuned.\n')
     return dict(
-        config=load_config(REPO / "config/config.yaml", SCHEMA),
+        # as the rule hands it over: its keys sorted (the models are listed in the paper's order all the same)
+        config=json.loads(canonical(load_config(REPO / "config/config.yaml", SCHEMA))),
         configfiles=["config/config.yaml"],
         train_metrics=[metrics],
         robustness=robustness,
@@ -76,7 +80,7 @@ def test_job_times_sum_each_stages_benchmarks_and_leave_out_stages_without_jobs(
 
 def test_summary_says_what_ran_on_what_how_long_and_the_claims_verdicts(run):
     text = build_summary(**run)
-    assert "9 models: BERT, SSMBA, BackTranslation, A2T, PGD-AT, LDS, PGD-AT @ epsilon=0.001, " in text
+    assert "9 models: BERT, SSMBA, BackTranslation, A2T, LDS, PGD-AT, PGD-AT @ epsilon=0.001, " in text
     assert "fine-tuned on mr (2,000 examples) with 1 seed and tested on mr (1,000) and yelp (500, out of dist" in text
     assert "correctly (5 of 8 on mr; paper: 1,000)" in text
     assert "POS taggers of BERT, PGD-AT and LDS" in text and "regression study, 25 runs" in text
@@ -84,6 +88,7 @@ def test_summary_says_what_ran_on_what_how_long_and_the_claims_verdicts(run):
     assert "(paper: bert-base-uncased)" in text
     assert "5 minutes of jobs" in text
     assert "1 held, 0 not held, 2 inconclusive, 1 not evaluated" in text
+    assert "A2T_MLM, BERT_Attack" in text and "nan" not in text
     assert str(run["output"].parent) not in text  # no path of this machine
 
 

@@ -368,7 +368,7 @@ def test_report_builds_with_captions(finished_run):
     assert "Table 4 (generalization)" in html or "Table 4 (generalization)" in html.replace("&nbsp;", " ")
     # it opens with the run's summary, then the workflow's description rendered with the run's config
     summary = (finished_run / "results/summary.rst").read_text()
-    assert "4 models: BERT, PGD-AT, SSMBA and PGD-AT @ epsilon=0.03, fine-tuned on mr (48 examples)" in summary
+    assert "4 models: BERT, SSMBA, PGD-AT and PGD-AT @ epsilon=0.03, fine-tuned on mr (48 examples)" in summary
     assert html.index("Summary of this run") < html.index("Models (models/minilm-l6-h384-uncased-mlm) were fine-tuned")
 
 

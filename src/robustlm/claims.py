@@ -5,7 +5,9 @@ A claim says that one group of defenses beats another on a metric: higher accura
 attack success rate. It is judged on every comparison it implies, a (better, worse) pair of models on one dataset and
 test set or attack, read from the paired-difference tables: `held` when every comparison favours the claimed side
 with a 95 % interval that excludes no difference; `not held` when at least one favours the other side so; otherwise
-`inconclusive`, the data being too few to tell.
+`inconclusive`, the data being too few to tell. A run holding only some of a group's members (A2T without A2T-MLM
+and BERT-Attack) judges the claim on those, naming the others in `missing`; one without any member of either side
+does not evaluate it.
 """
 
 from __future__ import annotations
@@ -174,8 +176,9 @@ def comparisons(
 def verdict(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame, probes: pd.DataFrame) -> dict:
     record = {"claim": claim.key, "source": claim.source, "statement": claim.statement, "on": claim.on}
     found, missing = comparisons(claim, accuracy, asr, probes)
-    if missing or found.empty:
-        why = f"the run has no {', '.join(map(paper.ROW_NAMES.get, missing))}" if missing else "no comparable results"
+    record["missing"] = ", ".join(map(paper.ROW_NAMES.get, missing))
+    if set(claim.better) <= set(missing) or set(claim.worse) <= set(missing) or found.empty:
+        why = f"the run has no {record['missing']}" if missing else "no comparable results"
         return {**record, "verdict": "not evaluated", "comparisons": 0, "favouring": 0, "against": 0, "evidence": why}
     favouring, against = int((found.low > 0).sum()), int((found.high < 0).sum())
     result = "held" if favouring == len(found) else "not held" if against else "inconclusive"
@@ -202,14 +205,15 @@ def claims_table(
 def markdown(table: pd.DataFrame) -> str:
     counts = table.verdict.value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
-    shown = table[["source", "statement", "on", "verdict", "comparisons", "favouring", "against"]]
+    shown = table[["source", "statement", "on", "verdict", "comparisons", "favouring", "against", "missing"]]
     return "\n".join(
         [
             "## The papers' claims, judged on this run\n",
             f"{summary}. A claim is held when each comparison it implies (a pair of models on one dataset and test "
             "set or attack) favours the claimed side with a 95 % paired interval excluding no difference; not held "
             "when one favours the other side so; inconclusive otherwise (`favouring`/`against`: comparisons that "
-            "did so). A run this size cannot tell most differences apart: inconclusive is what it should say.\n",
+            "did so; `missing`: the members of a claimed group the run lacks, the claim being judged on the others). A "
+            "run this size cannot tell most differences apart: inconclusive is what it should say.\n",
             shown.to_markdown(index=False),
             "\n",
             "### Evidence\n",

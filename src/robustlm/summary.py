@@ -13,6 +13,7 @@ import pandas as pd
 from . import paper
 from .claims import VERDICTS
 from .config import defense_entries, method_of
+from .tables import defense_order
 
 #: the rules whose jobs are timed (their `benchmark:` files), as the summary names them, in the order they run
 STAGES = {
@@ -54,7 +55,9 @@ def _size(settings: dict, key: str) -> str:
 
 
 def what_ran(config: dict, robustness: pd.DataFrame | None) -> str:
-    models = [paper.row_name(defense, method_of(config, defense)) for defense in defense_entries(config)]
+    entries = list(defense_entries(config))
+    methods = [method_of(config, defense) for defense in entries]
+    models = [paper.row_name(defense, method_of(config, defense)) for defense in defense_order(entries, methods)]
     datasets = config["datasets"]
     trained = _names([f"{name} ({_size(s, 'train_size')} examples)" for name, s in datasets.items()])
     tested = [f"{name} ({_size(s, 'test_size')})" for name, s in datasets.items()]
@@ -134,9 +137,10 @@ def summary_rst(config: dict, configfiles: list[str], train_metrics: list[dict],
         f"**The papers' claims** (``claims.csv``): {verdicts}. A claim is held when every comparison it implies "
         "favours the claimed side with a 95 % paired interval that excludes no difference, not held when one favours "
         "the other side so, and inconclusive otherwise: with few test and attacked examples, most differences "
-        "cannot be told from none, and inconclusive is what such a run should say.",
+        "cannot be told from none, and inconclusive is what such a run should say. A claim about a group of "
+        "defenses is judged on the members the run has (``missing``: the others).",
         "",
-        _rst_table(claims[["statement", "source", "verdict", "comparisons"]]),
+        _rst_table(claims[["statement", "source", "verdict", "comparisons", "missing"]].fillna("")),
     ]
     return "\n".join(lines) + "\n"
 
