@@ -60,6 +60,10 @@ def test_a_claim_about_one_dataset_is_judged_on_that_dataset_only():
         ),
     )
     assert table.loc["back_translation_most_robust_at_da_imdb", ["verdict", "comparisons"]].tolist() == ["held", 1]
+    mr_only = verdicts(accuracy(), asr(("mr", "textfooler", "BackTranslation", "SSMBA", 100, 20.0, 10.0, 30.0)))
+    assert mr_only.loc["back_translation_most_robust_at_da_imdb", "evidence"] == (
+        "the run has no BackTranslation, SSMBA on imdb"
+    )
 
 
 def test_a_claim_about_a_group_is_judged_on_the_members_the_run_has_naming_the_others():

@@ -178,7 +178,8 @@ def verdict(claim: Claim, accuracy: pd.DataFrame, asr: pd.DataFrame, probes: pd.
     found, missing = comparisons(claim, accuracy, asr, probes)
     record["missing"] = ", ".join(map(paper.ROW_NAMES.get, missing))
     if set(claim.better) <= set(missing) or set(claim.worse) <= set(missing) or found.empty:
-        why = f"the run has no {record['missing']}" if missing else "no comparable results"
+        where = f" on {', '.join(claim.datasets)}" if claim.datasets else ""
+        why = f"the run has no {record['missing']}{where}" if missing else "no comparable results"
         return {**record, "verdict": "not evaluated", "comparisons": 0, "favouring": 0, "against": 0, "evidence": why}
     favouring, against = int((found.low > 0).sum()), int((found.high < 0).sum())
     result = "held" if favouring == len(found) else "not held" if against else "inconclusive"
