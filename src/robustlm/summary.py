@@ -55,9 +55,10 @@ def _size(settings: dict, key: str) -> str:
 
 
 def what_ran(config: dict, robustness: pd.DataFrame | None) -> str:
-    entries = list(defense_entries(config))
-    methods = [method_of(config, defense) for defense in entries]
-    models = [paper.row_name(defense, method_of(config, defense)) for defense in defense_order(entries, methods)]
+    methods = {defense: method_of(config, defense) for defense in defense_entries(config)}
+    models = [
+        paper.row_name(defense, methods[defense]) for defense in defense_order(list(methods), list(methods.values()))
+    ]
     datasets = config["datasets"]
     trained = _names([f"{name} ({_size(s, 'train_size')} examples)" for name, s in datasets.items()])
     tested = [f"{name} ({_size(s, 'test_size')})" for name, s in datasets.items()]

@@ -7,13 +7,14 @@ rule summary:
     input:
         **benchmarks(),
         train_metrics=run_outputs("train_metrics.json"),
-        tables=rules.tables.output.markdown,
         robustness=rules.robustness_tables.output.robustness if ATTACKS else [],
         claims=rules.claims.output.claims,
+        description=Path(workflow.basedir) / "report/workflow.rst",
+        # the run's other results, unread: the summary comes last and is rewritten whenever they change
+        tables=rules.tables.output.markdown,
         lca=rules.lca_tables.output.markdown if "lca" in config else [],
         regression=rules.regression_study.output.table if "regression_study" in config else [],
         sweeps=[expand(rules.sweep.output, swept=swept, setting=setting) for swept, setting in SWEEPS],
-        description=Path(workflow.basedir) / "report/workflow.rst",
     output:
         str(SUMMARY),
     log:
