@@ -51,6 +51,16 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _answers(path: Path) -> bool:
+    """Whether a daemon listens on the UNIX socket `path` (the socket file of a munged that was killed stays)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _make_fake_gpu(path: Path) -> None:
     """A character device (/dev/null's numbers): SLURM registers a GRES only with one."""
     os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
@@ -81,7 +91,7 @@ class SingleNodeCluster:
         (self.root / "gres.conf").write_text(f"NodeName={self.node} Name=gpu File={self.root}/gpu[0-{self.gpus - 1}]\n")
         MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if not MUNGE_SOCKET.exists():
+            if not _answers(MUNGE_SOCKET):
                 self._start(
                     [
                         "munged",
