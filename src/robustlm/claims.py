@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
+from .uncertainty import PAIRED_COLUMNS
 
 IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, ATTACKS = "in-distribution test set", "out-of-distribution test set", "attacks"
 NEURONS = "top-neuron probe accuracy (LCA, Table 7)"
@@ -123,10 +124,9 @@ CLAIMS = (
 )
 
 
-PAIRED = ["first", "second", "examples", "difference", "difference_low", "difference_high", "p_value", "test"]
 #: the paired tables of a run without attacks, without the neuron analysis
-NO_ATTACKS = pd.DataFrame(columns=["dataset", "attack", *PAIRED])
-NO_PROBES = pd.DataFrame(columns=["dataset", "neurons", *PAIRED])
+NO_ATTACKS = pd.DataFrame(columns=["dataset", "attack", *PAIRED_COLUMNS])
+NO_PROBES = pd.DataFrame(columns=["dataset", "neurons", *PAIRED_COLUMNS])
 
 
 def comparisons(

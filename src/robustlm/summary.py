@@ -15,7 +15,8 @@ from .claims import VERDICTS
 from .config import defense_entries, method_of
 from .tables import defense_order
 
-#: the rules whose jobs are timed (their `benchmark:` files), as the summary names them, in the order they run
+#: the rules whose jobs are timed (their `benchmark:` files; the keys of `benchmarks()` in workflow/rules/common.smk),
+#: as the summary names them, in the order they run
 STAGES = {
     "augment": "data augmentation (AT-DA)",
     "train": "fine-tuning",

@@ -115,6 +115,10 @@ def paired_bootstrap(
     return PairedTest(float(paired.mean()), float(low), float(high), float(p_value), n, "paired bootstrap")
 
 
+#: a paired comparison's columns, after its `keys`
+PAIRED_COLUMNS = ["first", "second", "examples", "difference", "difference_low", "difference_high", "p_value", "test"]
+
+
 def paired_comparisons(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Every pair of models within each group of `keys`, compared on the examples both were measured on.
     `outcomes` has a row per (keys..., model, seed, id) with a boolean `outcome` (correct; attack successful). One
@@ -148,5 +152,4 @@ def paired_comparisons(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                         "test": test.test,
                     }
                 )
-    columns = [*keys, "first", "second", "examples", "difference", "difference_low", "difference_high", "p_value"]
-    return pd.DataFrame(rows, columns=[*columns, "test"])
+    return pd.DataFrame(rows, columns=[*keys, *PAIRED_COLUMNS])

@@ -25,6 +25,5 @@ rule summary:
         config=canonical(config),
         configfiles=[os.path.relpath(path) for path in workflow.config_settings.configfiles] or ["config/config.yaml"],
         air_gapped=mirror_dir(config) is not None,
-        stages=list(benchmarks()),
     script:
         "../scripts/summary.py"

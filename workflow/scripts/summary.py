@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from robustlm.logs import to_file
-from robustlm.summary import build_summary
+from robustlm.summary import STAGES, build_summary
 
 with to_file(snakemake.log[0]):
     build_summary(
@@ -11,7 +11,7 @@ with to_file(snakemake.log[0]):
         train_metrics=[Path(path) for path in snakemake.input.train_metrics],
         robustness=Path(snakemake.input.robustness) if snakemake.input.robustness else None,
         claims=Path(snakemake.input.claims),
-        benchmarks={stage: [Path(path) for path in snakemake.input[stage]] for stage in snakemake.params.stages},
+        benchmarks={stage: [Path(path) for path in snakemake.input[stage]] for stage in STAGES},
         air_gapped=snakemake.params.air_gapped,
         description=Path(snakemake.input.description),
         output=Path(snakemake.output[0]),
