@@ -17,10 +17,11 @@ from robustlm.defenses import DEFENSES, build_defense
 from robustlm.defenses.base import IGNORED_LABEL, TrainingContext
 from robustlm.evaluation import accuracy, collate
 from robustlm.lca import analyse, majority_tags
-from robustlm.lca_tables import build_lca_tables
+from robustlm.lca_tables import build_lca_tables, probe_outcomes
 from robustlm.models import load_tagger, load_tokenizer
 from robustlm.tagging import encode_tagged, first_subword_labels
 from robustlm.training import TrainingData, train_model
+from robustlm.uncertainty import paired_comparisons
 from test_defenses import TRAINING_PARAMS
 
 
@@ -187,6 +188,7 @@ def test_a_planted_neuron_ranks_first_for_its_tag_and_its_words_match_fully():
     assert accuracy["top"] > accuracy["bottom"] + 0.1 and accuracy["all"] > 0.65
     for subset, correct in result["probe_correct"].items():  # each test word's outcome, for paired tests
         assert len(correct) == 60 * 6 and correct.count("1") / len(correct) == pytest.approx(accuracy[subset])
+    assert sum(result["test_sentence_words"]) == 60 * 6  # the test words' sentences, resampled by paired tests
     assert result["layers"] == 3 and result["neurons"] == 12
 
 
@@ -290,3 +292,19 @@ def test_lca_tables_from_fixtures(tmp_path):
     markdown = outputs["markdown"].read_text()
     assert "**big** ran old" in markdown and "2/3 = 66.7% (paper 6/10)" in markdown
     assert outputs["figure"].stat().st_size > 0
+
+
+def test_probes_are_compared_by_resampling_whole_test_sentences():
+    # two test sentences of 2 words; PGD-AT's probe gets the first sentence right where BERT's does not
+    analyses = [
+        {"defense": defense, "seed": 1, "probe_correct": {"top": correct}, "test_sentence_words": [2, 2]}
+        for defense, correct in [("pgd_at", "1100"), ("baseline", "0000")]
+    ]
+    outcomes = probe_outcomes(analyses)
+    assert outcomes[outcomes.model == "PGD-AT"].cluster.tolist() == [0, 0, 1, 1]
+    paired = paired_comparisons(outcomes, ["dataset", "neurons"]).iloc[0]
+    assert (paired.test, paired.examples, paired.difference) == ("paired cluster bootstrap", 4, 50.0)
+    # resampled sentences: both the first (+100), one of each (+50) or both the second (0), a quarter of the time
+    assert (paired.difference_low, paired.difference_high) == (0.0, 100.0) and paired.p_value == pytest.approx(
+        0.5, abs=0.03
+    )

@@ -53,3 +53,23 @@ def test_the_paired_bootstrap_agrees_with_scipys():
     assert (test.low, test.high) == pytest.approx((reference.low, reference.high), abs=0.01)
     assert paired_bootstrap(first, first).p_value == 1.0
     assert paired_bootstrap(np.ones(100, bool), np.zeros(100, bool)).p_value == 0.0
+
+
+def test_a_cluster_bootstrap_of_single_examples_is_the_paired_bootstrap():
+    rng = np.random.default_rng(2)
+    first, second = rng.random(150) < 0.7, rng.random(150) < 0.6
+    plain, clustered = paired_bootstrap(first, second), paired_bootstrap(first, second, clusters=np.arange(150))
+    assert (clustered.low, clustered.high, clustered.p_value) == pytest.approx((plain.low, plain.high, plain.p_value))
+    assert clustered.test == "paired cluster bootstrap" and clustered.n == 150
+
+
+def test_clusters_of_identical_outcomes_count_as_one_example_each():
+    # 40 sentences of 5 words, each sentence's words all right or all wrong: the words carry the information of 40
+    # examples, not 200; resampling sentences gives the paired bootstrap of the 40 sentence-level outcomes
+    rng = np.random.default_rng(3)
+    first, second = rng.random(40) < 0.8, rng.random(40) < 0.5
+    words = paired_bootstrap(np.repeat(first, 5), np.repeat(second, 5), clusters=np.repeat(np.arange(40), 5))
+    sentences = paired_bootstrap(first, second)
+    assert (words.low, words.high) == pytest.approx((sentences.low, sentences.high))
+    independent = mcnemar(np.repeat(first, 5), np.repeat(second, 5))
+    assert words.high - words.low > 1.8 * (independent.high - independent.low)  # ~sqrt(5) wider

@@ -216,6 +216,7 @@ def analyse(
         "words_per_neuron": settings["words_per_neuron"],
         "probe_accuracy": accuracy,
         "probe_correct": correct,
+        "test_sentence_words": [len(words) for words in test_words],  # the sentences the test words fall into
         "ablation_subsets": subsets,
         "tags": per_tag,
     }

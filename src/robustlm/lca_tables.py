@@ -123,21 +123,25 @@ def ablation_table(analyses: list[dict]) -> pd.DataFrame:
 
 def probe_outcomes(analyses: list[dict]) -> pd.DataFrame:
     """A row per (neurons, model, seed, word): whether the probe on that subset of neurons (all, top, random, bottom)
-    tagged the test word right. Analyses written before probes kept their outcomes have none."""
-    frames = [
-        pd.DataFrame(
-            {
-                "dataset": TREEBANK,
-                "neurons": subset,
-                "model": paper.row_name(analysis["defense"]),
-                "seed": analysis["seed"],
-                "id": np.arange(len(correct)),
-                "outcome": np.frombuffer(correct.encode(), dtype=np.uint8) == ord("1"),
-            }
-        )
-        for analysis in analyses
-        for subset, correct in analysis.get("probe_correct", {}).items()
-    ]
+    tagged the test word right, and the test sentence (`cluster`) the word is in. Analyses written before probes
+    kept their outcomes have none; those written before they kept the sentences take each word as independent."""
+    frames = []
+    for analysis in analyses:
+        lengths = analysis.get("test_sentence_words")
+        for subset, correct in analysis.get("probe_correct", {}).items():
+            frame = pd.DataFrame(
+                {
+                    "dataset": TREEBANK,
+                    "neurons": subset,
+                    "model": paper.row_name(analysis["defense"]),
+                    "seed": analysis["seed"],
+                    "id": np.arange(len(correct)),
+                    "outcome": np.frombuffer(correct.encode(), dtype=np.uint8) == ord("1"),
+                }
+            )
+            if lengths is not None:
+                frame["cluster"] = np.repeat(np.arange(len(lengths)), lengths)
+            frames.append(frame)
     columns = ["dataset", "neurons", "model", "seed", "id", "outcome"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 

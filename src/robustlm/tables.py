@@ -351,8 +351,9 @@ def paired_section(paired: pd.DataFrame, metric: str, keys: list[str]) -> list[s
     )
     return [
         f"## Paired differences from {baseline} ({metric}, percentage points, 95 % interval)\n",
-        "On the same examples: McNemar's exact test (one seed each) or a paired bootstrap over the examples of "
-        "the outcome averaged over seeds. Every pair of models: the CSV.\n",
+        "On the same examples, as the `test` column says: McNemar's exact test (one seed each), a paired bootstrap "
+        "over the examples of the outcome averaged over seeds, or one that resamples clusters of examples (the "
+        "words of a sentence) together. Every pair of models: the CSV.\n",
         shown.to_markdown(index=False),
         "\n",
     ]

@@ -6,7 +6,9 @@ whether two defenses measured on the same examples differ.
   while training noise does: the mean's variance is the between-seed variance / k plus the mean binomial variance
   p(1 - p)/n, and the interval is the mean ± t(k - 1) times its square root.
 - Two defenses on the same examples: accuracy by McNemar's exact test (the examples one gets right and the other
-  wrong), attack success rate by a paired bootstrap over the examples both were attacked on.
+  wrong), attack success rate by a paired bootstrap over the examples both were attacked on. Examples that are not
+  independent (the words of one sentence, for the neuron probes) are resampled by cluster: a paired cluster
+  bootstrap, whose interval widens with the correlation within a cluster that McNemar's test would ignore.
 """
 
 from __future__ import annotations
@@ -96,23 +98,36 @@ def mcnemar(first_correct: Sequence[bool], second_correct: Sequence[bool], level
 
 
 def paired_bootstrap(
-    first: Sequence[bool], second: Sequence[bool], resamples: int = 10_000, seed: int = 0, level: float = LEVEL
+    first: Sequence[bool],
+    second: Sequence[bool],
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = LEVEL,
+    clusters: Sequence | None = None,
 ) -> PairedTest:
     """Paired bootstrap of the difference of two proportions measured on the same examples (e.g. whether each
-    attack succeeded against either model): percentile interval, two-sided p-value of no difference."""
+    attack succeeded against either model): percentile interval, two-sided p-value of no difference. With
+    `clusters` (a label per example), whole clusters are resampled and the difference is that of the resampled
+    examples."""
     paired = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
     n = len(paired)
+    if clusters is None:
+        sums, sizes = paired, np.ones(n)
+    else:
+        codes = pd.factorize(np.asarray(clusters))[0]
+        sums, sizes = np.bincount(codes, weights=paired), np.bincount(codes).astype(float)
+    units = len(sums)
     rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // max(n, 1))  # resamples drawn at once: bounded memory on 25,000 IMDB examples
-    differences = np.concatenate(
-        [
-            paired[rng.integers(0, n, size=(min(chunk, resamples - done), n))].mean(axis=1)
-            for done in range(0, resamples, chunk)
-        ]
-    )
+    chunk = max(1, 2_000_000 // max(units, 1))  # resamples drawn at once: bounded memory on 25,000 IMDB examples
+    differences = []
+    for done in range(0, resamples, chunk):
+        drawn = rng.integers(0, units, size=(min(chunk, resamples - done), units))
+        differences.append(sums[drawn].sum(axis=1) / sizes[drawn].sum(axis=1))
+    differences = np.concatenate(differences)
     low, high = np.quantile(differences, [0.5 - level / 2, 0.5 + level / 2])
     p_value = min(1.0, 2 * min((differences <= 0).mean(), (differences >= 0).mean()))
-    return PairedTest(float(paired.mean()), float(low), float(high), float(p_value), n, "paired bootstrap")
+    test = "paired bootstrap" if clusters is None else "paired cluster bootstrap"
+    return PairedTest(float(paired.mean()), float(low), float(high), float(p_value), n, test)
 
 
 #: a paired comparison's columns, after its `keys`
@@ -121,12 +136,14 @@ PAIRED_COLUMNS = ["first", "second", "examples", "difference", "difference_low",
 
 def paired_comparisons(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Every pair of models within each group of `keys`, compared on the examples both were measured on.
-    `outcomes` has a row per (keys..., model, seed, id) with a boolean `outcome` (correct; attack successful). One
-    seed each: McNemar's exact test; else a paired bootstrap of the per-example outcome averaged over seeds."""
+    `outcomes` has a row per (keys..., model, seed, id) with a boolean `outcome` (correct; attack successful), and
+    optionally the `cluster` of each example. One seed each and no clusters: McNemar's exact test; else a paired
+    (cluster) bootstrap of the per-example outcome averaged over seeds."""
     rows = []
     for key, group in outcomes.groupby(keys, sort=False):
         seeds = group.groupby("model", sort=False).seed.nunique()
         per_example = {model: part.groupby("id").outcome.mean() for model, part in group.groupby("model", sort=False)}
+        cluster_of = group.groupby("id").cluster.first() if "cluster" in group else None
         models = list(per_example)
         for i, first in enumerate(models):
             for second in models[i + 1 :]:
@@ -134,11 +151,12 @@ def paired_comparisons(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                 if not len(shared):
                     continue
                 a, b = per_example[first].loc[shared], per_example[second].loc[shared]
-                test = (
-                    mcnemar(a.astype(bool), b.astype(bool))
-                    if seeds[first] == seeds[second] == 1
-                    else paired_bootstrap(a, b)
-                )
+                if cluster_of is not None:
+                    test = paired_bootstrap(a, b, clusters=cluster_of.loc[shared])
+                elif seeds[first] == seeds[second] == 1:
+                    test = mcnemar(a.astype(bool), b.astype(bool))
+                else:
+                    test = paired_bootstrap(a, b)
                 rows.append(
                     {
                         **dict(zip(keys, key)),
