@@ -54,7 +54,7 @@ def textattack_offline(mirror):
 @pytest.fixture(scope="module")
 def mr_test(tmp_path_factory, mirror):
     path = tmp_path_factory.mktemp("data") / "mr.parquet"
-    datasets.prepare("mr", mirror, seed=0)[0].to_parquet(path)
+    datasets.prepare(datasets.get("mr"), mirror, seed=0)[0].to_parquet(path)
     return path
 
 

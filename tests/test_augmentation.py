@@ -39,7 +39,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def mr_data(tmp_path_factory, mirror) -> Path:
-    frame, _ = datasets.prepare("mr", mirror, seed=0)
+    frame, _ = datasets.prepare(datasets.get("mr"), mirror, seed=0)
     path = tmp_path_factory.mktemp("data") / "mr.parquet"
     frame.to_parquet(path, index=False)
     return path

@@ -58,7 +58,7 @@ def test_the_three_benchmarks_chain_into_a_grid_estimate(mirror, tiny_model, tmp
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for name in ("mr", "yelp"):
-        datasets.prepare(name, mirror, seed=0)[0].to_parquet(data_dir / f"{name}.parquet")
+        datasets.prepare(datasets.get(name), mirror, seed=0)[0].to_parquet(data_dir / f"{name}.parquet")
     run_script(FINETUNE_THROUGHPUT, "--smoke", "--csv", str(tmp_path / "finetune.csv"), mirror=mirror)
     printed = run_script(
         BENCHMARKS / "attack_throughput.py",

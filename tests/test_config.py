@@ -417,3 +417,26 @@ def test_a_retried_job_asks_for_more_memory_and_time_and_a_cpu_rule_never_for_a_
     assert train["runtime"](None, 2) == 480 and train["gpu"] == 1
     probe = job_resources(config, "lca", mem_mb=16000, runtime=60)  # the probe: CPU only, whatever `resources.lca` says
     assert "gpu" not in probe and probe["runtime"](None, 1) == 90
+
+
+def test_a_dataset_of_ones_own_needs_its_files_and_the_classes_of_every_test_set(default_config, tmp_path):
+    from robustlm.requirements import missing
+
+    source = {"files": {"test": str(tmp_path / "test.csv")}, "text": "t", "label": "l", "labels": ["a", "b", "c"]}
+    default_config["ood_datasets"]["reviews"] = {"source": source}
+    with pytest.raises(ConfigError, match=r"'ood_datasets.reviews': its classes \['a', 'b', 'c'\] are not those of "):
+        validate_config(copy.deepcopy(default_config), SCHEMA)
+    del default_config["ood_datasets"]["reviews"]
+    default_config["datasets"] = {"reviews": {"source": source}}
+    with pytest.raises(
+        ConfigError, match=r"'datasets.reviews.source.files': a dataset models train on needs a `train`"
+    ):
+        validate_config(copy.deepcopy(default_config), SCHEMA)
+    source["files"]["train"] = str(tmp_path / "train.csv")
+    default_config["ood_datasets"] = {}
+    config = validate_config(default_config, SCHEMA)
+    assert train_params(config, "reviews", "baseline", 1)["labels"] == ["a", "b", "c"]
+    assert [line for line in missing(config, None) if "reviews" in line] == [
+        f"{tmp_path / 'train.csv'}: a file of dataset 'reviews', not found",
+        f"{tmp_path / 'test.csv'}: a file of dataset 'reviews', not found",
+    ]

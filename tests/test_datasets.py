@@ -13,7 +13,7 @@ from robustlm.sources import DataSourceError, PublishedFile, sha256_of
 
 @pytest.fixture(scope="module")
 def prepared(mirror):
-    return {name: datasets.prepare(name, mirror, seed=0) for name in ("imdb", "mr", "yelp")}
+    return {name: datasets.prepare(datasets.get(name), mirror, seed=0) for name in ("imdb", "mr", "yelp")}
 
 
 def counts(frame):
@@ -48,9 +48,9 @@ def test_yelp_is_the_textfooler_ood_sample(prepared):
 
 
 def test_validation_carve_depends_only_on_seed(mirror):
-    first, _ = datasets.prepare("mr", mirror, seed=0)
-    again, _ = datasets.prepare("mr", mirror, seed=0)
-    other, _ = datasets.prepare("mr", mirror, seed=1)
+    first, _ = datasets.prepare(datasets.get("mr"), mirror, seed=0)
+    again, _ = datasets.prepare(datasets.get("mr"), mirror, seed=0)
+    other, _ = datasets.prepare(datasets.get("mr"), mirror, seed=1)
     ids = lambda f: set(f.id[f.split == "validation"])
     assert ids(first) == ids(again) != ids(other)
 
@@ -67,7 +67,7 @@ def test_select_is_seeded_and_order_independent(prepared):
 
 def test_missing_source_file_names_it_with_checksum(tmp_path):
     with pytest.raises(DataSourceError) as error:
-        datasets.prepare("yelp", tmp_path, seed=0)
+        datasets.prepare(datasets.get("yelp"), tmp_path, seed=0)
     message = str(error.value)
     assert str(tmp_path / "datasets/textfooler/yelp") in message
     assert "befbfa6f" in message and "/jind11/TextFooler/" in message and "robustlm-mirror build" in message
@@ -78,7 +78,7 @@ def test_corrupt_source_file_is_rejected(tmp_path, mirror):
     target = tmp_path / "datasets/textfooler/yelp"
     target.write_text(target.read_text()[:-500])
     with pytest.raises(DataSourceError, match="corrupt data file .*expected befbfa6f"):
-        datasets.prepare("yelp", tmp_path, seed=0)
+        datasets.prepare(datasets.get("yelp"), tmp_path, seed=0)
 
 
 def imdb_archive(reviews: dict[str, bytes]) -> bytes:
@@ -146,7 +146,7 @@ EMPTY_TEXTS = {  # per dataset: sources with texts empty after cleaning, and the
 def test_empty_texts_are_skipped_and_counted_per_split(name, tmp_path, monkeypatch):
     sources, expected = EMPTY_TEXTS[name]
     synthetic_mirror(tmp_path, monkeypatch, name, *sources)
-    frame, manifest = datasets.prepare(name, tmp_path, seed=0)
+    frame, manifest = datasets.prepare(datasets.get(name), tmp_path, seed=0)
     assert (frame.text.str.strip() != "").all()
     found = {
         split: (split_counts["examples"], split_counts["skipped_empty_texts"])
@@ -174,13 +174,13 @@ def test_a_source_that_is_not_utf8_is_an_error_naming_the_file_and_line(name, tm
     sources, where = NOT_UTF8[name]
     paths = synthetic_mirror(tmp_path, monkeypatch, name, *sources)
     with pytest.raises(DataSourceError, match=re.escape(f"{paths[0]}{where}")):
-        datasets.prepare(name, tmp_path, seed=0)
+        datasets.prepare(datasets.get(name), tmp_path, seed=0)
 
 
 def test_a_sample_line_without_a_label_is_an_error_naming_the_line(tmp_path, monkeypatch):
     (path,) = synthetic_mirror(tmp_path, monkeypatch, "yelp", b"1 great food\n\n0 cold and bland\n")
     with pytest.raises(DataSourceError, match=re.escape(f"{path}:2 does not start with a 0/1 label")):
-        datasets.prepare("yelp", tmp_path, seed=0)
+        datasets.prepare(datasets.get("yelp"), tmp_path, seed=0)
 
 
 def test_truncated_parquet_is_reported(tmp_path, prepared):
@@ -190,3 +190,44 @@ def test_truncated_parquet_is_reported(tmp_path, prepared):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(DataSourceError, match="rerun its prepare_data job"):
         datasets.read_split(path, "test")
+
+
+def own_source(tmp_path, **overrides):
+    """A 3-class dataset of the user's own: train as CSV with class names, test as JSON lines with indices."""
+    (tmp_path / "train.csv").write_text(
+        "sentence,rating\n" + "".join(f"text {n},{['bad', 'so-so', 'good'][n % 3]}\n" for n in range(30))
+    )
+    (tmp_path / "test.jsonl").write_text("".join(f'{{"sentence": "test {n}", "rating": {n % 3}}}\n' for n in range(9)))
+    return {
+        "files": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.jsonl")},
+        "text": "sentence",
+        "label": "rating",
+        "labels": ["bad", "so-so", "good"],
+        **overrides,
+    }
+
+
+def test_a_dataset_defined_in_the_config_reads_its_files_and_names_its_classes(tmp_path):
+    frame, manifest = datasets.prepare(datasets.get("reviews", own_source(tmp_path)), None, seed=0)
+    assert counts(frame) == {"train": 27, "test": 9, "validation": 3}  # validation: a tenth of train
+    train = frame[frame.split != "test"].set_index("text")
+    assert (train.loc["text 4", "label"], train.loc["text 5", "label"]) == (1, 2)  # so-so, good
+    assert frame[frame.split == "test"].label.tolist() == [0, 1, 2] * 3
+    assert manifest["labels"] == ["bad", "so-so", "good"]
+    assert manifest["splits"]["test"]["per_label"] == {"bad": 3, "so-so": 3, "good": 3}
+    assert manifest["source"]["files"]["train"]["sha256"] == sha256_of(tmp_path / "train.csv")
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda source: source.update(labels=["bad", "good"]), r"label 'so-so' \(row 1\) is none of the classes"),
+        (lambda source: source.update(text="review"), r"has no column \['review'\]"),
+        (lambda source: source["files"].update(test="test.xlsx"), r"reads .csv, .tsv, .jsonl, .parquet files"),
+    ],
+)
+def test_a_malformed_dataset_of_ones_own_is_named(tmp_path, edit, expected):
+    source = own_source(tmp_path)
+    edit(source)
+    with pytest.raises(DataSourceError, match=expected):
+        datasets.prepare(datasets.get("reviews", source), None, seed=0)

@@ -223,6 +223,7 @@ def test_tat_tally_is_re_estimated_from_the_epochs_predictions():
     restored = Tat(**SMOOTHNESS_PARAMS)
     restored.load_state_dict(tat.state_dict())
     assert torch.equal(restored.error_tally, tat.error_tally)
+    assert restored.report()["error_tally_by_epoch"] == [tat.error_tally.tolist()]  # the run's metrics show each
 
 
 def test_tat_samples_and_tallies_without_reading_device_values_on_the_host():
@@ -339,7 +340,7 @@ def trained_minilm(mirror):
     from robustlm import datasets
 
     tokenizer = load_tokenizer(str(MINILM))
-    sentences = datasets.prepare("mr", mirror, seed=0)[0].sample(n=16 * 21, random_state=0)
+    sentences = datasets.prepare(datasets.get("mr"), mirror, seed=0)[0].sample(n=16 * 21, random_state=0)
     torch.manual_seed(0)
     model = load_classifier(str(MINILM))
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)

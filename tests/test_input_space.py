@@ -19,7 +19,7 @@ PARAMS = {**INPUT_SPACE_PARAMS, "adversarial_fraction": 0.25, "query_budget": 40
 
 @pytest.fixture(scope="module")
 def mr_train(mirror):
-    frame, _ = datasets.prepare("mr", mirror, seed=0)
+    frame, _ = datasets.prepare(datasets.get("mr"), mirror, seed=0)
     train = datasets.select(frame[frame.split == "train"], 256, seed=0)
     return train.text.tolist()[:32], train.label.tolist()[:32], train
 

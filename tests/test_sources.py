@@ -116,8 +116,8 @@ def closed_port_url() -> str:
 
 
 def test_without_a_mirror_each_file_is_downloaded_once_from_where_it_is_published(publishers, mirror, tmp_path):
-    downloaded, manifest = datasets.prepare("mr", None, seed=0)
-    from_mirror, _ = datasets.prepare("mr", mirror, seed=0)
+    downloaded, manifest = datasets.prepare(datasets.get("mr"), None, seed=0)
+    from_mirror, _ = datasets.prepare(datasets.get("mr"), mirror, seed=0)
     pd.testing.assert_frame_equal(downloaded, from_mirror)
     assert manifest["source"]["kind"] == "download"
     assert manifest["source"]["files"]["datasets/textfooler/mr"]["url"].startswith(
@@ -128,7 +128,7 @@ def test_without_a_mirror_each_file_is_downloaded_once_from_where_it_is_publishe
         "/raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/sentence_polarity.zip",
     ]
     assert (tmp_path / "cache" / "datasets/textfooler/mr").is_file()
-    datasets.prepare("mr", None, seed=0)
+    datasets.prepare(datasets.get("mr"), None, seed=0)
     assert len(publishers.requests) == 2  # the second run reads the cache
 
 
@@ -143,7 +143,7 @@ def test_a_download_cache_holding_an_equivalent_repack_is_read_as_a_mirror_holdi
 def test_a_download_that_does_not_match_its_published_checksum_is_refused_and_not_kept(publishers, mirror, tmp_path):
     publishers.publish(TEXTFOOLER_SAMPLES["yelp"], (mirror / "datasets/textfooler/yelp").read_bytes()[:-100])
     with pytest.raises(DataSourceError, match="expected befbfa6f.*nothing was kept"):
-        datasets.prepare("yelp", None, seed=0)
+        datasets.prepare(datasets.get("yelp"), None, seed=0)
     assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
 
 
@@ -155,7 +155,7 @@ def test_without_network_the_error_names_the_file_and_how_to_build_a_mirror(monk
         match=r"cannot download .*/jind11/TextFooler/.*/data/yelp .*"
         r"robustlm-mirror build DIR --configfile",
     ):
-        datasets.prepare("yelp", None, seed=0)
+        datasets.prepare(datasets.get("yelp"), None, seed=0)
 
 
 def test_the_paper_grid_needs_the_stock_models_and_every_published_file():
@@ -257,7 +257,9 @@ def test_the_mirror_builder_fetches_what_a_config_reads_and_a_run_then_finds_it(
         sha256_of(built / "models/stand-in/tiny-bert" / file.name) == sha256_of(file) for file in tiny_model.iterdir()
     )
     assert missing(load_config(configfile, SCHEMA), built) == []
-    pd.testing.assert_frame_equal(datasets.prepare("mr", built, seed=0)[0], datasets.prepare("mr", mirror, seed=0)[0])
+    pd.testing.assert_frame_equal(
+        datasets.prepare(datasets.get("mr"), built, seed=0)[0], datasets.prepare(datasets.get("mr"), mirror, seed=0)[0]
+    )
 
     with HubStandIn({}) as hub:  # complete: a rerun fetches nothing
         assert "fetched" not in run_python(build, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))

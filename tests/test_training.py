@@ -17,6 +17,7 @@ PARAMS = {
     "data_seed": 0,
     "train_size": 96,
     "validation_size": 32,
+    "labels": ["negative", "positive"],
     "defense": "baseline",
     "method": "baseline",
     "defense_params": {},
@@ -39,7 +40,7 @@ PARAMS = {
 @pytest.fixture(scope="module")
 def mr_data(tmp_path_factory, mirror) -> Path:
     path = tmp_path_factory.mktemp("data") / "mr.parquet"
-    datasets.prepare("mr", mirror, seed=0)[0].to_parquet(path)
+    datasets.prepare(datasets.get("mr"), mirror, seed=0)[0].to_parquet(path)
     return path
 
 

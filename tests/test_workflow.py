@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, tiny_config
 from slurm_cluster import STATUS_POLLING
 
 pytestmark = pytest.mark.workflow
@@ -73,8 +73,6 @@ def edit_config(workdir, edit):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, mirror):
-    from conftest import tiny_config
-
     workdir = tmp_path_factory.mktemp("workflow")
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(mirror), sort_keys=False))
     result = snakemake(workdir)
@@ -456,6 +454,64 @@ def test_every_defense_trains_through_the_workflow(tmp_path, mirror, tiny_model)
         losses = [epoch["train_loss"] for epoch in metrics["history"]]
         assert losses[-1] < losses[0], (defense, losses)
         assert metrics["passes_per_step"] >= 1 and metrics["examples_per_second"] > 0
+
+
+def three_class_reviews(path, examples, seed):
+    """A 3-class task a small model learns in an epoch or two: each sentence carries two words of its class."""
+    import random
+
+    rng = random.Random(seed)
+    words = {
+        "negative": ["awful", "boring", "dreadful", "terrible", "dull", "painful"],
+        "neutral": ["average", "ordinary", "typical", "standard", "routine", "plain"],
+        "positive": ["wonderful", "brilliant", "superb", "delightful", "great", "moving"],
+    }
+    subjects = ["the film", "this movie", "the story", "the acting", "the script", "the ending"]
+    rows = []
+    for n in range(examples):
+        label = list(words)[n % 3]
+        rows.append((f"{rng.choice(subjects)} was {rng.choice(words[label])} and {rng.choice(words[label])}", label))
+    pd.DataFrame(rows, columns=["sentence", "rating"]).to_csv(path, index=False)
+
+
+def test_a_dataset_defined_only_in_the_config_trains_evaluates_and_is_attacked(tmp_path, mirror):
+    three_class_reviews(tmp_path / "train.csv", 150, seed=0)
+    three_class_reviews(tmp_path / "test.csv", 30, seed=1)
+    config = {
+        **{key: value for key, value in tiny_config(mirror).items() if key not in ("lca", "regression_study")},
+        "datasets": {
+            "reviews": {
+                "source": {
+                    "files": {"train": "train.csv", "test": "test.csv"},
+                    "text": "sentence",
+                    "label": "rating",
+                    "labels": ["negative", "neutral", "positive"],
+                }
+            }
+        },
+        "ood_datasets": {},
+        "defenses": {"baseline": {}, "tat": {"steps": 1, "step_size": 1.0e-3, "init_std": 1.0e-5}},
+        "training": {"max_length": 24, "batch_size": 16, "epochs": 2, "learning_rate": 2.0e-4},
+        "attacks": {**tiny_config(mirror)["attacks"], "examples": 6, "shards": 1},
+    }
+    config.pop("sweeps")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/tables/table4_generalization.csv", "results/tables/table2_robustness.csv")
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    run = tmp_path / "results/runs/reviews"
+    saved = json.loads((run / "baseline/seed1/model/config.json").read_text())
+    assert saved["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    accuracy = pd.read_csv(tmp_path / "results/tables/table4_generalization.csv").set_index("defense").accuracy_mean
+    assert (accuracy > 60).all(), accuracy  # chance is 33
+    attacked = pd.read_csv(run / "baseline/seed1/attacks/textfooler/adversarial_examples.csv")
+    assert len(attacked) == 6 and set(attacked.label) == {0, 1, 2}
+    flipped = attacked[attacked.result == "successful"]
+    assert (flipped.perturbed_output != flipped.label).all() and flipped.perturbed_output.between(0, 2).all()
+    assert set(pd.read_csv(tmp_path / "results/tables/table2_robustness.csv").defense) == {"baseline", "tat"}
+    # TAT's targets follow the model's errors once it has made some: no longer uniform over the two wrong classes
+    tallies = json.loads((run / "tat/seed1/train_metrics.json").read_text())["defense_report"]["error_tally_by_epoch"]
+    assert len(tallies) == 2 and any(tally != [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]] for tally in tallies)
 
 
 GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}

@@ -123,6 +123,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     schema = _schema(str(schema_path))
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping, got {type(config).__name__}")
+    _check_dataset_names(config, schema)
     defenses = config.get("defenses")
     variants = (
         {name: settings for name, settings in defenses.items() if _is_variant(name, settings)}
@@ -140,6 +141,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     for name, settings in variants.items():
         _validate_variant(name, settings, schema)
     _validate_sweeps(config, schema)
+    _check_dataset_labels(config)
     entries = defense_entries(config)
     lca_defenses = config.get("lca", {}).get("defenses", [])
     unconfigured = [name for name in lca_defenses if name not in entries]
@@ -161,6 +163,36 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'"
             )
     return config
+
+
+def _check_dataset_names(config: dict, schema: dict) -> None:
+    """A dataset that is not registered must say where its files are (before the schema, whose message would only
+    ask for a `source`)."""
+    for group in ("datasets", "ood_datasets"):
+        entries = config.get(group)
+        registered = sorted(schema["properties"][group]["properties"])
+        for name, entry in entries.items() if isinstance(entries, dict) else ():
+            if name not in registered and not (isinstance(entry, dict) and "source" in entry):
+                raise ConfigError(
+                    f"config key '{group}.{name}': no such registered dataset (here: {', '.join(registered)}); a "
+                    "dataset of your own needs a `source` naming its files, columns and labels (README, Your own "
+                    "dataset)"
+                )
+
+
+def _check_dataset_labels(config: dict) -> None:
+    """Every dataset a model is trained on has a training file, and every out-of-distribution test set its classes."""
+    for name, entry in config["datasets"].items():
+        if "source" in entry and "train" not in entry["source"]["files"]:
+            raise ConfigError(
+                f"config key 'datasets.{name}.source.files': a dataset models train on needs a `train` file"
+            )
+        for ood in config["ood_datasets"]:
+            if dataset_labels(config, ood) != dataset_labels(config, name):
+                raise ConfigError(
+                    f"config key 'ood_datasets.{ood}': its classes {list(dataset_labels(config, ood))} are not those "
+                    f"of 'datasets.{name}', {list(dataset_labels(config, name))}, which its models predict"
+                )
 
 
 def _registered(method: str):
@@ -307,12 +339,20 @@ def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
         "data_seed": config["data_seed"],
         "train_size": sizes.get("train_size"),
         "validation_size": sizes.get("validation_size"),
+        "labels": list(dataset_labels(config, dataset)),
         "defense": defense,
         "method": method_of(config, defense),
         "defense_params": defense_params(config, defense),
         "seed": int(seed),
         "training": training_settings(config, defense),
     }
+
+
+def dataset_labels(config: dict, dataset: str) -> tuple[str, ...]:
+    """The class names of a configured dataset, label 0 first."""
+    from . import datasets
+
+    return datasets.configured(config, dataset).labels
 
 
 def augment_params(config: dict, dataset: str, defense: str) -> dict:

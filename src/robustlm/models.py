@@ -48,11 +48,22 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(name_or_path)
 
 
-def load_classifier(name_or_path: str, num_labels: int = 2):
+def load_classifier(name_or_path: str, labels: list[str] | None = None):
+    """A sequence classifier: a fine-tuned one as saved, or a pretrained model with a new head over `labels` (their
+    names saved in the model config)."""
     from transformers import AutoModelForSequenceClassification
 
+    head = (
+        {}
+        if labels is None
+        else {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: index for index, label in enumerate(labels)},
+        }
+    )
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
+        return AutoModelForSequenceClassification.from_pretrained(name_or_path, **head)
     except Exception as exc:  # missing files, corrupt safetensors, mismatched shapes: one clear message
         raise ModelError(f"cannot load model '{name_or_path}': {exc}") from exc
 

@@ -50,7 +50,7 @@ def needs(config: dict, mirror: bool) -> Needs:
     """Everything a run of `config` reads from outside the project (`mirror`: whether it reads from a mirror)."""
     files: dict[str, PublishedFile] = {}
     for name in [*config["datasets"], *config.get("ood_datasets", {})]:
-        files.update({file.relative_path: file for file in datasets.get(name).sources})
+        files.update({file.relative_path: file for file in datasets.configured(config, name).sources})
     if config.get("lca"):
         files[TREEBANK.relative_path] = TREEBANK
     models = {config["model"]}
@@ -85,11 +85,16 @@ def is_model_directory(name: str, mirror: Path | None) -> bool:
 
 
 def missing(config: dict, mirror: Path | None) -> list[str]:
-    """What a run of `config` cannot get or run, one line each: a file absent from the mirror (or, without one, neither
+    """What a run of `config` cannot get or run, one line each: a dataset's local file that is not there, a file absent
+    from the mirror (or, without one, neither
     cached nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub, the
     nltk packages and TextAttack resources its attacks read (without a mirror: cached, or their server reachable)."""
     wanted = needs(config, mirror is not None)
-    problems = []
+    problems = [
+        problem
+        for name in [*config["datasets"], *config.get("ood_datasets", {})]
+        for problem in datasets.configured(config, name).unavailable()
+    ]
     for file in wanted.files:
         if mirror is not None:
             if not file.present_in(mirror):

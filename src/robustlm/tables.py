@@ -342,7 +342,7 @@ def paired_section(paired: pd.DataFrame, metric: str, keys: list[str]) -> list[s
     shown = against[keys].assign(
         model=against["first"].where(sign == 1, against["second"]),
         difference=[
-            f"{d:+.1f} [{min(lo, hi):+.1f}, {max(lo, hi):+.1f}]"
+            f"{d + 0.0:+.1f} [{min(lo, hi) + 0.0:+.1f}, {max(lo, hi) + 0.0:+.1f}]"  # + 0.0: no "-0.0"
             for d, lo, hi in zip(against.difference * sign, low, high)
         ],
         examples=against.examples,

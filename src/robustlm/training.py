@@ -9,6 +9,7 @@ one would. The checkpoints are deleted once the job's outputs are written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -156,8 +157,9 @@ def fine_tune(
     mirror: Path | None = None,
     augmented_path: Path | None = None,
 ) -> dict:
-    """Fine-tune `model_path` for sentiment on the train split of `data_path` with the defense in `params`;
-    data-augmentation defenses train on `augmented_path` (the same training subsample plus its augmentations)."""
+    """Fine-tune `model_path` as a classifier over the dataset's classes (`params["labels"]`) on the train split of
+    `data_path` with the defense in `params`; data-augmentation defenses train on `augmented_path` (the same
+    training subsample plus its augmentations)."""
     tokenizer = load_tokenizer(model_path)
     max_length = params["training"]["max_length"]
     train = datasets.select(datasets.read_split(data_path, "train"), params["train_size"], params["data_seed"])
@@ -174,7 +176,7 @@ def fine_tune(
         train.label.tolist(),
         encode(tokenizer, validation.text, max_length),
         validation.label.tolist(),
-        load_classifier,
+        functools.partial(load_classifier, labels=params["labels"]),
         train_texts=train.text.tolist(),
         augmentation=augmentation,
     )

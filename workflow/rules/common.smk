@@ -15,6 +15,7 @@ from robustlm.config import (
     sweep_points,
     train_params,
 )
+from robustlm.datasets import configured as configured_dataset
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
 DATASETS = sorted(config["datasets"])

@@ -5,6 +5,8 @@ localrules:
 
 
 rule prepare_data:
+    input:
+        own_files=lambda wc: configured_dataset(config, wc.dataset).local_files(),
     output:
         data="results/data/{dataset}.parquet",
         manifest="results/data/{dataset}.json",
@@ -13,6 +15,8 @@ rule prepare_data:
     conda:
         "../../envs/data.yaml"
     params:
-        spec=canonical({"data_seed": config["data_seed"]}),
+        spec=lambda wc: canonical(
+            {"data_seed": config["data_seed"], **configured_dataset(config, wc.dataset).settings()}
+        ),
     script:
         "../scripts/prepare_data.py"

@@ -6,7 +6,9 @@ from robustlm.logs import to_file
 
 with to_file(snakemake.log[0]):
     frame, manifest = datasets.prepare(
-        snakemake.wildcards.dataset, mirror_dir(snakemake.config), snakemake.config["data_seed"]
+        datasets.configured(snakemake.config, snakemake.wildcards.dataset),
+        mirror_dir(snakemake.config),
+        snakemake.config["data_seed"],
     )
     frame.to_parquet(snakemake.output.data, index=False)
     with open(snakemake.output.manifest, "w") as handle:

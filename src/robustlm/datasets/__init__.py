@@ -1,5 +1,6 @@
 """Dataset registry. To add a dataset: write a `Dataset` subclass in its own module and register it here
-(and in the config schema's `datasets` / `ood_datasets`)."""
+(and in the config schema's `datasets` / `ood_datasets`); or, without code, give its files in the config (a
+`source`: `TableDataset`)."""
 
 from __future__ import annotations
 
@@ -7,47 +8,61 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..sources import provenance
 from .base import COLUMNS, Dataset, DataSourceError
 from .imdb import Imdb
 from .mr import MovieReviews
+from .table import TableDataset
 from .yelp import YelpPolarity
 
 DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity)}
 
-__all__ = ["DATASETS", "DataSourceError", "prepare", "read_split", "select"]
+__all__ = ["DATASETS", "DataSourceError", "configured", "get", "prepare", "read_split", "select"]
 
 
-def get(name: str) -> Dataset:
+def get(name: str, source: dict | None = None) -> Dataset:
+    """The registered dataset `name`, or the one the config's `source` (files, columns, labels) defines."""
+    if source is not None:
+        return TableDataset(name, source)
     if name not in DATASETS:
         raise KeyError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]()
 
 
-def prepare(name: str, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict]:
-    """All canonical splits of dataset `name` and a manifest saying where they came from.
+def configured(config: dict, name: str) -> Dataset:
+    """Dataset `name` of the config's `datasets` or `ood_datasets`."""
+    for group in ("datasets", "ood_datasets"):
+        if name in config.get(group, {}):
+            return get(name, config[group][name].get("source"))
+    raise KeyError(f"dataset '{name}' is in neither `datasets` nor `ood_datasets`")
+
+
+def prepare(dataset: Dataset, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict]:
+    """All canonical splits of `dataset` (`get` or `configured` gives it) and a manifest saying where they came from.
 
     Texts that are empty once the source's markup is cleaned are no examples: they are dropped (after the
     validation split is carved, which depends on ids only) and counted per split in the manifest."""
-    dataset = get(name)
     frame = dataset.load(mirror, seed)
     frame = frame[COLUMNS].reset_index(drop=True)
     if frame.id.duplicated().any():
-        raise DataSourceError(f"{name}: duplicate example ids {frame.id[frame.id.duplicated()].tolist()[:5]}")
+        raise DataSourceError(f"{dataset.name}: duplicate example ids {frame.id[frame.id.duplicated()].tolist()[:5]}")
     empty = frame.text.str.strip() == ""
     skipped = frame.split[empty].value_counts()
     frame = frame[~empty].reset_index(drop=True)
     counts = {
         split: {
             "examples": int((frame.split == split).sum()),
-            "positive": int(((frame.split == split) & (frame.label == 1)).sum()),
+            "per_label": {
+                label: int(((frame.split == split) & (frame.label == index)).sum())
+                for index, label in enumerate(dataset.labels)
+            },
             "skipped_empty_texts": int(skipped.get(split, 0)),
         }
         for split in dataset.splits
     }
     return frame, {
-        "dataset": name,
-        "source": provenance(dataset.sources, mirror),
+        "dataset": dataset.name,
+        "labels": list(dataset.labels),
+        "source": dataset.provenance(mirror),
         "validation_seed": seed,
         "splits": counts,
     }

@@ -11,9 +11,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..sources import DataSourceError, PublishedFile
+from ..sources import DataSourceError, PublishedFile, provenance
 
 COLUMNS = ["id", "text", "label", "split"]
+#: the class names of the sentiment datasets, in label order
+POLARITY = ("negative", "positive")
 
 
 def decode_utf8(raw: bytes, source: str) -> str:
@@ -62,7 +64,26 @@ class Dataset(ABC):
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
     sources: ClassVar[tuple[PublishedFile, ...]]
+    labels: ClassVar[tuple[str, ...]]  # the class names, label 0 first
 
     @abstractmethod
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
         """All splits from the published source files (`PublishedFile.locate(mirror)` finds and verifies them)."""
+
+    def settings(self) -> dict:
+        """What its preparation depends on besides its files (a job's params, so a change reruns it)."""
+        return {}
+
+    def local_files(self) -> list[Path]:
+        """The files it reads that are no published files (a dataset of the user's own)."""
+        return []
+
+    def unavailable(self) -> list[str]:
+        """Its local files that are missing (checked before a run, beside the published files)."""
+        return [
+            f"{path}: a file of dataset '{self.name}', not found" for path in self.local_files() if not path.is_file()
+        ]
+
+    def provenance(self, mirror: Path | None) -> dict:
+        """Where the splits came from, for the manifest."""
+        return provenance(self.sources, mirror)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..sources import ACL_IMDB
-from .base import COLUMNS, Dataset, carve_validation, decode_utf8
+from .base import COLUMNS, POLARITY, Dataset, carve_validation, decode_utf8
 
 _REVIEW = re.compile(r"aclImdb/(train|test)/(pos|neg)/(\d+_\d+)\.txt$")
 _LINE_BREAK = re.compile(r"(<br\s*/?>\s*)+")
@@ -22,6 +22,7 @@ def clean_review(text: str) -> str:
 class Imdb(Dataset):
     name = "imdb"
     splits = ("train", "validation", "test")
+    labels = POLARITY
     validation_fraction = 0.1
     sources = (ACL_IMDB,)
 

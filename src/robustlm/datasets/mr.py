@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..sources import SENTENCE_POLARITY, TEXTFOOLER_SAMPLES
-from .base import COLUMNS, Dataset, carve_validation, decode_utf8, normalized, read_textfooler_sample
+from .base import COLUMNS, POLARITY, Dataset, carve_validation, decode_utf8, normalized, read_textfooler_sample
 
 
 class MovieReviews(Dataset):
     name = "mr"
     splits = ("train", "validation", "test")
+    labels = POLARITY
     validation_fraction = 0.1
     sources = (SENTENCE_POLARITY, TEXTFOOLER_SAMPLES["mr"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..sources import TEXTFOOLER_SAMPLES
-from .base import Dataset, read_textfooler_sample
+from .base import POLARITY, Dataset, read_textfooler_sample
 
 
 def clean_sample_text(text: str) -> str:
@@ -20,6 +20,7 @@ def clean_sample_text(text: str) -> str:
 class YelpPolarity(Dataset):
     name = "yelp"
     splits = ("test",)
+    labels = POLARITY
     sources = (TEXTFOOLER_SAMPLES["yelp"],)
 
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:

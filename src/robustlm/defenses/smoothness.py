@@ -85,6 +85,7 @@ class Tat(SmoothnessRegularizer):
         # on the training device, so that sampling targets and tallying predictions never wait for the GPU
         self.error_tally: torch.Tensor | None = None  # e(y, y_t), sized on the first batch
         self.epoch_confusion: torch.Tensor | None = None
+        self.tally_by_epoch: list[torch.Tensor] = []  # e(y, y_t) after each epoch: whether the targeting targets
 
     def _ensure_tally(self, num_labels: int, device: torch.device) -> None:
         if self.error_tally is None:
@@ -117,6 +118,7 @@ class Tat(SmoothnessRegularizer):
         if self.epoch_confusion is not None:
             self.error_tally = self.tally_from_confusion(self.epoch_confusion, self.error_tally)
             self.epoch_confusion = torch.zeros_like(self.epoch_confusion)
+            self.tally_by_epoch.append(self.error_tally.clone())
 
     @staticmethod
     def tally_from_confusion(confusion: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -126,11 +128,19 @@ class Tat(SmoothnessRegularizer):
         return torch.where(totals > 0, errors / totals.clamp_min(1), previous)
 
     def report(self):
-        return {"error_tally": self.error_tally.tolist() if self.error_tally is not None else None}
+        return {
+            "error_tally": self.error_tally.tolist() if self.error_tally is not None else None,
+            "error_tally_by_epoch": [tally.tolist() for tally in self.tally_by_epoch],
+        }
 
     def state_dict(self):
         # loaded on the CPU when resumed; `observe` moves them back to the device
-        return {"error_tally": self.error_tally, "epoch_confusion": self.epoch_confusion}
+        return {
+            "error_tally": self.error_tally,
+            "epoch_confusion": self.epoch_confusion,
+            "tally_by_epoch": self.tally_by_epoch,
+        }
 
     def load_state_dict(self, state):
         self.error_tally, self.epoch_confusion = state["error_tally"], state["epoch_confusion"]
+        self.tally_by_epoch = state["tally_by_epoch"]

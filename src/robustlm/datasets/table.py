@@ -1,0 +1,104 @@
+"""A dataset of the user's own, defined in the config alone: one local file per split (CSV, TSV, JSON lines or
+parquet), a text and a label column, and the class names. The files are read where they are and their SHA-256 is
+recorded in the manifest, so a changed file is visible in every result built from it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..sources import DataSourceError
+from .base import COLUMNS, Dataset, carve_validation
+
+READERS = {
+    ".csv": pd.read_csv,
+    ".tsv": lambda path: pd.read_csv(path, sep="\t"),
+    ".jsonl": lambda path: pd.read_json(path, lines=True),
+    ".parquet": pd.read_parquet,
+}
+
+
+SPLITS = ("train", "validation", "test")
+
+
+class TableDataset(Dataset):
+    sources = ()
+
+    def __init__(self, name: str, source: dict):
+        self.name, self.source = name, source
+        self.files = {split: Path(source["files"][split]) for split in SPLITS if split in source["files"]}
+        # without a validation file, validation is carved out of train
+        self.splits = tuple(
+            split for split in SPLITS if split in self.files or split == "validation" and "train" in self.files
+        )
+        self.text_column, self.label_column = source["text"], source["label"]
+        self.labels = tuple(source["labels"])
+        self.validation_fraction = source.get("validation_fraction", 0.1)
+
+    def settings(self) -> dict:
+        return {"source": self.source}
+
+    def local_files(self) -> list[Path]:
+        return list(self.files.values())
+
+    def provenance(self, mirror: Path | None) -> dict:
+        return {
+            "kind": "local files",
+            "files": {
+                split: {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                for split, path in self.files.items()
+            },
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+        }
+
+    def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
+        frames = {split: self._read(split, path) for split, path in self.files.items()}
+        if "train" in frames and "validation" not in frames:
+            frames["train"] = carve_validation(frames["train"], self.validation_fraction, seed)
+        return pd.concat(frames.values(), ignore_index=True)
+
+    def _read(self, split: str, path: Path) -> pd.DataFrame:
+        reader = READERS.get(path.suffix.lower())
+        if reader is None:
+            raise DataSourceError(
+                f"{path}: dataset '{self.name}' reads {', '.join(READERS)} files, not '{path.suffix}'"
+            )
+        try:
+            table = reader(path)
+        except Exception as exc:  # each reader raises its own types for a malformed file
+            raise DataSourceError(f"cannot read {path} (dataset '{self.name}', {split}): {exc}") from exc
+        absent = [column for column in (self.text_column, self.label_column) if column not in table.columns]
+        if absent:
+            raise DataSourceError(
+                f"{path} has no column {absent} (dataset '{self.name}'); it has {list(table.columns)}"
+            )
+        return pd.DataFrame(
+            {
+                "id": [f"{self.name}/{split}/{row}" for row in range(len(table))],
+                "text": table[self.text_column].fillna("").astype(str).str.strip(),
+                "label": self._label_indices(table[self.label_column], path),
+                "split": split,
+            },
+            columns=COLUMNS,
+        )
+
+    def _label_indices(self, column: pd.Series, path: Path) -> np.ndarray:
+        """The label column as class indices: it holds the class names, or their 0-based indices."""
+        by_name = {name: index for index, name in enumerate(self.labels)}
+        names = column.astype(str)
+        if names.isin(by_name).any():
+            valid, indices = names.isin(by_name), names.map(by_name)
+        else:
+            indices = pd.to_numeric(column, errors="coerce")
+            valid = indices.notna() & (indices % 1 == 0) & indices.between(0, len(self.labels) - 1)
+        if not valid.all():
+            row = int(np.flatnonzero(~valid)[0])
+            raise DataSourceError(
+                f"{path}: label {column.iloc[row]!r} (row {row}) is none of the classes {list(self.labels)} nor an "
+                f"index 0-{len(self.labels) - 1}"
+            )
+        return indices.to_numpy(dtype=np.int64)
