@@ -447,6 +447,20 @@ def test_table2_scores_the_examples_every_model_classifies_correctly(tmp_path):
     assert with_point.loc[("textfooler", "pgd_at@epsilon=0.3"), "model"] == "PGD-AT @ epsilon=0.3"
     assert with_point.drop(index="pgd_at@epsilon=0.3", level="defense").asr_mean.equals(table.asr_mean)
 
+    # RIFT's protocol: of the whole sample, classified correctly and not flipped (baseline: b of a-d; PGD-AT: a, b)
+    assert table.loc[("textfooler", "baseline"), "robust_accuracy_mean"] == 25.0
+    assert table.loc[("textfooler", "pgd_at"), "robust_accuracy_mean"] == 50.0
+    assert table.loc[("textfooler", "pgd_at"), ["robust_accuracy_low", "robust_accuracy_high"]].tolist() == (
+        pytest.approx([15.0, 85.0], abs=0.1)  # Wilson's, 2 of 4
+    )
+    # another paper's defense misclassifying a does not shrink the main paper's intersection
+    freelb = write_attack(
+        tmp_path, "freelb", "textfooler", {"a": "skipped", "b": "failed", "c": "failed", "d": "failed"}, [swap]
+    )
+    with_freelb = robustness_table(load_attacks([*summaries, freelb], "yelp")).set_index(["attack", "defense"])
+    assert with_freelb.drop(index="freelb", level="defense").asr_mean.equals(table.asr_mean)
+    assert with_freelb.loc[("textfooler", "freelb"), ["examples", "robust_accuracy_mean"]].tolist() == [1, 75.0]
+
 
 def test_schema_lists_every_registered_attack(default_config):
     import yaml

@@ -45,6 +45,10 @@ ROW_NAMES = {
     "adv_mixout": "Adv-Mixout",
 }
 
+#: the main paper's models (Altinisik et al., Table 2): its all-correct intersection is taken over these alone, so
+#: that RIFT's or TAT's models in the same run do not change its rows
+MAIN_PAPER_DEFENSES = ("baseline", "ssmba", "back_translation", "a2t", "a2t_mlm", "bert_attack", "pgd_at", "lds")
+
 #: our attack key -> the paper's name
 ATTACK_NAMES = {
     "textfooler": "TextFooler",

@@ -30,21 +30,27 @@ AVERAGE = "average"
 
 
 def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFrame:
-    """One row per attacked model, scored on the sampled examples that every attacked model of the same dataset
-    classifies correctly (the A2T protocol); with the run's training deviations and its accuracy on `ood_test_set`,
-    read from the run directory the attack belongs to. The intersection is taken over the defenses under their own
-    names; a variant or sweep point is scored on those of its examples it classifies correctly, so adding one does
-    not change the others' rows."""
+    """One row per attacked model, under the two protocols of the papers: the attack success rate on the sampled
+    examples that every attacked model of the same dataset classifies correctly (A2T's and the main paper's), and
+    the robust accuracy on the whole random sample (RIFT's: classified correctly and not flipped); with the run's
+    training deviations and its accuracy on `ood_test_set`, read from the run directory the attack belongs to.
+
+    The intersection is taken over the main paper's models under their own names (every model under its own name
+    when none of them ran); any other model is scored on those of the intersection's examples it classifies
+    correctly, so adding a variant, a sweep point or another paper's defense does not change the others' rows."""
     attacked = []
     for path in summaries:
         examples = pd.read_csv(path.with_name("adversarial_examples.csv"))
         train = json.loads((path.parents[2] / "train_metrics.json").read_text())
         attacked.append((json.loads(path.read_text()), examples, train))
+    own_names = [
+        (summary, examples, train) for summary, examples, train in attacked if train["defense"] == train["method"]
+    ]
+    main_paper = [attack for attack in own_names if attack[2]["method"] in paper.MAIN_PAPER_DEFENSES]
     common: dict[str, set] = {}
-    for summary, examples, train in attacked:
-        if train["defense"] == train["method"]:
-            correct = set(examples.id[examples.result != "skipped"])
-            common[summary["dataset"]] = common.get(summary["dataset"], correct) & correct
+    for summary, examples, _ in main_paper or own_names:
+        correct = set(examples.id[examples.result != "skipped"])
+        common[summary["dataset"]] = common.get(summary["dataset"], correct) & correct
     rows = []
     for path, (summary, examples, train) in zip(summaries, attacked):
         kept = examples[
@@ -62,7 +68,7 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
                 "sampled": len(examples),
                 "examples": len(kept),
                 "attack_success_rate": 100 * len(successful) / len(kept) if len(kept) else float("nan"),
-                "accuracy_under_attack": 100 * (kept.result == "failed").mean() if len(kept) else float("nan"),
+                "robust_accuracy": 100 * (examples.result == "failed").mean(),
                 "average_queries": kept.queries.mean(),
                 "average_perturbed_word_percent": successful.perturbed_word_percent.mean(),
                 "query_budget": summary["settings"]["query_budget"],
@@ -89,6 +95,7 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
             method=("method", "first"),
             asr_mean=("attack_success_rate", "mean"),
             asr_std=("attack_success_rate", "std"),
+            robust_accuracy_mean=("robust_accuracy", "mean"),
             seeds=("seed", "nunique"),
             sampled=("sampled", "first"),
             examples=("examples", "first"),
@@ -101,7 +108,9 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     keys = ["attack", "dataset", "defense"]
-    per_attack = per_attack.merge(interval_columns(attacks, keys, "attack_success_rate", "examples", "asr"), on=keys)
+    per_attack = per_attack.merge(
+        interval_columns(attacks, keys, "attack_success_rate", "examples", "asr"), on=keys
+    ).merge(interval_columns(attacks, keys, "robust_accuracy", "sampled", "robust_accuracy"), on=keys)
     # the paper averages its four attacks: so do we when they all ran, else the average is over what ran
     # and has no paper number to compare with
     paper_attacks = set(paper.TABLE2_ASR) - {AVERAGE}
@@ -112,6 +121,7 @@ def robustness_table(attacks: pd.DataFrame) -> pd.DataFrame:
         .agg(
             method=("method", "first"),
             asr_mean=("asr_mean", "mean"),
+            robust_accuracy_mean=("robust_accuracy_mean", "mean"),
             examples=("examples", "first"),
             attacks=("attack", lambda names: ", ".join(names)),
             jobs=("jobs", jobs_of),
@@ -160,41 +170,54 @@ def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows), columns=["attack", "component", "original", "replacement"])
 
 
-def _markdown(
-    table: pd.DataFrame, substitutions: pd.DataFrame, paired: pd.DataFrame, jobs: list[tuple[str, dict | None]]
-) -> str:
+def _wide(table: pd.DataFrame, metric: str, paper_column: str | None = None) -> pd.DataFrame:
+    """A row per attack and dataset, a `mean ± half interval (paper p)` cell per model, of `metric` (its `_mean`,
+    `_low` and `_high` columns; the averages over attacks have no interval)."""
+    papers = table[paper_column] if paper_column else pd.Series(float("nan"), index=table.index)
     cells = table.assign(
         name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
         cell=[
             f"{m:.1f}"
             + (f" ± {(high - low) / 2:.1f}" if pd.notna(low) else "")
             + (f" (paper {p:.1f})" if pd.notna(p) else "")
-            for m, low, high, p in zip(table.asr_mean, table.asr_low, table.asr_high, table.paper_asr)
+            for m, low, high, p in zip(table[f"{metric}_mean"], table[f"{metric}_low"], table[f"{metric}_high"], papers)
         ],
     )
-    wide = (
+    return (
         cells.pivot_table(index=["name", "dataset"], columns="model", values="cell", aggfunc="first", sort=False)
         .reset_index()
         .rename(columns={"name": "attack"})
     )
+
+
+def _markdown(
+    table: pd.DataFrame, substitutions: pd.DataFrame, paired: pd.DataFrame, jobs: list[tuple[str, dict | None]]
+) -> str:
+    wide = _wide(table, "asr", "paper_asr")
     notes = KeyedNotes()
-    measured = cells[cells.attack != AVERAGE]
+    measured = table[table.attack != AVERAGE].assign(
+        name=lambda t: t.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize()))
+    )
     wide["notes"] = [
         notes.keys(
             f"{name} on {dataset}", *measured.deviations[(measured.name == name) & (measured.dataset == dataset)]
         )
         for name, dataset in zip(wide.attack, wide.dataset)
     ]
-    counts = (
-        table[table.attack != AVERAGE].groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
-    )
+    counts = measured.groupby("dataset").agg(sampled=("sampled", "first"), kept=("examples", "first"))
     examples = ", ".join(f"{d}: {int(r.kept)} of {int(r.sampled)} sampled" for d, r in counts.iterrows())
+    sampled = ", ".join(f"{d}: {int(r.sampled)}" for d, r in counts.iterrows())
     parts = [
         "## Table 2: robustness (attack success rate %, lower is better; mean over seeds ± half its 95 % interval)\n",
         f"Intervals: {INTERVALS} The average over attacks has none (its attacks share their examples).\n",
-        f"Scored on the sampled test examples every model classifies correctly ({examples}); "
-        f"paper: {paper.PAPER_ATTACK_EXAMPLES}.\n",
+        f"A2T's protocol, the main paper's: scored on the sampled test examples every one of the main paper's models "
+        f"classifies correctly ({examples}); paper: {paper.PAPER_ATTACK_EXAMPLES}.\n",
         wide.to_markdown(index=False),
+        "\n",
+        "## Robust accuracy (%, higher is better; mean over seeds ± half its 95 % interval)\n",
+        f"RIFT's protocol: the share of the whole random sample ({sampled}) a model classifies correctly and the "
+        "attack does not flip; each model on every sampled example, not on an intersection.\n",
+        _wide(table, "robust_accuracy").to_markdown(index=False),
         "\n",
         *paired_section(paired, "attack success rate", ["dataset", "attack"]),
         "## Attack resources substituted offline\n",
