@@ -68,6 +68,7 @@ def sentiment_model(tmp_path_factory, mr_test) -> Path:
         "data_seed": 0,
         "train_size": 320,
         "validation_size": 32,
+        "labels": ["negative", "positive"],
         "defense": "baseline",
         "method": "baseline",
         "defense_params": {},
