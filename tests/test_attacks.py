@@ -323,6 +323,26 @@ def test_shards_gathered_equal_an_unsharded_run(sentiment_model, attack_sample, 
     assert list(split.id) == list(attack_sample.id)
 
 
+@pytest.mark.parametrize("name", ["pwws", "textfooler"])  # PWWS's recipe does not keep the premise by itself
+def test_attacks_on_sentence_pairs_perturb_the_hypothesis_only(name, sentiment_model, mirror, tmp_path):
+    from collections import OrderedDict
+
+    from textattack.shared import AttackedText
+
+    from robustlm.attacks.runner import attack_examples
+
+    built, _ = attack(name, sentiment_model, mirror)
+    premise, hypothesis = "the film was a great joy to watch", "the film was boring and bad"
+    pair = AttackedText(OrderedDict(premise=premise, hypothesis=hypothesis))
+    candidates = built.get_transformations(pair, original_text=pair)
+    assert candidates and {candidate.tokenizer_input[0] for candidate in candidates} == {premise}
+    predicted = int(built.goal_function.model([(premise, hypothesis)]).argmax())
+    examples = pd.DataFrame({"id": ["p0"], "text": [premise], "text_pair": [hypothesis], "label": [predicted]})
+    (row,) = attack_examples(built, examples, 0, tmp_path / "checkpoint.jsonl", key="k")
+    assert row["original_text"] == hypothesis and row["result"] in ("successful", "failed")
+    assert row["perturbed_word_percent"] == pytest.approx(100 * len(row["changed_word_indices"]) / 6)
+
+
 def test_gather_refuses_missing_or_duplicated_examples(attack_sample):
     rows = [
         {"id": i, "result": "failed", "queries": 1, "perturbed_word_percent": 0.0, "seconds": 0.1}

@@ -231,3 +231,23 @@ def test_a_malformed_dataset_of_ones_own_is_named(tmp_path, edit, expected):
     edit(source)
     with pytest.raises(DataSourceError, match=expected):
         datasets.prepare(datasets.get("reviews", source), None, seed=0)
+
+
+def test_a_dataset_of_sentence_pairs_keeps_both_texts(tmp_path):
+    (tmp_path / "nli.jsonl").write_text(
+        "".join(
+            f'{{"premise": "a man sleeps {n}", "hypothesis": "{h}", "label": "{label}"}}\n'
+            for n, (h, label) in enumerate([("a man rests", "entailment"), ("a man runs", "contradiction")] * 5)
+        )
+    )
+    source = {
+        "files": {"train": str(tmp_path / "nli.jsonl"), "test": str(tmp_path / "nli.jsonl")},
+        "text": ["premise", "hypothesis"],
+        "label": "label",
+        "labels": ["entailment", "neutral", "contradiction"],
+    }
+    frame, manifest = datasets.prepare(datasets.get("nli", source), None, seed=0)
+    assert datasets.has_pairs(frame) and manifest["pairs"]
+    test = frame[frame.split == "test"]
+    assert (test.text.iloc[1], test.text_pair.iloc[1], test.label.iloc[1]) == ("a man sleeps 1", "a man runs", 2)
+    assert not datasets.has_pairs(datasets.prepare(datasets.get("reviews", own_source(tmp_path)), None, seed=0)[0])

@@ -17,6 +17,7 @@ from robustlm.defenses.ascc import (
     info_nce,
     kaiming_scores,
     neighbor_table,
+    substitutable,
     substitution_attack,
 )
 from robustlm.defenses.embedding import kl_divergence
@@ -188,7 +189,7 @@ def test_substitution_attack_swaps_words_for_their_neighbours_only(tiny_model, s
     model, adversary = prepared("adv_base", ASCC, tiny_model, setup)
     model.train()
     attacked = substitution_attack(
-        model, batch["input_ids"], batch["attention_mask"], batch["labels"], adversary.neighbors
+        model, batch["input_ids"], {"attention_mask": batch["attention_mask"]}, batch["labels"], adversary.neighbors
     )
     assert model.training  # the attack ran in eval mode and left the model's mode alone
     candidates = adversary.neighbors[batch["input_ids"]]
@@ -262,3 +263,10 @@ def test_mixout_is_lee_et_als_formula_with_exact_gradients():
     # unbiased: the mixed weight's expectation is the weight
     draws = torch.stack([ascc.mixout(layer.weight.detach(), targets["weight"], 0.6) for _ in range(4000)])
     assert torch.allclose(draws.mean(0), layer.weight.detach(), atol=0.15)  # 5 standard errors of the mean
+
+
+def test_a_sentence_pairs_premise_keeps_its_words():
+    candidates = torch.tensor([[[5, 6, 7], [8, 9, -1], [10, 11, 12]]])  # [CLS]-less toy: premise, premise, hypothesis
+    segments = {"token_type_ids": torch.tensor([[0, 0, 1]])}
+    assert substitutable(candidates, segments).tolist() == [[[5, -1, -1], [8, -1, -1], [10, 11, 12]]]
+    assert torch.equal(substitutable(candidates, {}), candidates)  # single texts: every word

@@ -85,6 +85,19 @@ def test_batches_are_padded_as_the_tokenizer_pads_them(mirror):
     assert batch["labels"].tolist()[1] == [1] + [-100] * 16  # token labels padded with the ignored label
 
 
+def test_sentence_pairs_get_the_tokenizers_segment_ids(mirror):
+    from robustlm.evaluation import collate, encode
+    from robustlm.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(mirror / "models" / "minilm-l6-h384-uncased-mlm"))
+    premises, hypotheses = ["a man sleeps on a bench", "two dogs"], ["a man rests", "animals play outside today"]
+    batch = collate(tokenizer, encode(tokenizer, premises, 32, hypotheses))
+    reference = tokenizer(premises, hypotheses, padding=True, return_tensors="pt")
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(batch[key], reference[key]), key
+    assert "token_type_ids" not in collate(tokenizer, encode(tokenizer, premises, 32))  # single texts: the default
+
+
 def test_metrics_and_best_model(tiny_model, mr_data, tmp_path):
     metrics = run_fine_tune(tiny_model, mr_data, tmp_path)
     assert metrics["train_examples"] == 96 and metrics["validation_examples"] == 32

@@ -514,6 +514,40 @@ def test_a_dataset_defined_only_in_the_config_trains_evaluates_and_is_attacked(t
     assert len(tallies) == 2 and any(tally != [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]] for tally in tallies)
 
 
+def test_sentence_pairs_train_and_are_attacked_on_the_hypothesis(tmp_path, mirror):
+    """SNLI as a dataset of one's own: the mirror's training sample and TextFooler's test sample, as files."""
+    train = pd.read_json(mirror / "datasets/snli_sample/train.json", orient="index").head(120)
+    train.rename(columns={"text_a": "premise", "text_b": "hypothesis"}).to_json(
+        tmp_path / "train.jsonl", orient="records", lines=True
+    )
+    test = pd.read_csv(mirror / "datasets/textfooler/snli", sep="\t", names=["label", "premise", "hypothesis"])
+    test.head(40).to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    source = {"text": ["premise", "hypothesis"], "label": "label", "labels": ["entailment", "neutral", "contradiction"]}
+    config = {
+        **{
+            key: value for key, value in tiny_config(mirror).items() if key not in ("lca", "regression_study", "sweeps")
+        },
+        "datasets": {"snli": {"source": {"files": {"train": "train.jsonl", "test": "test.tsv"}, **source}}},
+        "ood_datasets": {},
+        "defenses": {"baseline": {}, "adv_base": {"beta": 1.0, "steps": 2, "step_size": 1.0}},
+        "training": {"max_length": 48, "batch_size": 16, "epochs": 1, "learning_rate": 1.0e-4},
+        "attacks": {**tiny_config(mirror)["attacks"], "recipes": ["pwws"], "examples": 4, "shards": 1},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/tables/table2_robustness.csv", "results/tables/table4_generalization.csv")
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    sample = pd.read_parquet(tmp_path / "results/attacks/snli/sample.parquet")
+    assert list(sample.columns) == ["id", "text", "text_pair", "label"]
+    for defense in ("baseline", "adv_base"):
+        run = tmp_path / f"results/runs/snli/{defense}/seed1"
+        assert json.loads((run / "model/config.json").read_text())["id2label"]["2"] == "contradiction"
+        attacked = pd.read_csv(run / "attacks/pwws/adversarial_examples.csv").merge(sample, on=["id", "label"])
+        assert (attacked.original_text == attacked.text_pair).all()  # the hypothesis is what is attacked
+    table4 = pd.read_csv(tmp_path / "results/tables/table4_generalization.csv")
+    assert set(table4.defense) == {"baseline", "adv_base"} and (table4.test_examples == 40).all()
+
+
 GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}
 LIGHT_RULES = {
     "prepare_data",

@@ -141,7 +141,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     for name, settings in variants.items():
         _validate_variant(name, settings, schema)
     _validate_sweeps(config, schema)
-    _check_dataset_labels(config)
+    _check_datasets(config)
     entries = defense_entries(config)
     lca_defenses = config.get("lca", {}).get("defenses", [])
     unconfigured = [name for name in lca_defenses if name not in entries]
@@ -180,9 +180,19 @@ def _check_dataset_names(config: dict, schema: dict) -> None:
                 )
 
 
-def _check_dataset_labels(config: dict) -> None:
-    """Every dataset a model is trained on has a training file, and every out-of-distribution test set its classes."""
+def _check_datasets(config: dict) -> None:
+    """Every dataset a model is trained on has a training file, every out-of-distribution test set its classes, and
+    sentence pairs are trained on by defenses that take pairs."""
+    from . import datasets
+
     for name, entry in config["datasets"].items():
+        if datasets.configured(config, name).pairs:
+            rewriting = [d for d in defense_entries(config) if _registered(method_of(config, d)).makes_training_data()]
+            if rewriting:
+                raise ConfigError(
+                    f"config key 'defenses': {rewriting} make training texts (augmentations, adversarial examples) "
+                    f"from single sentences, and 'datasets.{name}' has sentence pairs; train them on another dataset"
+                )
         if "source" in entry and "train" not in entry["source"]["files"]:
             raise ConfigError(
                 f"config key 'datasets.{name}.source.files': a dataset models train on needs a `train` file"

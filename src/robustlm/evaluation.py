@@ -17,8 +17,18 @@ from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
 
 
-def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None = None) -> list[list[int]]:
+    """Token ids of `texts`, or of (text, pair) sentence pairs (BERT's [CLS] a [SEP] b [SEP]), the longer text
+    truncated first."""
+    return tokenizer(list(texts), None if pairs is None else list(pairs), truncation=True, max_length=max_length)[
+        "input_ids"
+    ]
+
+
+def encode_examples(tokenizer, examples: pd.DataFrame, max_length: int) -> list[list[int]]:
+    """Token ids of a dataset's examples: its texts, or its sentence pairs."""
+    pairs = examples[datasets.TEXT_PAIR] if datasets.has_pairs(examples) else None
+    return encode(tokenizer, examples.text, max_length, pairs)
 
 
 def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") -> dict[str, torch.Tensor]:
@@ -36,9 +46,23 @@ def collate(tokenizer, sequences: list[list[int]], labels=None, device="cpu") ->
         "input_ids": to_device(torch.from_numpy(input_ids), device),
         "attention_mask": to_device(torch.from_numpy(attention_mask), device),
     }
+    segments = segment_ids(tokenizer, input_ids, attention_mask)
+    if segments is not None:
+        batch["token_type_ids"] = to_device(torch.from_numpy(segments), device)
     if labels is not None:
         batch["labels"] = to_device(label_tensor(labels, width), device)
     return batch
+
+
+def segment_ids(tokenizer, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray | None:
+    """BERT's segment ids of a batch holding sentence pairs ([CLS] a [SEP] b [SEP]: 0 up to the first [SEP], 1
+    after it, 0 on padding); None for single texts, whose segment ids are all 0, the model's default."""
+    if "token_type_ids" not in tokenizer.model_input_names:
+        return None
+    separators = input_ids == tokenizer.sep_token_id
+    if not (separators.sum(axis=1) > 1).any():
+        return None
+    return ((np.cumsum(separators, axis=1) - separators) > 0).astype(np.int64) * attention_mask
 
 
 def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
@@ -175,7 +199,7 @@ def evaluate_model(
         probabilities = predict_proba(
             model,
             tokenizer,
-            encode(tokenizer, test.text, params["max_length"]),
+            encode_examples(tokenizer, test, params["max_length"]),
             params["batch_size"],
             device,
             progress_desc=f"{name} test set",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .defenses.ascc import TEST_ATTACK, counterfitted_table, substitution_attack
-from .defenses.base import eval_mode
+from .defenses.base import eval_mode, model_inputs
 from .evaluation import autocast, collate
 
 ATTACK = (
@@ -46,12 +46,11 @@ class RobustValidation:
                 batch = collate(
                     self.tokenizer, [self.ids[i] for i in chunk], [self.labels[i] for i in chunk], self.device
                 )
+                inputs = {key: value for key, value in model_inputs(batch).items() if key != "input_ids"}
                 with autocast(self.device):
-                    attacked = substitution_attack(
-                        model, batch["input_ids"], batch["attention_mask"], batch["labels"], self.neighbors
-                    )
+                    attacked = substitution_attack(model, batch["input_ids"], inputs, batch["labels"], self.neighbors)
                     with torch.no_grad():
-                        predicted = model(input_ids=attacked, attention_mask=batch["attention_mask"]).logits.argmax(-1)
+                        predicted = model(input_ids=attacked, **inputs).logits.argmax(-1)
                 correct += (predicted == batch["labels"]).sum()
         return float(correct) / len(self.ids)
 

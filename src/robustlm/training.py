@@ -27,7 +27,17 @@ from transformers import get_linear_schedule_with_warmup
 from . import datasets
 from .defenses import Defense, TrainingContext, build_defense
 from .defenses.base import Autocast
-from .evaluation import accuracy, autocast, collate, device_name, encode, is_token_level, resolve_device, to_device
+from .evaluation import (
+    accuracy,
+    autocast,
+    collate,
+    device_name,
+    encode,
+    encode_examples,
+    is_token_level,
+    resolve_device,
+    to_device,
+)
 from .logs import progress
 from .models import load_classifier, load_tokenizer
 from .provenance import job_provenance
@@ -172,9 +182,9 @@ def fine_tune(
         datasets.read_split(data_path, "validation"), params["validation_size"], params["data_seed"]
     )
     data = TrainingData(
-        encode(tokenizer, train.text, max_length),
+        encode_examples(tokenizer, train, max_length),
         train.label.tolist(),
-        encode(tokenizer, validation.text, max_length),
+        encode_examples(tokenizer, validation, max_length),
         validation.label.tolist(),
         functools.partial(load_classifier, labels=params["labels"]),
         train_texts=train.text.tolist(),

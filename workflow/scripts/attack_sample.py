@@ -8,6 +8,7 @@ with to_file(snakemake.log[0]):
     evaluated = datasets.select(
         datasets.read_split(snakemake.input.data, "test"), params["test_size"], params["data_seed"]
     )
-    sample = datasets.select(evaluated, params["examples"], params["seed"])[["id", "text", "label"]]
+    columns = ["id", "text", datasets.TEXT_PAIR, "label"] if datasets.has_pairs(evaluated) else ["id", "text", "label"]
+    sample = datasets.select(evaluated, params["examples"], params["seed"])[columns]
     sample.to_parquet(snakemake.output.sample, index=False)
     print(f"{len(sample)} of the {len(evaluated)} evaluated test examples sampled for attacks")

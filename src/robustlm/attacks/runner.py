@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..datasets.base import coverage_gaps
+from ..datasets.base import PAIR_NAMES, TEXT_PAIR, coverage_gaps
 from ..evaluation import computes_in_bf16
 from ..jsonl_checkpoint import resumed
 from ..logs import progress
@@ -53,9 +54,26 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     )
     attack_resources = AttackResources.configured(params["sentence_encoder"], params["masked_lm"], mirror)
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
+    keep_premises(attack)
     attack.goal_function.query_budget = params["query_budget"]
     attack.goal_function.batch_size = params["query_batch_size"]
     return attack, substitutions + precision_substitutions(name, params["precision"], device)
+
+
+def keep_premises(attack) -> None:
+    """On sentence pairs every attack perturbs the hypothesis only, as TextFooler, RIFT and the recipes that say so
+    (TextFooler, A2T, PSO, Genetic); PWWS, BAE and BERT-Attack's recipes do not, so the constraint is added."""
+    from textattack.constraints.pre_transformation import InputColumnModification
+
+    if not any(isinstance(c, InputColumnModification) for c in attack.pre_transformation_constraints):
+        attack.pre_transformation_constraints.append(InputColumnModification(list(PAIR_NAMES), {PAIR_NAMES[0]}))
+
+
+def attack_input(example) -> str | OrderedDict:
+    """What TextAttack attacks: the text, or a sentence pair as its named columns."""
+    if hasattr(example, TEXT_PAIR):
+        return OrderedDict(zip(PAIR_NAMES, (example.text, getattr(example, TEXT_PAIR))))
+    return example.text
 
 
 def precision_substitutions(name: str, precision: str, device: torch.device) -> list[dict]:
@@ -90,17 +108,25 @@ def describe(result, example, seconds: float) -> dict:
     original, perturbed = result.original_result, result.perturbed_result
     changed = sorted(original.attacked_text.all_words_diff(perturbed.attacked_text))
     outcome = type(result).__name__.removesuffix("AttackResult").lower()
+    # of a sentence pair, the hypothesis (the premise, never perturbed, is in the attack sample)
+    texts = [original.attacked_text.text, perturbed.attacked_text.text]
+    attacked_words = len(original.attacked_text.words)
+    if len(original.attacked_text.column_labels) > 1:
+        from textattack.shared import AttackedText
+
+        texts = [attacked.attacked_text.tokenizer_input[-1] for attacked in (original, perturbed)]
+        attacked_words -= len(AttackedText(original.attacked_text.tokenizer_input[0]).words)
     return {
         "id": example.id,
         "label": int(example.label),
         "result": outcome,
-        "original_text": original.attacked_text.text,
-        "perturbed_text": perturbed.attacked_text.text,
+        "original_text": texts[0],
+        "perturbed_text": texts[1],
         "original_output": int(original.output),
         "perturbed_output": int(perturbed.output),
         "queries": int(perturbed.num_queries),
         "changed_word_indices": changed,
-        "perturbed_word_percent": 100.0 * len(changed) / max(1, len(original.attacked_text.words)),
+        "perturbed_word_percent": 100.0 * len(changed) / max(1, attacked_words),
         "seconds": seconds,
     }
 
@@ -127,7 +153,7 @@ def run_shard(
 def attack_examples(
     attack, examples: pd.DataFrame, seed: int, checkpoint: Path, key: str, enough_successes: int | None = None
 ) -> list[dict]:
-    """Attack `examples` (id, text, label) in order, appending each result to `checkpoint` as it finishes so
+    """Attack `examples` (id, text, [text_pair,] label) in order, appending each result to `checkpoint` as it finishes so
     that a killed job resumes where it stopped; stop early once `enough_successes` attacks have succeeded."""
     successes, failures, attacked = 0, 0, []
     with (
@@ -141,7 +167,7 @@ def attack_examples(
             if example.id not in done:
                 seed_example(seed, example.id)
                 started = time.perf_counter()
-                result = attack.attack(example.text, int(example.label))
+                result = attack.attack(attack_input(example), int(example.label))
                 finish(describe(result, example, time.perf_counter() - started))
             successes += done[example.id]["result"] == "successful"
             failures += done[example.id]["result"] == "failed"

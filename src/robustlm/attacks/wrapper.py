@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from textattack.models.wrappers import HuggingFaceModelWrapper
 
-from ..evaluation import encode, predict_proba
+from ..evaluation import collate, encode, predict_proba
 
 
 class ClassifierWrapper(HuggingFaceModelWrapper):
@@ -21,8 +21,15 @@ class ClassifierWrapper(HuggingFaceModelWrapper):
         self.device = device
         self.precision = precision
 
+    def _encode(self, text_input_list) -> list[list[int]]:
+        """TextAttack's inputs: texts, or (premise, hypothesis) tuples for sentence pairs."""
+        if text_input_list and isinstance(text_input_list[0], tuple):
+            premises, hypotheses = zip(*text_input_list)
+            return encode(self.tokenizer, premises, self.max_length, hypotheses)
+        return encode(self.tokenizer, text_input_list, self.max_length)
+
     def __call__(self, text_input_list):
-        sequences = encode(self.tokenizer, text_input_list, self.max_length)
+        sequences = self._encode(text_input_list)
         return torch.from_numpy(
             predict_proba(self.model, self.tokenizer, sequences, self.batch_size, self.device, self.precision)
         )
@@ -31,9 +38,7 @@ class ClassifierWrapper(HuggingFaceModelWrapper):
         """Gradient of the loss at the predicted label w.r.t. the word embeddings (A2T's word importance), in
         eval mode. The stock wrapper switches to train mode (which recurrent models on cuDNN need for a
         backward pass), so dropout makes its word ranking random."""
-        inputs = self.tokenizer([text_input], truncation=True, max_length=self.max_length, return_tensors="pt").to(
-            self.device
-        )
+        inputs = collate(self.tokenizer, self._encode([text_input]), device=self.device)
         captured = {}
 
         def keep_embeddings(module, args, output):
@@ -51,5 +56,4 @@ class ClassifierWrapper(HuggingFaceModelWrapper):
         return {"ids": inputs["input_ids"].cpu().numpy(), "gradient": captured["embeddings"].grad[0].cpu().numpy()}
 
     def _tokenize(self, inputs):
-        ids = self.tokenizer(list(inputs), truncation=True, max_length=self.max_length)["input_ids"]
-        return [self.tokenizer.convert_ids_to_tokens(sequence) for sequence in ids]
+        return [self.tokenizer.convert_ids_to_tokens(sequence) for sequence in self._encode(list(inputs))]

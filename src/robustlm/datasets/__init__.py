@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import COLUMNS, Dataset, DataSourceError
+from .base import COLUMNS, TEXT_PAIR, Dataset, DataSourceError, has_pairs
 from .imdb import Imdb
 from .mr import MovieReviews
 from .table import TableDataset
@@ -16,7 +16,17 @@ from .yelp import YelpPolarity
 
 DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity)}
 
-__all__ = ["DATASETS", "DataSourceError", "configured", "get", "prepare", "read_split", "select"]
+__all__ = [
+    "DATASETS",
+    "TEXT_PAIR",
+    "DataSourceError",
+    "configured",
+    "get",
+    "has_pairs",
+    "prepare",
+    "read_split",
+    "select",
+]
 
 
 def get(name: str, source: dict | None = None) -> Dataset:
@@ -39,13 +49,14 @@ def configured(config: dict, name: str) -> Dataset:
 def prepare(dataset: Dataset, mirror: Path | None, seed: int) -> tuple[pd.DataFrame, dict]:
     """All canonical splits of `dataset` (`get` or `configured` gives it) and a manifest saying where they came from.
 
-    Texts that are empty once the source's markup is cleaned are no examples: they are dropped (after the
-    validation split is carved, which depends on ids only) and counted per split in the manifest."""
+    Texts that are empty once the source's markup is cleaned are no examples (nor is a pair with an empty text):
+    they are dropped (after the validation split is carved, which depends on ids only) and counted per split in
+    the manifest."""
     frame = dataset.load(mirror, seed)
-    frame = frame[COLUMNS].reset_index(drop=True)
+    frame = frame[[*COLUMNS, TEXT_PAIR] if dataset.pairs else COLUMNS].reset_index(drop=True)
     if frame.id.duplicated().any():
         raise DataSourceError(f"{dataset.name}: duplicate example ids {frame.id[frame.id.duplicated()].tolist()[:5]}")
-    empty = frame.text.str.strip() == ""
+    empty = (frame.text.str.strip() == "") | (frame[TEXT_PAIR].str.strip() == "" if dataset.pairs else False)
     skipped = frame.split[empty].value_counts()
     frame = frame[~empty].reset_index(drop=True)
     counts = {
@@ -62,6 +73,7 @@ def prepare(dataset: Dataset, mirror: Path | None, seed: int) -> tuple[pd.DataFr
     return frame, {
         "dataset": dataset.name,
         "labels": list(dataset.labels),
+        "pairs": dataset.pairs,
         "source": dataset.provenance(mirror),
         "validation_seed": seed,
         "splits": counts,

@@ -14,6 +14,16 @@ import pandas as pd
 from ..sources import DataSourceError, PublishedFile, provenance
 
 COLUMNS = ["id", "text", "label", "split"]
+#: the second text of a sentence-pair task (NLI's hypothesis; `text` is the premise), a column only pair datasets have
+TEXT_PAIR = "text_pair"
+#: the two texts of a pair as TextAttack names them (its recipes keep the premise unchanged)
+PAIR_NAMES = ("premise", "hypothesis")
+
+
+def has_pairs(frame: pd.DataFrame) -> bool:
+    return TEXT_PAIR in frame.columns
+
+
 #: the class names of the sentiment datasets, in label order
 POLARITY = ("negative", "positive")
 
@@ -65,6 +75,7 @@ class Dataset(ABC):
     splits: ClassVar[tuple[str, ...]]
     sources: ClassVar[tuple[PublishedFile, ...]]
     labels: ClassVar[tuple[str, ...]]  # the class names, label 0 first
+    pairs: ClassVar[bool] = False  # examples are sentence pairs (`text`, `text_pair`)
 
     @abstractmethod
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:

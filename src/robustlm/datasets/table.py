@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..sources import DataSourceError
-from .base import COLUMNS, Dataset, carve_validation
+from .base import COLUMNS, TEXT_PAIR, Dataset, carve_validation
 
 READERS = {
     ".csv": pd.read_csv,
@@ -34,7 +34,10 @@ class TableDataset(Dataset):
         self.splits = tuple(
             split for split in SPLITS if split in self.files or split == "validation" and "train" in self.files
         )
-        self.text_column, self.label_column = source["text"], source["label"]
+        # one text column, or two: a sentence pair (premise and hypothesis, in that order)
+        self.text_columns = [source["text"]] if isinstance(source["text"], str) else list(source["text"])
+        self.pairs = len(self.text_columns) == 2
+        self.label_column = source["label"]
         self.labels = tuple(source["labels"])
         self.validation_fraction = source.get("validation_fraction", 0.1)
 
@@ -51,7 +54,7 @@ class TableDataset(Dataset):
                 split: {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
                 for split, path in self.files.items()
             },
-            "text_column": self.text_column,
+            "text_columns": self.text_columns,
             "label_column": self.label_column,
         }
 
@@ -71,20 +74,24 @@ class TableDataset(Dataset):
             table = reader(path)
         except Exception as exc:  # each reader raises its own types for a malformed file
             raise DataSourceError(f"cannot read {path} (dataset '{self.name}', {split}): {exc}") from exc
-        absent = [column for column in (self.text_column, self.label_column) if column not in table.columns]
+        absent = [column for column in (*self.text_columns, self.label_column) if column not in table.columns]
         if absent:
             raise DataSourceError(
                 f"{path} has no column {absent} (dataset '{self.name}'); it has {list(table.columns)}"
             )
-        return pd.DataFrame(
+        texts = [table[column].fillna("").astype(str).str.strip() for column in self.text_columns]
+        frame = pd.DataFrame(
             {
                 "id": [f"{self.name}/{split}/{row}" for row in range(len(table))],
-                "text": table[self.text_column].fillna("").astype(str).str.strip(),
+                "text": texts[0],
                 "label": self._label_indices(table[self.label_column], path),
                 "split": split,
             },
             columns=COLUMNS,
         )
+        if self.pairs:
+            frame[TEXT_PAIR] = texts[1]
+        return frame
 
     def _label_indices(self, column: pd.Series, path: Path) -> np.ndarray:
         """The label column as class indices: it holds the class names, or their 0-based indices."""

@@ -130,25 +130,37 @@ def ascend_scores(
     return scores.detach()
 
 
+def substitutable(candidates: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each token's candidates [B, T, K] (itself first), without substitutes in the premise of a sentence pair
+    (segment 0 where the batch has segment ids): as ASCC's and RIFT's NLI attacks, only the hypothesis changes."""
+    if "token_type_ids" not in inputs:
+        return candidates
+    premise = (inputs["token_type_ids"] == 0).unsqueeze(-1)
+    substitutes = torch.zeros_like(candidates, dtype=torch.bool)
+    substitutes[..., 1:] = True
+    return candidates.masked_fill(premise & substitutes, -1)
+
+
 @torch.no_grad()
 def substitution_attack(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, neighbors: torch.Tensor
+    model, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor], labels: torch.Tensor, neighbors: torch.Tensor
 ) -> torch.Tensor:
     """RIFT's ASCC test attack: the combination weights that maximise the cross-entropy of the gold label (10 Adam
     steps, entropy weight 15), each token then replaced by its highest-weighted candidate; returns the substituted
-    input ids (robust accuracy is the accuracy on them)."""
-    candidates = neighbors[input_ids]
+    input ids (robust accuracy is the accuracy on them). `inputs`: the model's other inputs (attention mask,
+    segment ids)."""
+    candidates = substitutable(neighbors[input_ids], inputs)
     scores = ascend_scores(
         model,
         candidates,
-        {"attention_mask": attention_mask},
+        inputs,
         None,
         lambda logits: F.cross_entropy(logits, labels, reduction="sum"),
         ascent="rift",
         **TEST_ATTACK,
     )
     chosen = scores.masked_fill(candidates < 0, float("-inf")).argmax(-1, keepdim=True)
-    return torch.where(attention_mask.bool(), candidates.gather(-1, chosen).squeeze(-1), input_ids)
+    return torch.where(inputs["attention_mask"].bool(), candidates.gather(-1, chosen).squeeze(-1), input_ids)
 
 
 def info_nce(
@@ -216,7 +228,7 @@ class AdvBase(Defense):
         )
 
     def adversarial_embeddings(self, model, input_ids, inputs, clean_logits, positions) -> torch.Tensor:
-        candidates = self.neighbors[input_ids]
+        candidates = substitutable(self.neighbors[input_ids], inputs)
         if self.ascent == "rift":  # RIFT ascends from the eval-mode prediction, as the whole ascent runs in eval mode
             with torch.no_grad(), eval_mode(model):
                 reference = at(model(input_ids=input_ids, **inputs).logits, positions)
