@@ -86,9 +86,9 @@ def is_model_directory(name: str, mirror: Path | None) -> bool:
 
 def missing(config: dict, mirror: Path | None) -> list[str]:
     """What a run of `config` cannot get or run, one line each: a dataset's local file that is not there, a file absent
-    from the mirror (or, without one, neither
-    cached nor downloadable), a model neither in the mirror nor in the Hugging Face cache nor reachable on the hub, the
-    nltk packages and TextAttack resources its attacks read (without a mirror: cached, or their server reachable)."""
+    from the mirror (or, without one, neither cached nor downloadable), a model neither in the mirror nor in the Hugging
+    Face cache nor reachable on the hub, the nltk packages and TextAttack resources its attacks read (without a mirror:
+    cached, or their server reachable)."""
     wanted = needs(config, mirror is not None)
     problems = [
         problem

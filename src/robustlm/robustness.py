@@ -31,7 +31,7 @@ AVERAGE = "average"
 
 def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFrame:
     """One row per attacked model, under the two protocols of the papers: the attack success rate on the sampled
-    examples that every attacked model of the same dataset classifies correctly (A2T's and the main paper's), and
+    examples of its dataset that the main paper's models all classify correctly (A2T's and the main paper's), and
     the robust accuracy on the whole random sample (RIFT's: classified correctly and not flipped); with the run's
     training deviations and its accuracy on `ood_test_set`, read from the run directory the attack belongs to.
 
