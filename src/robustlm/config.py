@@ -185,23 +185,23 @@ def _check_datasets(config: dict) -> None:
     sentence pairs are trained on by defenses that take pairs."""
     from . import datasets
 
+    labels = {name: dataset_labels(config, name) for name in [*config["datasets"], *config["ood_datasets"]]}
+    rewriting = [d for d in defense_entries(config) if _registered(method_of(config, d)).makes_training_data()]
     for name, entry in config["datasets"].items():
-        if datasets.configured(config, name).pairs:
-            rewriting = [d for d in defense_entries(config) if _registered(method_of(config, d)).makes_training_data()]
-            if rewriting:
-                raise ConfigError(
-                    f"config key 'defenses': {rewriting} make training texts (augmentations, adversarial examples) "
-                    f"from single sentences, and 'datasets.{name}' has sentence pairs; train them on another dataset"
-                )
+        if rewriting and datasets.configured(config, name).pairs:
+            raise ConfigError(
+                f"config key 'defenses': {rewriting} make training texts (augmentations, adversarial examples) "
+                f"from single sentences, and 'datasets.{name}' has sentence pairs; train them on another dataset"
+            )
         if "source" in entry and "train" not in entry["source"]["files"]:
             raise ConfigError(
                 f"config key 'datasets.{name}.source.files': a dataset models train on needs a `train` file"
             )
         for ood in config["ood_datasets"]:
-            if dataset_labels(config, ood) != dataset_labels(config, name):
+            if labels[ood] != labels[name]:
                 raise ConfigError(
-                    f"config key 'ood_datasets.{ood}': its classes {list(dataset_labels(config, ood))} are not those "
-                    f"of 'datasets.{name}', {list(dataset_labels(config, name))}, which its models predict"
+                    f"config key 'ood_datasets.{ood}': its classes {list(labels[ood])} are not those of "
+                    f"'datasets.{name}', {list(labels[name])}, which its models predict"
                 )
 
 

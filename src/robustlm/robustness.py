@@ -170,12 +170,16 @@ def substitutions_table(attacks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows), columns=["attack", "component", "original", "replacement"])
 
 
+def attack_name(attack: str) -> str:
+    return paper.ATTACK_NAMES.get(attack, attack.capitalize())
+
+
 def _wide(table: pd.DataFrame, metric: str, paper_column: str | None = None) -> pd.DataFrame:
     """A row per attack and dataset, a `mean ± half interval (paper p)` cell per model, of `metric` (its `_mean`,
     `_low` and `_high` columns; the averages over attacks have no interval)."""
     papers = table[paper_column] if paper_column else pd.Series(float("nan"), index=table.index)
     cells = table.assign(
-        name=table.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize())),
+        name=table.attack.map(attack_name),
         cell=[
             f"{m:.1f}"
             + (f" ± {(high - low) / 2:.1f}" if pd.notna(low) else "")
@@ -195,9 +199,7 @@ def _markdown(
 ) -> str:
     wide = _wide(table, "asr", "paper_asr")
     notes = KeyedNotes()
-    measured = table[table.attack != AVERAGE].assign(
-        name=lambda t: t.attack.map(lambda a: paper.ATTACK_NAMES.get(a, a.capitalize()))
-    )
+    measured = table[table.attack != AVERAGE].assign(name=lambda t: t.attack.map(attack_name))
     wide["notes"] = [
         notes.keys(
             f"{name} on {dataset}", *measured.deviations[(measured.name == name) & (measured.dataset == dataset)]

@@ -46,9 +46,10 @@ class RobustValidation:
                 batch = collate(
                     self.tokenizer, [self.ids[i] for i in chunk], [self.labels[i] for i in chunk], self.device
                 )
-                inputs = {key: value for key, value in model_inputs(batch).items() if key != "input_ids"}
+                inputs = model_inputs(batch)
+                input_ids = inputs.pop("input_ids")
                 with autocast(self.device):
-                    attacked = substitution_attack(model, batch["input_ids"], inputs, batch["labels"], self.neighbors)
+                    attacked = substitution_attack(model, input_ids, inputs, batch["labels"], self.neighbors)
                     with torch.no_grad():
                         predicted = model(input_ids=attacked, **inputs).logits.argmax(-1)
                 correct += (predicted == batch["labels"]).sum()
