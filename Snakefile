@@ -67,5 +67,7 @@ rule all:
         rules.claims.output,
         rules.regression_study.output if "regression_study" in config else [],
         rules.lca_tables.output if "lca" in config else [],
+        rules.rift_tables.output if RIFT_TABLES else [],
+        rules.tat_tables.output if TAT_TABLES else [],
         [expand(rules.sweep.output, swept=swept, setting=setting) for swept, setting in SWEEPS],
         rules.summary.output,

@@ -26,6 +26,7 @@ from robustlm.config import (
     lca_train_params,
     load_config,
     method_of,
+    ood_test_sets,
     sweep_points,
     train_params,
     validate_config,
@@ -285,6 +286,7 @@ SIZE_KEYS = re.compile(
   | defenses\.\w+\.(query_budget|query_batch_size|generation_workers)
   | defenses\.\w+\.training\.(epochs|selection_examples)
   | attacks\.(examples|query_budget|shards|query_batch_size)
+  | attacks\.search\.\w+\.(pop_size|max_iters)
   | augmentation\.(shards|batch_size)
   | lca\.(train|validation|test)_size
   | (lca\.)?training\.(max_length|batch_size|epochs)
@@ -424,7 +426,7 @@ def test_a_dataset_of_ones_own_needs_its_files_and_the_classes_of_every_test_set
 
     source = {"files": {"test": str(tmp_path / "test.csv")}, "text": "t", "label": "l", "labels": ["a", "b", "c"]}
     default_config["ood_datasets"]["reviews"] = {"source": source}
-    with pytest.raises(ConfigError, match=r"'ood_datasets.reviews': its classes \['a', 'b', 'c'\] are not those of "):
+    with pytest.raises(ConfigError, match=r"'ood_datasets.reviews': no model can be tested on it: its classes \['a', "):
         validate_config(copy.deepcopy(default_config), SCHEMA)
     del default_config["ood_datasets"]["reviews"]
     default_config["datasets"] = {"reviews": {"source": source}}
@@ -450,3 +452,24 @@ def test_defenses_that_write_training_texts_refuse_sentence_pairs(default_config
     default_config["defenses"] = {"baseline": {}, "pgd_at": default_config["defenses"]["pgd_at"]}
     default_config["lca"]["defenses"] = ["baseline", "pgd_at"]
     assert validate_config(default_config, SCHEMA)["datasets"]["nli"]["source"]["text"] == ["p", "h"]
+
+
+def test_out_of_distribution_sets_are_tested_by_the_models_with_their_classes():
+    config = load_config(REPO / "config/tat.yaml", SCHEMA)
+    assert ood_test_sets(config, "mnli") == ["mnli_mismatched", "snli"] and ood_test_sets(config, "sst2") == []
+    assert set(evaluate_params(config, "sst2")["test_sizes"]) == {"sst2"}
+    assert set(evaluate_params(config, "mnli")["test_sizes"]) == {"mnli", "mnli_mismatched", "snli"}
+    config["ood_datasets"]["yelp"] = {}
+    assert ood_test_sets(config, "sst2") == ["yelp"]
+    del config["datasets"]["sst2"]
+    with pytest.raises(ConfigError, match=r"'ood_datasets.yelp': no model can be tested on it"):
+        validate_config(config, SCHEMA)
+
+
+def test_a_population_searchs_settings_reach_only_its_attack():
+    config = load_config(REPO / "config/rift.yaml", SCHEMA)
+    assert attack_params(config, "genetic")["search"] == {"pop_size": 60, "max_iters": 40}
+    assert "search" not in attack_params(config, "pwws")  # other attacks' jobs keep their params
+    config["attacks"]["search"] = {"pwws": {"max_iters": 2}}
+    with pytest.raises(ConfigError, match="attacks.search"):
+        validate_config(config, SCHEMA)

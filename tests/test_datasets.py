@@ -251,3 +251,29 @@ def test_a_dataset_of_sentence_pairs_keeps_both_texts(tmp_path):
     test = frame[frame.split == "test"]
     assert (test.text.iloc[1], test.text_pair.iloc[1], test.label.iloc[1]) == ("a man sleeps 1", "a man runs", 2)
     assert not datasets.has_pairs(datasets.prepare(datasets.get("reviews", own_source(tmp_path)), None, seed=0)[0])
+
+
+@pytest.mark.parametrize("name", ["snli", "mnli"])
+def test_nli_datasets_are_pairs_tested_on_textfoolers_samples(name, mirror):
+    frame, manifest = datasets.prepare(datasets.get(name), mirror, seed=0)
+    assert counts(frame) == {"train": 8999, "validation": 1000, "test": 1000}
+    assert manifest["labels"] == ["entailment", "neutral", "contradiction"] and manifest["pairs"]
+    assert frame.text.str.len().gt(0).all() and frame.text_pair.str.len().gt(0).all()
+    assert frame.groupby("split").label.nunique().eq(3).all()
+    pairs = frame.text.map(normalized) + "|" + frame.text_pair.map(normalized)
+    assert not set(pairs[frame.split != "test"]) & set(pairs[frame.split == "test"])
+    assert manifest["source"]["files"][f"datasets/textfooler/{'snli' if name == 'snli' else 'mnli_matched'}"]["url"]
+
+
+def test_sst2_trains_on_glue_train_and_tests_on_glue_dev(mirror):
+    frame, manifest = datasets.prepare(datasets.get("sst2"), mirror, seed=0)
+    assert counts(frame) == {"train": 60614, "validation": 6735, "test": 872}
+    assert manifest["labels"] == ["negative", "positive"] and not manifest["pairs"]
+    dev = frame[frame.split == "test"]
+    assert dev.text.iloc[0] == "one long string of cliches ." and dev.label.iloc[0] == 0
+
+
+def test_a_file_only_a_mirror_holds_is_an_error_naming_it_without_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTLM_CACHE", str(tmp_path))
+    with pytest.raises(DataSourceError, match=r"SNLI's training set \(datasets/snli_sample/train.json\) has no published"):
+        datasets.prepare(datasets.get("snli"), None, seed=0)

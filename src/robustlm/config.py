@@ -185,7 +185,6 @@ def _check_datasets(config: dict) -> None:
     sentence pairs are trained on by defenses that take pairs."""
     from . import datasets
 
-    labels = {name: dataset_labels(config, name) for name in [*config["datasets"], *config["ood_datasets"]]}
     rewriting = [d for d in defense_entries(config) if _registered(method_of(config, d)).makes_training_data()]
     for name, entry in config["datasets"].items():
         if rewriting and datasets.configured(config, name).pairs:
@@ -197,12 +196,13 @@ def _check_datasets(config: dict) -> None:
             raise ConfigError(
                 f"config key 'datasets.{name}.source.files': a dataset models train on needs a `train` file"
             )
-        for ood in config["ood_datasets"]:
-            if labels[ood] != labels[name]:
-                raise ConfigError(
-                    f"config key 'ood_datasets.{ood}': its classes {list(labels[ood])} are not those of "
-                    f"'datasets.{name}', {list(labels[name])}, which its models predict"
-                )
+    for ood in config["ood_datasets"]:
+        if not any(ood in ood_test_sets(config, name) for name in config["datasets"]):
+            dataset = datasets.configured(config, ood)
+            raise ConfigError(
+                f"config key 'ood_datasets.{ood}': no model can be tested on it: its classes {list(dataset.labels)}"
+                f"{' (sentence pairs)' if dataset.pairs else ''} are those of none of the datasets models train on"
+            )
 
 
 def _registered(method: str):
@@ -381,9 +381,22 @@ def augment_params(config: dict, dataset: str, defense: str) -> dict:
     }
 
 
+def ood_test_sets(config: dict, dataset: str) -> list[str]:
+    """The out-of-distribution test sets of the models trained on `dataset`: those with its classes and inputs (a
+    config may train sentiment and NLI models side by side)."""
+    from . import datasets
+
+    trained_on = datasets.configured(config, dataset)
+    return [
+        name
+        for name in sorted(config["ood_datasets"])
+        if (ood := datasets.configured(config, name)).labels == trained_on.labels and ood.pairs == trained_on.pairs
+    ]
+
+
 def evaluate_params(config: dict, dataset: str) -> dict:
     test_sets = {dataset: config["datasets"][dataset].get("test_size")}
-    test_sets.update({name: spec.get("test_size") for name, spec in config["ood_datasets"].items()})
+    test_sets.update({name: config["ood_datasets"][name].get("test_size") for name in ood_test_sets(config, dataset)})
     return {
         "in_distribution": dataset,
         "test_sizes": test_sets,
@@ -405,7 +418,9 @@ def attack_sample_params(config: dict, dataset: str) -> dict:
 
 def attack_params(config: dict, attack: str) -> dict:
     settings = config["attacks"]
+    search = settings.get("search", {}).get(attack)
     return {
+        **({"search": search} if search else {}),  # only where set, so that other attacks' jobs keep their params
         "attack": attack,
         "seed": settings["seed"],
         "query_budget": settings["query_budget"],

@@ -60,6 +60,10 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
         if file.present_in(mirror):  # verified, as a run reads it
             repack = file.locate(mirror) != path
             done.append(f"{file.relative_path}: present" + (" as an equivalent repack" if repack else ""))
+        elif file.url is None:
+            raise DataSourceError(
+                f"{file.relative_path}: {file.what} has no published location; copy it from a mirror that holds it"
+            )
         else:
             download(file.url, path, file.sha256)
             done.append(f"{file.relative_path}: fetched from {file.url}")

@@ -50,7 +50,7 @@ def load_tokenizer(name_or_path: str):
 
 def load_classifier(name_or_path: str, labels: list[str] | None = None):
     """A sequence classifier: a fine-tuned one as saved, or a pretrained model with a new head over `labels` (their
-    names saved in the model config)."""
+    names saved in the model config; a classifier head of another number of classes in the checkpoint is replaced)."""
     from transformers import AutoModelForSequenceClassification
 
     head = (
@@ -60,6 +60,7 @@ def load_classifier(name_or_path: str, labels: list[str] | None = None):
             "num_labels": len(labels),
             "id2label": dict(enumerate(labels)),
             "label2id": {label: index for index, label in enumerate(labels)},
+            "ignore_mismatched_sizes": True,
         }
     )
     try:

@@ -99,7 +99,11 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
         if mirror is not None:
             if not file.present_in(mirror):
                 problems.append(f"{file.relative_path}: {file.what}, not in the mirror")
-        elif not file.present_in(cache_dir()) and (unreachable := unreachable_reason(routed(file.url))):
+        elif not file.present_in(cache_dir()) and (
+            unreachable := "has no published location (only a mirror holds it)"
+            if file.url is None
+            else unreachable_reason(routed(file.url))
+        ):
             problems.append(f"{file.relative_path}: {file.what}, not cached and {unreachable}")
     for name in wanted.models:
         if is_model_directory(name, mirror) or hub_model_cached(name):

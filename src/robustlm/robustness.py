@@ -74,7 +74,7 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
                 "query_budget": summary["settings"]["query_budget"],
                 "attack_minutes": summary["attack_seconds"] / 60,
                 "device": summary["device"],
-                "ood_accuracy": 100 * evaluation["accuracy"][ood_test_set] if ood_test_set else None,
+                "ood_accuracy": 100 * evaluation["accuracy"].get(ood_test_set, float("nan")) if ood_test_set else None,
                 "substitutions": summary["substitutions"],
                 "outcomes": dict(zip(kept.id, kept.result == "successful")),
                 "deviations": join_notes(

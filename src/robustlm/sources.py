@@ -32,7 +32,7 @@ class DataSourceError(RuntimeError):
 class PublishedFile:
     relative_path: str  # in the mirror layout
     sha256: str
-    url: str  # pinned to a commit or release wherever the publisher allows
+    url: str | None  # pinned to a commit or release wherever the publisher allows; None: known only from a mirror
     what: str
     # Repacks of the same content that a mirror may hold instead, as (relative path, sha256)
     equivalents: tuple[tuple[str, str], ...] = ()
@@ -44,6 +44,12 @@ class PublishedFile:
             return self._in_mirror(Path(mirror))
         if self.present_in(cache_dir()):
             return self._in_mirror(cache_dir())
+        if self.url is None:
+            raise DataSourceError(
+                f"{self.what} ({self.relative_path}) has no published location to download it from; only a mirror "
+                "holds it. Set ROBUSTLM_MIRROR to one that does, or give the dataset's files in the config (README, "
+                "Your own dataset)."
+            )
         path = cache_dir() / self.relative_path
         download(self.url, path, self.sha256)  # verified as it is written
         return path
@@ -53,9 +59,13 @@ class PublishedFile:
             if (mirror / relative_path).is_file():
                 return verified(mirror / relative_path, sha256, self.url)
         raise DataSourceError(
-            f"missing {self.what}: {mirror / self.relative_path} (sha256 {self.sha256}). Complete the mirror with "
-            f"`{BUILD_COMMAND}` on a machine with internet (it fetches {self.url}), or unset the mirror to download "
-            "it."
+            f"missing {self.what}: {mirror / self.relative_path} (sha256 {self.sha256}). "
+            + (
+                f"Complete the mirror with `{BUILD_COMMAND}` on a machine with internet (it fetches {self.url}), or "
+                "unset the mirror to download it."
+                if self.url
+                else "It has no published location: copy it from a mirror that holds it."
+            )
         )
 
     def present_in(self, root: Path) -> bool:
@@ -111,11 +121,12 @@ def download(url: str, destination: Path, expected: str | None, algorithm: str =
         Path(partial).unlink(missing_ok=True)
 
 
-def verified(path: Path, sha256: str, url: str) -> Path:
+def verified(path: Path, sha256: str, url: str | None) -> Path:
     digest = sha256_of(path)
     if digest != sha256:
         raise DataSourceError(
-            f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a fresh copy of {url}."
+            f"corrupt data file {path}: sha256 is {digest}, expected {sha256}. Replace it with a fresh copy of "
+            f"{url or 'it from a mirror that holds it'}."
         )
     return path
 
@@ -231,6 +242,46 @@ TEXTFOOLER_SAMPLES = {
     for name, sha256 in (
         ("mr", "6d36d344c14cece04ec67bcc1cef243b8c067bfd20d212345556aa67eb83eed2"),
         ("yelp", "befbfa6f4737ed813f0830bcab7ce9df1fa141a0648bab04f894c9318c8231fc"),
+        ("snli", "83cd1793c0900b9aa87f31b95757b6b874184e4c30d4a78e9b3e5a5c1013c1ed"),
+        ("mnli_matched", "248f2bf5ce2c431785aad9946032e350b0dd07a9b67efc161c3a5041b6ce5360"),
+        ("mnli_mismatched", "f418302efa473eb78a7794c0838a042358c545dc97a3c15d54339ccaae61fdae"),
+    )
+}
+# Samples of SNLI's and MNLI's training sets and GLUE's SST-2 in the shared mirror's own layout, whose publisher
+# is not recorded there: no download location is known, so only a mirror provides them.
+MIRROR_ONLY = {
+    relative_path: PublishedFile(relative_path, sha256, None, what)
+    for relative_path, sha256, what in (
+        (
+            "datasets/snli_sample/train.json",
+            "96884d45d9654f34cf7b14f03d5c0babc5a2de5a01ea884db14f401e63f24b0c",
+            "a random sample of SNLI's training set",
+        ),
+        (
+            "datasets/snli_sample/dev.json",
+            "adacb7564e2096190e878e66b3d73b3b477b508aec3ae6826b2b1ea90bfbe34f",
+            "the 1,000-pair dev file of the mirror's SNLI sample",
+        ),
+        (
+            "datasets/mnli_sample/train.json",
+            "dae8f1133d8d48b3d6dc747b244eb75273ab398893eb2c459456bd46748c8e0b",
+            "a random sample of MNLI's training set",
+        ),
+        (
+            "datasets/mnli_sample/dev.json",
+            "1229f3294d9fb83a61642fb7bf1fb7a98a0954218dca43e69a3840fabf37671a",
+            "the 1,000-pair dev file of the mirror's MNLI sample",
+        ),
+        (
+            "datasets/sst2/train.tsv",
+            "e981ceb4fe6c9acd1c79851d0d091b9e78103f1f2a399ca83dda27915d41c56c",
+            "GLUE's SST-2 training set",
+        ),
+        (
+            "datasets/sst2/dev.tsv",
+            "84207e6be5873fb18db798cc6faec86871f5a426554650ff64a1c34e87665f6f",
+            "GLUE's SST-2 development set",
+        ),
     )
 }
 ACL_IMDB = PublishedFile(

@@ -11,10 +11,13 @@ from robustlm.config import (
     lca_extract_params,
     lca_probe_params,
     lca_train_params,
+    defense_params,
     method_of,
+    ood_test_sets,
     sweep_points,
     train_params,
 )
+from robustlm import defense_papers
 from robustlm.datasets import configured as configured_dataset
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 
@@ -30,6 +33,9 @@ ATTACKS = config["attacks"]["recipes"] if "attacks" in config else []
 ATTACK_RUN = f"{RUNS}/attacks/{{attack}}"
 LCA_DEFENSES = config["lca"]["defenses"] if "lca" in config else []
 LCA_RUN = "results/lca/{defense}/seed{seed}"
+# RIFT's own tables need its models and the attacks; TAT's its models
+RIFT_TABLES = "attacks" in config and any(method_of(config, name) == "rift" for name in DEFENSES)
+TAT_TABLES = any(method_of(config, name) == "tat" for name in DEFENSES)
 
 
 wildcard_constraints:
@@ -128,4 +134,13 @@ def benchmarks():
         "lca_extract": expand(rules.lca_extract.benchmark, defense=LCA_DEFENSES, seed=SEEDS),
         "lca_probe": expand(rules.lca_probe.benchmark, defense=LCA_DEFENSES, seed=SEEDS),
         "regression_study": [rules.regression_study.benchmark] if "regression_study" in config else [],
+    }
+
+
+def defense_paper_models(methods) -> dict:
+    """The run's models of RIFT's or TAT's comparison (`methods`), with their settings, for their papers' tables."""
+    return {
+        name: {"method": method_of(config, name), "settings": defense_params(config, name)}
+        for name in DEFENSES
+        if method_of(config, name) in methods
     }

@@ -2,7 +2,7 @@ rule evaluate:
     input:
         model=f"{RUNS}/model",
         data="results/data/{dataset}.parquet",
-        ood=expand("results/data/{ood}.parquet", ood=OOD_DATASETS),
+        ood=lambda wc: expand("results/data/{ood}.parquet", ood=ood_test_sets(config, wc.dataset)),
     output:
         metrics=f"{RUNS}/eval_metrics.json",
         predictions=f"{RUNS}/predictions.parquet",

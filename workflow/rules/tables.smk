@@ -140,3 +140,67 @@ rule claims:
         "../../envs/tables.yaml"
     script:
         "../scripts/claims.py"
+
+
+localrules:
+    rift_tables,
+    tat_tables,
+
+
+rule rift_tables:
+    input:
+        robustness=rules.robustness_tables.output.robustness,
+        generalization=rules.tables.output.generalization,
+    output:
+        robust_accuracy=report(
+            "results/tables/rift_robust_accuracy.csv",
+            caption="../../report/rift_robust_accuracy.rst",
+            category="RIFT and TAT",
+            labels={"table": "RIFT 1-2: accuracy under attack"},
+        ),
+        mutual_information=report(
+            "results/tables/rift_mutual_information.csv",
+            caption="../../report/rift_mutual_information.rst",
+            category="RIFT and TAT",
+            labels={"table": "RIFT 3: I(S;T|Y) vs I(S;T)"},
+        ),
+        alpha=report(
+            "results/tables/rift_alpha.csv",
+            caption="../../report/rift_alpha.rst",
+            category="RIFT and TAT",
+            labels={"table": "RIFT 4: alpha"},
+        ),
+    log:
+        "results/logs/rift_tables.log",
+    conda:
+        "../../envs/tables.yaml"
+    params:
+        models=lambda wc: canonical(defense_paper_models(defense_papers.RIFT_METHODS)),
+    script:
+        "../scripts/rift_tables.py"
+
+
+rule tat_tables:
+    input:
+        generalization=rules.tables.output.generalization,
+    output:
+        glue=report(
+            "results/tables/tat_glue.csv",
+            caption="../../report/tat_glue.rst",
+            category="RIFT and TAT",
+            labels={"table": "TAT 1: GLUE"},
+        ),
+        zero_shot=report(
+            "results/tables/tat_zero_shot.csv",
+            caption="../../report/tat_zero_shot.rst",
+            category="RIFT and TAT",
+            labels={"table": "TAT 2: zero-shot NLI"},
+        ),
+    log:
+        "results/logs/tat_tables.log",
+    conda:
+        "../../envs/tables.yaml"
+    params:
+        models=lambda wc: canonical(defense_paper_models(defense_papers.TAT_METHODS)),
+    script:
+        "../scripts/tat_tables.py"

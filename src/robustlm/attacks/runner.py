@@ -55,6 +55,8 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     attack_resources = AttackResources.configured(params["sentence_encoder"], params["masked_lm"], mirror)
     attack, substitutions = build_attack(name, recipe, wrapper, attack_resources)
     keep_premises(attack)
+    for setting, value in params.get("search", {}).items():  # pop_size, max_iters of a population search
+        setattr(attack.search_method, setting, value)
     attack.goal_function.query_budget = params["query_budget"]
     attack.goal_function.batch_size = params["query_batch_size"]
     return attack, substitutions + precision_substitutions(name, params["precision"], device)

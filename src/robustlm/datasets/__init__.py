@@ -11,10 +11,14 @@ import pandas as pd
 from .base import COLUMNS, TEXT_PAIR, Dataset, DataSourceError, has_pairs
 from .imdb import Imdb
 from .mr import MovieReviews
+from .nli import Mnli, MnliMismatched, Snli
+from .sst2 import Sst2
 from .table import TableDataset
 from .yelp import YelpPolarity
 
-DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity)}
+DATASETS: dict[str, type[Dataset]] = {
+    cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity, Sst2, Snli, Mnli, MnliMismatched)
+}
 
 __all__ = [
     "DATASETS",
