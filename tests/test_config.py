@@ -93,7 +93,7 @@ def minimal_settings(schema, name):
     [
         (lambda c: c["defenses"].update(fgsm={}), ["'defenses.fgsm'", "allowed here: " + ", ".join(sorted(DEFENSES))]),
         (lambda c: c["training"].update(epoch=3), ["'training.epoch'", "epochs"]),
-        (lambda c: c["datasets"].update(sst2={}), ["'datasets.sst2'", "imdb, mr"]),
+        (lambda c: c["datasets"].update(qqp={}), ["'datasets.qqp'", "imdb, mnli, mr, snli, sst2"]),
         (lambda c: c["training"].update(batch_size="32"), ["'training.batch_size'", "not of type 'integer'"]),
         (lambda c: c["defenses"]["pgd_at"].update(epsilon=-0.1), ["'defenses.pgd_at.epsilon'"]),
         (lambda c: c.update(seeds=[]), ["'seeds'"]),

@@ -49,9 +49,10 @@ def test_rifts_robust_accuracy_table_has_the_papers_numbers_and_rifts_per_datase
     assert row.loc[("snli", "rift", "Genetic"), ["paper_robust_accuracy", "paper_std"]].tolist() == [77.5, 0.9]
     assert row.loc[("imdb", "baseline", "PWWS"), "paper_robust_accuracy"] == 40.7
     assert pd.isna(row.loc[("imdb", "rift_mi", "PWWS"), "paper_robust_accuracy"])  # a variant is not RIFT's row
-    assert row.loc[("imdb", "rift", "PWWS"), "deviations"] == "model MiniLM"  # RIFT's IMDB settings
-    assert row.loc[("snli", "rift", "PWWS"), "deviations"].startswith("beta 10 (RIFT on snli: 5); alpha 0.1 (RIFT on")
-    assert row.loc[("snli", "baseline", "PWWS"), "deviations"] == "model MiniLM"  # no beta to compare
+    assert row.loc[("imdb", "rift", "Genetic"), "deviations"] == "model MiniLM"  # RIFT's IMDB settings
+    assert row.loc[("snli", "rift", "Genetic"), "deviations"].startswith("beta 10 (RIFT on snli: 5); alpha 0.1 (RIFT")
+    assert row.loc[("snli", "baseline", "Genetic"), "deviations"] == "model MiniLM"  # no beta to compare
+    assert row.loc[("snli", "baseline", "PWWS"), "deviations"].startswith("PWWS substitutes WordNet synonyms")
     assert row.loc[("imdb", "rift", "PWWS"), "clean_accuracy"] == 80.0
 
 

@@ -62,6 +62,8 @@ TAT_ZERO_SHOT = {
     "mednli": {"baseline": 43.2, "freelb": 56.8, "smart": 58.1, "tat": 60.6},
 }
 NOT_OFFLINE = "not in the mirror nor a registered dataset: not run"
+#: RIFT §3.1 runs both attacks over Alzantot et al.'s substitution set; TextAttack's PWWS recipe swaps WordNet synonyms
+PWWS_SUBSTITUTIONS = "PWWS substitutes WordNet synonyms (RIFT: Alzantot et al.'s counter-fitted set, as Genetic)"
 
 
 def _clean_accuracy(generalization: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +112,11 @@ def rift_robust_accuracy(robustness: pd.DataFrame, generalization: pd.DataFrame,
             "paper_robust_accuracy": pd.Series([mean for mean, _ in published], index=rows.index, dtype=float),
             "paper_std": pd.Series([std for _, std in published], index=rows.index, dtype=float),
             "deviations": [
-                join_notes(_setting_notes(r.dataset, models[r.defense]["method"], r.settings), r.deviations)
+                join_notes(
+                    _setting_notes(r.dataset, models[r.defense]["method"], r.settings),
+                    PWWS_SUBSTITUTIONS if r.attack == "pwws" else "",
+                    r.deviations,
+                )
                 for r in rows.itertuples()
             ],
         }
