@@ -275,5 +275,7 @@ def test_sst2_trains_on_glue_train_and_tests_on_glue_dev(mirror):
 
 def test_a_file_only_a_mirror_holds_is_an_error_naming_it_without_one(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTLM_CACHE", str(tmp_path))
-    with pytest.raises(DataSourceError, match=r"SNLI's training set \(datasets/snli_sample/train.json\) has no published"):
+    with pytest.raises(
+        DataSourceError, match=r"SNLI's training set \(datasets/snli_sample/train.json\) has no published"
+    ):
         datasets.prepare(datasets.get("snli"), None, seed=0)

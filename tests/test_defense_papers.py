@@ -18,9 +18,18 @@ MODELS = {
 
 def robustness_rows(datasets=("imdb", "snli")) -> pd.DataFrame:
     rows = [
-        {"attack": attack, "dataset": dataset, "defense": defense, "model": defense, "method": model["method"],
-         "robust_accuracy_mean": 50.0 + index, "robust_accuracy_low": 40.0, "robust_accuracy_high": 60.0,
-         "sampled": 100, "deviations": "model MiniLM"}
+        {
+            "attack": attack,
+            "dataset": dataset,
+            "defense": defense,
+            "model": defense,
+            "method": model["method"],
+            "robust_accuracy_mean": 50.0 + index,
+            "robust_accuracy_low": 40.0,
+            "robust_accuracy_high": 60.0,
+            "sampled": 100,
+            "deviations": "model MiniLM",
+        }
         for dataset in datasets
         for attack in ("pwws", "genetic", "average")
         for index, (defense, model) in enumerate(MODELS.items())
@@ -31,9 +40,17 @@ def robustness_rows(datasets=("imdb", "snli")) -> pd.DataFrame:
 def generalization_rows(pairs, defenses) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"trained_on": trained_on, "test_set": test_set, "defense": defense, "model": defense,
-             "accuracy_mean": 80.0, "accuracy_low": 75.0, "accuracy_high": 85.0, "test_examples": 200,
-             "deviations": ""}
+            {
+                "trained_on": trained_on,
+                "test_set": test_set,
+                "defense": defense,
+                "model": defense,
+                "accuracy_mean": 80.0,
+                "accuracy_low": 75.0,
+                "accuracy_high": 85.0,
+                "test_examples": 200,
+                "deviations": "",
+            }
             for trained_on, test_set in pairs
             for defense in defenses
         ]

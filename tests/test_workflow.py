@@ -525,7 +525,9 @@ def shrunk_benchmark(name: str, mirror, model, sizes: dict) -> dict:
     def merged(base, override):
         if not isinstance(base, dict) or not isinstance(override, dict):
             return override
-        return {key: merged(base.get(key), value) if key in base else value for key, value in {**base, **override}.items()}
+        return {
+            key: merged(base.get(key), value) if key in base else value for key, value in {**base, **override}.items()
+        }
 
     config = merged(yaml.safe_load((REPO / f"config/{name}.yaml").read_text()), sizes)
     config.update(mirror=str(mirror), model=str(model))
@@ -544,8 +546,17 @@ def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_mod
         tiny_model,
         {
             "datasets": {"imdb": data, "snli": data},
-            "defenses": {name: {"training": {"selection_examples": 4}} for name in ("adv_base", "adv_ptwd", "adv_mixout", "rift", "rift_mi")},
-            "attacks": {"examples": 3, "query_budget": 30, "shards": 1, "query_batch_size": 32, "search": {"genetic": {"pop_size": 4, "max_iters": 2}}},
+            "defenses": {
+                name: {"training": {"selection_examples": 4}}
+                for name in ("adv_base", "adv_ptwd", "adv_mixout", "rift", "rift_mi")
+            },
+            "attacks": {
+                "examples": 3,
+                "query_budget": 30,
+                "shards": 1,
+                "query_batch_size": 32,
+                "search": {"genetic": {"pop_size": 4, "max_iters": 2}},
+            },
             "seeds": [1],
             "training": {"max_length": 32, "batch_size": 16, "epochs": 1},
             "evaluation": {"batch_size": 32},
@@ -561,7 +572,10 @@ def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_mod
     assert len(robust) == 2 * 7 * 2  # datasets x models (five methods, the I(S;T) variant, alpha 0.7) x attacks
     own = robust[robust.defense.isin(["baseline", "adv_base", "adv_ptwd", "adv_mixout", "rift"])]
     assert own.paper_robust_accuracy.notna().all() and robust.robust_accuracy.between(0, 100).all()
-    assert own.set_index(["dataset", "defense", "attack"]).loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"] == 77.5
+    assert (
+        own.set_index(["dataset", "defense", "attack"]).loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"]
+        == 77.5
+    )
     snli_rift = robust[(robust.dataset == "snli") & (robust.defense == "rift")].deviations
     assert snli_rift.str.contains("beta 10 \\(RIFT on snli: 5\\)").all()  # RIFT's SNLI settings differ from IMDB's
 

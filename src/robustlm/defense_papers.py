@@ -91,12 +91,15 @@ def _robust(robustness: pd.DataFrame, models: dict[str, dict], methods: tuple[st
     return rows.assign(settings=rows.defense.map(lambda d: models[d]["settings"]))
 
 
-def rift_robust_accuracy(robustness: pd.DataFrame, generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
+def rift_robust_accuracy(
+    robustness: pd.DataFrame, generalization: pd.DataFrame, models: dict[str, dict]
+) -> pd.DataFrame:
     """RIFT Tables 1-2: accuracy under each attack on the whole random sample, per dataset and model, and clean
     accuracy, beside RIFT's BERT numbers (for the models under their methods' own names)."""
     rows = _robust(robustness, models, RIFT_METHODS).merge(_clean_accuracy(generalization), on=["dataset", "defense"])
     published = [
-        RIFT_ROBUST_ACCURACY.get(r.dataset, {}).get(r.defense, {}).get(r.attack, (None, None)) for r in rows.itertuples()
+        RIFT_ROBUST_ACCURACY.get(r.dataset, {}).get(r.defense, {}).get(r.attack, (None, None))
+        for r in rows.itertuples()
     ]
     return pd.DataFrame(
         {
@@ -129,29 +132,33 @@ def rift_mutual_information(robustness: pd.DataFrame, models: dict[str, dict]) -
     rows = _robust(robustness, models, ("rift",))
     conditional = rows.settings.map(lambda s: s["conditional"])
     alpha = rows.settings.map(lambda s: s["alpha"])
-    return pd.DataFrame(
-        {
-            "dataset": rows.dataset,
-            "defense": rows.defense,
-            "maximizing": conditional.map(OBJECTIVES),
-            "alpha": alpha,
-            "attack": rows.attack.map(paper.ATTACK_NAMES.get),
-            "robust_accuracy": rows.robust_accuracy_mean,
-            "robust_accuracy_low": rows.robust_accuracy_low,
-            "robust_accuracy_high": rows.robust_accuracy_high,
-            "examples": rows.sampled.astype(int),
-            "paper_robust_accuracy": pd.Series(
-                [
-                    RIFT_MUTUAL_INFORMATION.get(r.dataset, {}).get(c, {}).get(r.attack)
-                    if a == RIFT_DATASET_SETTINGS.get(r.dataset, {}).get("alpha")
-                    else None
-                    for r, c, a in zip(rows.itertuples(), conditional, alpha)
-                ],
-                index=rows.index,
-                dtype=float,
-            ),
-        }
-    ).sort_values(["dataset", "attack", "maximizing"]).reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "dataset": rows.dataset,
+                "defense": rows.defense,
+                "maximizing": conditional.map(OBJECTIVES),
+                "alpha": alpha,
+                "attack": rows.attack.map(paper.ATTACK_NAMES.get),
+                "robust_accuracy": rows.robust_accuracy_mean,
+                "robust_accuracy_low": rows.robust_accuracy_low,
+                "robust_accuracy_high": rows.robust_accuracy_high,
+                "examples": rows.sampled.astype(int),
+                "paper_robust_accuracy": pd.Series(
+                    [
+                        RIFT_MUTUAL_INFORMATION.get(r.dataset, {}).get(c, {}).get(r.attack)
+                        if a == RIFT_DATASET_SETTINGS.get(r.dataset, {}).get("alpha")
+                        else None
+                        for r, c, a in zip(rows.itertuples(), conditional, alpha)
+                    ],
+                    index=rows.index,
+                    dtype=float,
+                ),
+            }
+        )
+        .sort_values(["dataset", "attack", "maximizing"])
+        .reset_index(drop=True)
+    )
 
 
 def rift_alpha(robustness: pd.DataFrame, generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
@@ -220,8 +227,14 @@ def _accuracy_rows(rows: pd.DataFrame, published: dict[str, dict[str, float]]) -
 def _missing_rows(published: dict[str, dict[str, float]], trained_on: str) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"trained_on": trained_on, "test_set": test_set, "model": paper.ROW_NAMES[method], "defense": method,
-             "paper_accuracy": accuracy, "deviations": NOT_OFFLINE}
+            {
+                "trained_on": trained_on,
+                "test_set": test_set,
+                "model": paper.ROW_NAMES[method],
+                "defense": method,
+                "paper_accuracy": accuracy,
+                "deviations": NOT_OFFLINE,
+            }
             for test_set, by_method in published.items()
             for method, accuracy in by_method.items()
         ]

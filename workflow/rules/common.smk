@@ -1,23 +1,23 @@
 import re
 
+from robustlm import defense_papers
 from robustlm.config import (
     attack_params,
     attack_sample_params,
     augment_params,
     canonical,
     defense_entries,
+    defense_params,
     evaluate_params,
     job_resources,
     lca_extract_params,
     lca_probe_params,
     lca_train_params,
-    defense_params,
     method_of,
     ood_test_sets,
     sweep_points,
     train_params,
 )
-from robustlm import defense_papers
 from robustlm.datasets import configured as configured_dataset
 from robustlm.defenses import DEFENSES as REGISTERED_DEFENSES
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..sources import MIRROR_ONLY, TEXTFOOLER_SAMPLES, DataSourceError, PublishedFile
+from ..sources import MIRROR_ONLY, TEXTFOOLER_SAMPLES, DataSourceError
 from .base import COLUMNS, TEXT_PAIR, Dataset, decode_utf8, normalized
 
 #: the class names in the label order of the datasets' Hugging Face releases (and of MT-DNN and RIFT)
@@ -23,7 +23,9 @@ def read_textfooler_pairs(path: Path, id_prefix: str, split: str) -> pd.DataFram
     for line_number, line in enumerate(decode_utf8(path.read_bytes(), str(path)).splitlines()):
         fields = line.split("\t")
         if len(fields) != 3 or fields[0] not in NLI_LABELS:
-            raise DataSourceError(f"{path}:{line_number + 1} is not `<label>\\t<premise>\\t<hypothesis>`: {line[:60]!r}")
+            raise DataSourceError(
+                f"{path}:{line_number + 1} is not `<label>\\t<premise>\\t<hypothesis>`: {line[:60]!r}"
+            )
         label, premise, hypothesis = fields
         rows.append((f"{id_prefix}/{line_number}", premise.strip(), NLI_LABELS.index(label), split, hypothesis.strip()))
     return pd.DataFrame(rows, columns=[*COLUMNS, TEXT_PAIR])
@@ -47,24 +49,17 @@ def pair_keys(frame: pd.DataFrame) -> pd.Series:
 
 
 class NliDataset(Dataset):
+    """`sources`: the training sample, the validation sample and the test sample, in that order."""
+
     splits = ("train", "validation", "test")
     labels = NLI_LABELS
     pairs = True
-    train_file: PublishedFile
-    validation_file: PublishedFile
-    test_file: PublishedFile
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.sources = (cls.train_file, cls.validation_file, cls.test_file)
 
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
         train, validation, test = (
             reader(file.locate(mirror), f"{self.name}/{split}", split)
-            for reader, file, split in (
-                (read_sample_pairs, self.train_file, "train"),
-                (read_sample_pairs, self.validation_file, "validation"),
-                (read_textfooler_pairs, self.test_file, "test"),
+            for reader, file, split in zip(
+                (read_sample_pairs, read_sample_pairs, read_textfooler_pairs), self.sources, self.splits
             )
         )
         held_out = set(pair_keys(test))  # a pair that is also a test pair is no training example
@@ -76,18 +71,22 @@ class NliDataset(Dataset):
 
 class Snli(NliDataset):
     name = "snli"
-    train_file = MIRROR_ONLY["datasets/snli_sample/train.json"]
-    validation_file = MIRROR_ONLY["datasets/snli_sample/dev.json"]
-    test_file = TEXTFOOLER_SAMPLES["snli"]
+    sources = (
+        MIRROR_ONLY["datasets/snli_sample/train.json"],
+        MIRROR_ONLY["datasets/snli_sample/dev.json"],
+        TEXTFOOLER_SAMPLES["snli"],
+    )
 
 
 class Mnli(NliDataset):
     """Tested on the matched dev set (TAT's MNLI-m); `mnli_mismatched` is its mismatched twin."""
 
     name = "mnli"
-    train_file = MIRROR_ONLY["datasets/mnli_sample/train.json"]
-    validation_file = MIRROR_ONLY["datasets/mnli_sample/dev.json"]
-    test_file = TEXTFOOLER_SAMPLES["mnli_matched"]
+    sources = (
+        MIRROR_ONLY["datasets/mnli_sample/train.json"],
+        MIRROR_ONLY["datasets/mnli_sample/dev.json"],
+        TEXTFOOLER_SAMPLES["mnli_matched"],
+    )
 
 
 class MnliMismatched(Dataset):
