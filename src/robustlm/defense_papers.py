@@ -7,6 +7,7 @@ import pandas as pd
 
 from . import paper
 from .notes import join_notes
+from .robustness import attack_name
 
 #: RIFT Tables 1-2 (BERT-base-uncased): accuracy (%) under attack on 1,000 random test examples, mean and std
 RIFT_ROBUST_ACCURACY = {
@@ -85,9 +86,13 @@ def _setting_notes(dataset: str, method: str, settings: dict) -> str:
     )
 
 
+def _of_methods(rows: pd.DataFrame, models: dict[str, dict], methods: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of the run's models that train with one of `methods`."""
+    return rows.loc[rows.defense.map(lambda d: models.get(d, {}).get("method") in methods).astype(bool)]
+
+
 def _robust(robustness: pd.DataFrame, models: dict[str, dict], methods: tuple[str, ...]) -> pd.DataFrame:
-    rows = robustness[robustness.attack != "average"]
-    rows = rows.loc[rows.defense.map(lambda d: models.get(d, {}).get("method") in methods).astype(bool)]
+    rows = _of_methods(robustness[robustness.attack != "average"], models, methods)
     return rows.assign(settings=rows.defense.map(lambda d: models[d]["settings"]))
 
 
@@ -106,7 +111,7 @@ def rift_robust_accuracy(
             "dataset": rows.dataset,
             "model": rows.model,
             "defense": rows.defense,
-            "attack": rows.attack.map(paper.ATTACK_NAMES.get),
+            "attack": rows.attack.map(attack_name),
             "clean_accuracy": rows.accuracy_mean,
             "robust_accuracy": rows.robust_accuracy_mean,
             "robust_accuracy_low": rows.robust_accuracy_low,
@@ -139,7 +144,7 @@ def rift_mutual_information(robustness: pd.DataFrame, models: dict[str, dict]) -
                 "defense": rows.defense,
                 "maximizing": conditional.map(OBJECTIVES),
                 "alpha": alpha,
-                "attack": rows.attack.map(paper.ATTACK_NAMES.get),
+                "attack": rows.attack.map(attack_name),
                 "robust_accuracy": rows.robust_accuracy_mean,
                 "robust_accuracy_low": rows.robust_accuracy_low,
                 "robust_accuracy_high": rows.robust_accuracy_high,
@@ -194,15 +199,9 @@ def rift_alpha(robustness: pd.DataFrame, generalization: pd.DataFrame, models: d
         ],
         dtype=float,
     )
-    table["metric"] = table.metric.map(lambda m: paper.ATTACK_NAMES.get(m, m))
+    table["metric"] = table.metric.map(lambda m: m if m == CLEAN else attack_name(m))
     columns = ["dataset", "defense", "alpha", "metric", "accuracy", "accuracy_low", "accuracy_high", "paper_accuracy"]
     return table[columns].sort_values(["dataset", "metric", "alpha"]).reset_index(drop=True)
-
-
-def _by_method(generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
-    return generalization.loc[
-        generalization.defense.map(lambda d: models.get(d, {}).get("method") in TAT_METHODS).astype(bool)
-    ]
 
 
 def _accuracy_rows(rows: pd.DataFrame, published: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -244,7 +243,7 @@ def _missing_rows(published: dict[str, dict[str, float]], trained_on: str) -> pd
 def tat_glue(generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
     """TAT Table 1: dev accuracy of standard fine-tuning, FreeLB, SMART/VAT and TAT on the GLUE tasks the mirror
     holds (SST-2, MNLI matched and mismatched), and the tasks it does not, with TAT's score only."""
-    rows = _by_method(generalization, models)
+    rows = _of_methods(generalization, models, TAT_METHODS)
     rows = rows[rows.test_set.isin(TAT_GLUE) & rows.trained_on.isin(("sst2", "mnli"))]
     missing = _missing_rows({task: {"tat": score} for task, score in TAT_GLUE_MISSING.items()}, "")
     missing["trained_on"] = missing.test_set
@@ -254,7 +253,7 @@ def tat_glue(generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFr
 def tat_zero_shot(generalization: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
     """TAT Table 2: MNLI-trained models tested on other NLI sets (SNLI here; HANS, SciTail and MedNLI are in
     neither the mirror nor the registry, listed with the paper's numbers only)."""
-    rows = _by_method(generalization, models)
+    rows = _of_methods(generalization, models, TAT_METHODS)
     rows = rows[(rows.trained_on == "mnli") & ~rows.test_set.isin(("mnli", "mnli_mismatched"))]
     run = set(rows.test_set)
     missing = {name: numbers for name, numbers in TAT_ZERO_SHOT.items() if name not in run}
