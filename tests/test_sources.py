@@ -375,3 +375,77 @@ def test_without_mirror_or_network_the_default_run_stops_before_any_job_with_one
     assert "  - model models/minilm-l6-h384-uncased-mlm: a mirror's model, and no mirror" in message
     assert "robustlm-mirror build DIR --configfile" in message
     assert not (workdir / "results").exists()
+
+
+def test_a_hub_dataset_downloads_without_a_mirror_and_the_builder_puts_it_in_one_a_run_reads_offline(
+    tiny_model, tmp_path
+):
+    """A dataset of one's own on the hub (3 classes, train as parquet, test as CSV): downloaded through the hub's
+    client without a mirror, fetched into a mirror by the builder, read from there with the hub switched off; the
+    check names what a mirror lacks."""
+    repository = tmp_path / "hub" / "triage"
+    repository.mkdir(parents=True)
+    labels = ["low", "medium", "high"]
+    reports = pd.DataFrame(
+        {"report": [f"report {n}" for n in range(30)], "urgency": [labels[n % 3] for n in range(30)]}
+    )
+    reports.to_parquet(repository / "train.parquet")
+    (repository / "test.csv").write_text("report,urgency\n" + "".join(f"case {n},{n % 3}\n" for n in range(9)))
+    source = {
+        "hub": "acme/triage",
+        "files": {"train": "train.parquet", "test": "test.csv"},
+        "text": "report",
+        "label": "urgency",
+        "labels": labels,
+    }
+    config = {
+        "model": str(tiny_model),
+        "datasets": {"triage": {"source": source}},
+        "ood_datasets": {},
+        "defenses": {"baseline": {}},
+        "seeds": [1],
+        "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
+        "evaluation": {"batch_size": 32},
+    }
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    built = tmp_path / "built-mirror"
+
+    def prepared(mirror: Path | None, **environment: str) -> dict:
+        code = (
+            "import json; from pathlib import Path; from robustlm import datasets; "
+            "from robustlm.config import load_config; "
+            f"config = load_config({str(configfile)!r}, {str(SCHEMA)!r}); "
+            "frame, manifest = datasets.prepare(datasets.configured(config, 'triage'), "
+            f"{None if mirror is None else f'Path({str(mirror)!r})'}, seed=0); "
+            "print(json.dumps({'counts': frame.groupby(['split', 'label']).size().to_dict().__repr__(), "
+            "'source': manifest['source']}))"
+        )
+        return json.loads(run_python(code, **environment))
+
+    with HubStandIn({"datasets/acme/triage": repository}) as hub:
+        online = prepared(None, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
+        run_python(build_command(built, configfile), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-builder"))
+        assert sorted(hub.downloads) == sorted(
+            ["datasets/acme/triage/test.csv", "datasets/acme/triage/train.parquet"] * 2
+        )
+    # 27 train examples (a tenth carved out for validation), 9 test, 3 of each class
+    assert "('test', 2): 3" in online["counts"] and "('validation', 0)" in online["counts"]
+    assert online["source"]["kind"] == "hub dataset" and online["source"]["read_from"] == "hub"
+    assert online["source"]["files"]["train"]["sha256"] == sha256_of(repository / "train.parquet")
+    listed = (built / CHECKSUMS).read_text()
+    assert f"{sha256_of(repository / 'test.csv')}  datasets/hub/acme/triage/main/test.csv" in listed
+    assert missing(load_config(configfile, SCHEMA), built) == []
+
+    offline = prepared(built, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-empty"))
+    assert offline["counts"] == online["counts"] and offline["source"]["read_from"] == "mirror"
+    assert offline["source"]["files"] == online["source"]["files"]
+    (built / "datasets/hub/acme/triage/main/test.csv").unlink()
+    assert missing(load_config(configfile, SCHEMA), built) == [
+        "datasets/hub/acme/triage/main/test.csv: a file of dataset 'triage' (hub dataset acme/triage), not in the "
+        "mirror"
+    ]
+    check = f"from robustlm.requirements import missing; print(missing({load_config(configfile, SCHEMA)!r}, None))"
+    assert "test.csv of hub dataset acme/triage, not in the Hugging Face cache, and the hub is switched off" in (
+        run_python(check, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-empty"))
+    )

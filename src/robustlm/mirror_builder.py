@@ -1,7 +1,6 @@
 """`robustlm-mirror build DIR --configfile CONFIG`: on a machine with internet, fetch every published file, hub
-model and stock TextAttack resource a configuration reads into DIR, in the mirror layout, with a SHA256SUMS over it
-all. An air-gapped site then
-runs that configuration with ROBUSTLM_MIRROR=DIR (or `mirror: DIR`)."""
+model, hub dataset and stock TextAttack resource a configuration reads into DIR, in the mirror layout, with a
+SHA256SUMS over it all. An air-gapped site then runs that configuration with ROBUSTLM_MIRROR=DIR (or `mirror: DIR`)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import datasets
 from .config import ConfigError, load_config
+from .datasets.table import HUB_MIRROR_DIR
 from .models import WEIGHT_FILES
 from .requirements import needs
 from .sources import DataSourceError, download, fetch_nltk_packages, sha256_of
@@ -70,6 +71,34 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
     return done
 
 
+def fetch_hub_datasets(config: dict, mirror: Path) -> list[str]:
+    """The files of the config's hub datasets (a `source` with `hub`) into the mirror's datasets/hub/."""
+    done = []
+    for name in [*config["datasets"], *config.get("ood_datasets", {})]:
+        dataset = datasets.configured(config, name)
+        if not (isinstance(dataset, datasets.TableDataset) and dataset.hub):
+            continue
+        for file in dataset.files.values():
+            relative = dataset.hub_file_in_mirror(file)
+            if (mirror / relative).is_file():
+                done.append(f"{relative}: present")
+                continue
+            from huggingface_hub import hf_hub_download
+
+            revision_dir = mirror / HUB_MIRROR_DIR / dataset.hub / dataset.revision
+            try:
+                hf_hub_download(
+                    dataset.hub, file, repo_type="dataset", revision=dataset.revision, local_dir=revision_dir
+                )
+            except Exception as exc:  # the hub client raises its own HTTP and not-found errors
+                raise DataSourceError(
+                    f"dataset '{name}': cannot fetch {file} of hub dataset {dataset.hub} at {dataset.revision} "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            done.append(f"{relative}: fetched from hub dataset {dataset.hub}")
+    return done
+
+
 def write_checksums(mirror: Path) -> int:
     files = sorted(
         path
@@ -88,6 +117,7 @@ def build(mirror: Path, configfiles: list[str]) -> list[str]:
     for configfile in configfiles:
         config = load_config(configfile, SCHEMA)
         report += fetch_files(config, mirror)
+        report += fetch_hub_datasets(config, mirror)
         wanted = needs(config, mirror=True)
         report += [fetch_model(name, mirror) for name in dict.fromkeys([*wanted.models, *wanted.stock_models])]
         report += [

@@ -90,11 +90,21 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
     Face cache nor reachable on the hub, the nltk packages and TextAttack resources its attacks read (without a mirror:
     cached, or their server reachable)."""
     wanted = needs(config, mirror is not None)
-    problems = [
-        problem
-        for name in [*config["datasets"], *config.get("ood_datasets", {})]
-        for problem in datasets.configured(config, name).unavailable()
-    ]
+    problems = []
+    for name in [*config["datasets"], *config.get("ood_datasets", {})]:
+        dataset = datasets.configured(config, name)
+        problems += dataset.unavailable()
+        if not (isinstance(dataset, datasets.TableDataset) and dataset.hub):
+            continue
+        if mirror is not None:
+            problems += dataset.unavailable_in(mirror)
+        elif (uncached := [file for file in dataset.files.values() if not hub_dataset_file_cached(dataset, file)]) and (
+            unreachable := hub_unreachable()
+        ):
+            problems.append(
+                f"dataset '{name}': {', '.join(uncached)} of hub dataset {dataset.hub}, not in the Hugging Face "
+                f"cache, and {unreachable}"
+            )
     for file in wanted.files:
         if mirror is not None:
             if not file.present_in(mirror):
@@ -110,11 +120,7 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
             continue
         if name.startswith("models/"):
             problems.append(f"model {name}: a mirror's model, " + (f"not in {mirror}" if mirror else "and no mirror"))
-        elif unreachable := (
-            "the hub is switched off (HF_HUB_OFFLINE)"
-            if hub_offline()
-            else unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-        ):
+        elif unreachable := hub_unreachable():
             where = f"not under {mirror}/models, " if mirror is not None else ""
             problems.append(f"model {name}: {where}not in the Hugging Face cache, and {unreachable}")
     if mirror is not None:
@@ -136,6 +142,19 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached, None if it can."""
+    if hub_offline():
+        return "the hub is switched off (HF_HUB_OFFLINE)"
+    return unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+def hub_dataset_file_cached(dataset: datasets.TableDataset, file: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(dataset.hub, file, revision=dataset.revision, repo_type="dataset"), str)
 
 
 def hub_model_cached(name: str) -> bool:

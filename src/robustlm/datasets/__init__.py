@@ -24,6 +24,7 @@ __all__ = [
     "DATASETS",
     "TEXT_PAIR",
     "DataSourceError",
+    "TableDataset",
     "configured",
     "get",
     "has_pairs",

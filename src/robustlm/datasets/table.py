@@ -1,6 +1,8 @@
-"""A dataset of the user's own, defined in the config alone: one local file per split (CSV, TSV, JSON lines or
-parquet), a text and a label column, and the class names. The files are read where they are and their SHA-256 is
-recorded in the manifest, so a changed file is visible in every result built from it."""
+"""A dataset of the user's own, defined in the config alone: one file per split (CSV, TSV, JSON lines or parquet), a
+text and a label column, and the class names. The files are local, read where they are, or those of a dataset
+repository on the Hugging Face hub (`hub`, at a `revision`), downloaded into the hub's cache, or read from a mirror
+that `robustlm-mirror build` filled. Each file's SHA-256 is recorded in the manifest, so a changed file is visible in
+every result built from it."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ READERS = {
 
 
 SPLITS = ("train", "validation", "test")
+#: where a mirror keeps a hub dataset's files: <mirror>/datasets/hub/<owner>/<name>/<revision>/<path in the repository>
+HUB_MIRROR_DIR = "datasets/hub"
 
 
 class TableDataset(Dataset):
@@ -29,7 +33,8 @@ class TableDataset(Dataset):
 
     def __init__(self, name: str, source: dict):
         self.name, self.source = name, source
-        self.files = {split: Path(source["files"][split]) for split in SPLITS if split in source["files"]}
+        self.hub, self.revision = source.get("hub"), source.get("revision", "main")
+        self.files = {split: source["files"][split] for split in SPLITS if split in source["files"]}
         # without a validation file, validation is carved out of train
         self.splits = tuple(
             split for split in SPLITS if split in self.files or split == "validation" and "train" in self.files
@@ -45,21 +50,56 @@ class TableDataset(Dataset):
         return {"source": self.source}
 
     def local_files(self) -> list[Path]:
-        return list(self.files.values())
+        return [] if self.hub else [Path(file) for file in self.files.values()]
+
+    def hub_file_in_mirror(self, file: str) -> str:
+        """A hub file's path in the mirror layout."""
+        return f"{HUB_MIRROR_DIR}/{self.hub}/{self.revision}/{file}"
+
+    def unavailable_in(self, mirror: Path) -> list[str]:
+        """The hub files a mirror lacks."""
+        return [
+            f"{self.hub_file_in_mirror(file)}: a file of dataset '{self.name}' (hub dataset {self.hub}), not in the "
+            "mirror"
+            for file in self.files.values()
+            if not (mirror / self.hub_file_in_mirror(file)).is_file()
+        ]
 
     def provenance(self, mirror: Path | None) -> dict:
-        return {
-            "kind": "local files",
-            "files": {
-                split: {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-                for split, path in self.files.items()
-            },
-            "text_columns": self.text_columns,
-            "label_column": self.label_column,
+        files = {
+            split: {"path": file, "sha256": hashlib.sha256(self._locate(file, mirror).read_bytes()).hexdigest()}
+            for split, file in self.files.items()
         }
+        where = {"kind": "local files"}
+        if self.hub:
+            where = {"kind": "hub dataset", "repository": self.hub, "revision": self.revision}
+            where["read_from"] = "mirror" if mirror is not None else "hub"
+        return {**where, "files": files, "text_columns": self.text_columns, "label_column": self.label_column}
+
+    def _locate(self, file: str, mirror: Path | None) -> Path:
+        """A split's file: local, or a hub dataset's from the mirror, else from the hub (into its cache)."""
+        if not self.hub:
+            return Path(file)
+        if mirror is not None:
+            path = Path(mirror) / self.hub_file_in_mirror(file)
+            if not path.is_file():
+                raise DataSourceError(
+                    f"dataset '{self.name}': {path} is missing (file {file} of hub dataset {self.hub} at "
+                    f"{self.revision}); `robustlm-mirror build DIR --configfile <config>` fetches it"
+                )
+            return path
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(self.hub, file, repo_type="dataset", revision=self.revision))
+        except Exception as exc:  # the hub client raises its own HTTP, offline and not-found errors
+            raise DataSourceError(
+                f"dataset '{self.name}': cannot download {file} of hub dataset {self.hub} at {self.revision} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
 
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
-        frames = {split: self._read(split, path) for split, path in self.files.items()}
+        frames = {split: self._read(split, self._locate(file, mirror)) for split, file in self.files.items()}
         if "train" in frames and "validation" not in frames:
             frames["train"] = carve_validation(frames["train"], self.validation_fraction, seed)
         return pd.concat(frames.values(), ignore_index=True)
