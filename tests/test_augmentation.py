@@ -88,6 +88,32 @@ def test_ssmba_reconstructions_differ_from_inputs_at_about_the_noise_rate(mirror
     assert defense.augment(MR_TEXTS[::-1], ids[::-1], context(mirror, batch_size=1)) == augmented[::-1]
 
 
+NLI_PAIRS = [
+    ("a man in a red shirt is playing a guitar on a crowded street", "a man is making music outside"),
+    ("two children are running through a field of tall grass", "the kids are asleep in their beds"),
+    ("a woman is reading a newspaper at a small cafe table", "a person is holding something to read"),
+]
+
+
+def test_ssmba_noises_and_reconstructs_a_sentence_pair_as_one_input(mirror, tokenizer):
+    """Both texts of a pair are noised and reconstructed (the reference encodes a pair as one input); each
+    augmentation is a (premise, hypothesis) pair, whose separator never moves."""
+    defense = build_defense("ssmba", {"masked_lm": str(MINILM), "samples_per_example": 4, "noise_probability": 0.3})
+    premises, hypotheses = (list(texts) for texts in zip(*NLI_PAIRS))
+    ids = [f"snli/{i}" for i in range(len(NLI_PAIRS))]
+    augmented = defense.augment(premises, ids, context(mirror), hypotheses)
+    changed_premises = changed_hypotheses = 0
+    for (premise, hypothesis), samples in zip(NLI_PAIRS, augmented):
+        assert len(samples) == 4 and all(isinstance(sample, tuple) and len(sample) == 2 for sample in samples)
+        for new_premise, new_hypothesis in samples:
+            assert new_premise and new_hypothesis
+            changed_premises += new_premise != premise
+            changed_hypotheses += new_hypothesis != hypothesis
+    assert changed_premises > 0 and changed_hypotheses > 0
+    reordered = defense.augment(premises[::-1], ids[::-1], context(mirror, batch_size=1), hypotheses[::-1])
+    assert reordered == augmented[::-1]
+
+
 @needs_apertium
 def test_apertium_round_trips_sentences_line_for_line():
     apertium = Apertium("spa")
@@ -133,6 +159,27 @@ def test_marian_backend_translates_sentence_by_sentence_with_sampling(tmp_path, 
         translator.round_trip([text], [example_id], context(mirror, seed=1))[0] for text, example_id in zip(texts, ids)
     ]
     assert apart == first
+
+
+def test_marian_back_translation_round_trips_both_texts_of_a_pair(tmp_path, mirror, tokenizer):
+    torch.manual_seed(0)
+    for name in ("forward", "backward"):
+        tiny_marian(tmp_path / name, tokenizer)
+    settings = {
+        "backend": "marian",
+        "forward_model": str(tmp_path / "forward"),
+        "backward_model": str(tmp_path / "backward"),
+    }
+    defense = build_defense("back_translation", settings)
+    premises, hypotheses = (list(texts) for texts in zip(*NLI_PAIRS))
+    ids = [f"snli/{i}" for i in range(len(NLI_PAIRS))]
+    augmented = defense.augment(premises, ids, context(mirror), hypotheses)
+    translator = defense.loaded(context(mirror), defense.translator)
+    # each side round-trips as a text of its own, from its own random stream
+    premise_trips = translator.round_trip(premises, [f"{i}/premise" for i in ids], context(mirror))
+    hypothesis_trips = translator.round_trip(hypotheses, [f"{i}/hypothesis" for i in ids], context(mirror))
+    expected = [[(p, h)] if p and h else [] for p, h in zip(premise_trips, hypothesis_trips)]
+    assert augmented == expected and any(augmented)
 
 
 @pytest.mark.parametrize(
@@ -184,6 +231,38 @@ def test_augment_shards_gather_into_originals_plus_labelled_augmentations(defens
     )
     with pytest.raises(ValueError, match="another training subsample"):
         augmented_training_set(train.iloc[1:], path, 1.0, seed=0)
+
+
+def test_augmenting_sentence_pairs_keeps_both_texts_through_the_gathered_training_set(mirror, tmp_path):
+    frame, _ = datasets.prepare(datasets.get("snli"), mirror, seed=0)
+    data = tmp_path / "snli.parquet"
+    frame.to_parquet(data, index=False)
+    settings = {**SSMBA_SHARD, "dataset": "snli", "train_size": 6, "batch_size": 4}
+    shards = [
+        augment_shard(settings, data, shard, 2, mirror, torch.device("cpu"), tmp_path / f"{shard}.jsonl")
+        for shard in range(2)
+    ]
+    gathered, _ = gather_shards([f for f, _ in shards], [r for _, r in shards], settings, data)
+    augmentations = gathered[gathered.augmentation == "ssmba"]
+    assert len(augmentations) >= 5 and augmentations.text.str.len().gt(0).all()
+    assert augmentations.text_pair.str.len().gt(0).all()
+    originals = gathered[gathered.augmentation == ORIGINAL].set_index("id")
+    source = originals.loc[augmentations.source_id]
+    assert (augmentations.label.to_numpy() == source.label.to_numpy()).all()
+    assert (
+        (augmentations.text.to_numpy() != source.text.to_numpy())
+        | (augmentations.text_pair.to_numpy() != source.text_pair.to_numpy())
+    ).all()
+    # resumed from the checkpoint (its JSON holds a pair as a list): the same pairs
+    again, report = augment_shard(settings, data, 0, 2, mirror, torch.device("cpu"), tmp_path / "0.jsonl")
+    assert report["resumed_examples"] == 3
+    pd.testing.assert_frame_equal(again, shards[0][0])
+    path = tmp_path / "ssmba.parquet"
+    gathered.to_parquet(path, index=False)
+    path.with_suffix(".json").write_text("{}")
+    train = datasets.select(datasets.read_split(data, "train"), 6, 0)
+    mixed, _ = augmented_training_set(train, path, 1.0, seed=0)
+    assert len(mixed) == 6 + len(augmentations) and mixed.text_pair.str.len().gt(0).all()
 
 
 SSMBA_SHARD = {

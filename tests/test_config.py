@@ -444,16 +444,6 @@ def test_a_dataset_of_ones_own_needs_its_files_and_the_classes_of_every_test_set
     ]
 
 
-def test_defenses_that_write_training_texts_refuse_sentence_pairs(default_config, tmp_path):
-    source = {"files": {"train": "nli.csv", "test": "nli.csv"}, "text": ["p", "h"], "label": "l", "labels": ["a", "b"]}
-    default_config.update(datasets={"nli": {"source": source}}, ood_datasets={})
-    with pytest.raises(ConfigError, match=r"'defenses': \['ssmba', 'back_translation', 'a2t'\] make training texts"):
-        validate_config(copy.deepcopy(default_config), SCHEMA)
-    default_config["defenses"] = {"baseline": {}, "pgd_at": default_config["defenses"]["pgd_at"]}
-    default_config["lca"]["defenses"] = ["baseline", "pgd_at"]
-    assert validate_config(default_config, SCHEMA)["datasets"]["nli"]["source"]["text"] == ["p", "h"]
-
-
 def test_out_of_distribution_sets_are_tested_by_the_models_with_their_classes():
     config = load_config(REPO / "config/tat.yaml", SCHEMA)
     assert ood_test_sets(config, "mnli") == ["mnli_mismatched", "snli"] and ood_test_sets(config, "sst2") == []

@@ -46,7 +46,30 @@ def sentiment_model(tiny_model, mr_train, tmp_path_factory):
     return path
 
 
-def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS):
+@pytest.fixture(scope="module")
+def pair_model(tiny_model, mr_train, tmp_path_factory):
+    """A sentence-pair classifier whose label lies in the hypothesis: premises name the review, hypotheses are MR's
+    texts, fitted as `sentiment_model` is."""
+    train = mr_train[2]
+    premises = [f"review number {i} of the film ." for i in range(len(train))]
+    tokenizer = load_tokenizer(str(tiny_model))
+    model = load_classifier(str(tiny_model))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    ids = encode(tokenizer, premises, 48, train.text)
+    for step in range(64):
+        rows = np.random.default_rng(step).choice(len(ids), 16, replace=False)
+        batch = collate(tokenizer, [ids[i] for i in rows], train.label.to_numpy()[rows])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    path = tmp_path_factory.mktemp("pair-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path, premises
+
+
+def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS, text_pairs=None):
     model = load_classifier(str(tiny_model))
     tokenizer = load_tokenizer(str(tiny_model))
     defense = build_defense(name, params)
@@ -56,8 +79,9 @@ def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS):
             tokenizer=tokenizer,
             mirror=mirror,
             train_texts=texts,
+            train_text_pairs=text_pairs,
             train_labels=labels,
-            max_length=32,
+            max_length=48 if text_pairs else 32,
             seed=0,
             work_dir=work_dir,
         )
@@ -164,3 +188,23 @@ def test_generation_sharded_over_worker_processes(sentiment_model, mirror, mr_tr
     ]
     assert attacked[0] and attacked[1] and not attacked[0] & attacked[1]
     assert sum(map(len, attacked)) == defense.report()["generations"][0]["attacked"]
+
+
+def test_on_sentence_pairs_an_adversarial_epoch_perturbs_hypotheses_and_keeps_premises(pair_model, mirror, mr_train):
+    path, all_premises = pair_model
+    hypotheses, labels = (values[:16] for values in mr_train[:2])  # 4 adversarial examples wanted
+    premises = all_premises[:16]
+    work_dir = path.parent / "pairs-work"
+    work_dir.mkdir()
+    defense, model, tokenizer = prepared("a2t", path, mirror, premises, labels, work_dir, text_pairs=hypotheses)
+    adversarial, adversarial_labels = defense.extra_training_examples(2, model)
+    assert adversarial and all(isinstance(pair, tuple) for pair in adversarial)
+    by_premise = dict(zip(premises, hypotheses))
+    for premise, hypothesis in adversarial:
+        original = by_premise[premise]  # the premise of the example attacked, unchanged
+        assert hypothesis != original and len(hypothesis.split()) == len(original.split())  # words swapped
+    new_premises, new_hypotheses = zip(*adversarial)
+    predicted = predict_proba(
+        model, tokenizer, encode(tokenizer, new_premises, 48, new_hypotheses), 8, torch.device("cpu")
+    ).argmax(1)
+    assert (predicted != np.asarray(adversarial_labels)).all()

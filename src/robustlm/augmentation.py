@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from . import datasets
-from .datasets.base import COLUMNS, coverage_gaps
+from .datasets.base import COLUMNS, TEXT_PAIR, coverage_gaps, has_pairs
 from .defenses import AugmentationContext, build_defense
 from .jsonl_checkpoint import fingerprint, resumed
 from .logs import progress
@@ -23,6 +23,10 @@ CHECKPOINT_BATCHES = 4  # batches augmented between checkpoint writes: at most w
 
 class AugmentationError(ValueError):
     pass
+
+
+def augmented_columns(pairs: bool) -> list[str]:
+    return [*AUGMENTED_COLUMNS, TEXT_PAIR] if pairs else AUGMENTED_COLUMNS
 
 
 def training_subsample(data_path: Path, params: dict) -> pd.DataFrame:
@@ -50,7 +54,10 @@ def augment_shard(
         seed=params["seed"],
     )
     chunk_size = CHECKPOINT_BATCHES * params["batch_size"]
-    key = fingerprint(params, examples.id.tolist(), examples.text.tolist())
+    pairs = has_pairs(examples)
+    key = fingerprint(
+        params, examples.id.tolist(), examples.text.tolist(), *([examples[TEXT_PAIR].tolist()] if pairs else [])
+    )
     with (
         resumed(checkpoint, key) as (done, finish),
         progress(desc=f"augmented ({params['defense']})", total=len(examples), unit="example") as bar,
@@ -60,14 +67,25 @@ def augment_shard(
             chunk = examples.iloc[start : start + chunk_size]
             pending = chunk[~chunk.id.isin(done)]
             if len(pending):
-                augmented = defense.augment(pending.text.tolist(), pending.id.tolist(), context)
+                augmented = defense.augment(
+                    pending.text.tolist(), pending.id.tolist(), context, pending[TEXT_PAIR].tolist() if pairs else None
+                )
                 for example_id, texts in zip(pending.id, augmented):
                     finish({"id": example_id, "augmentations": texts})
             bar.update(len(chunk))
+    # of a pair, (premise, hypothesis), which the checkpoint's JSON holds as a list
     rows = [
-        (f"{example.id}#{params['defense']}{k}", text, example.label, "train", example.id, params["defense"])
+        (
+            f"{example.id}#{params['defense']}{k}",
+            augmentation[0] if pairs else augmentation,
+            example.label,
+            "train",
+            example.id,
+            params["defense"],
+            *([augmentation[1]] if pairs else []),
+        )
         for example in examples.itertuples()
-        for k, text in enumerate(done[example.id]["augmentations"])
+        for k, augmentation in enumerate(done[example.id]["augmentations"])
     ]
     report = {
         "source_ids": examples.id.tolist(),
@@ -76,7 +94,7 @@ def augment_shard(
         "seconds": time.perf_counter() - started,
         "device": str(device),
     }
-    return pd.DataFrame(rows, columns=AUGMENTED_COLUMNS), report
+    return pd.DataFrame(rows, columns=augmented_columns(pairs)), report
 
 
 def gather_shards(
@@ -90,7 +108,7 @@ def gather_shards(
         raise AugmentationError(f"augmentation shards do not cover the training set exactly once: {gaps}")
     originals = train.assign(source_id=train.id, augmentation=ORIGINAL)
     augmentations = pd.concat(frames, ignore_index=True).sort_values("id", kind="stable")
-    frame = pd.concat([originals[AUGMENTED_COLUMNS], augmentations], ignore_index=True)
+    frame = pd.concat([originals[augmented_columns(has_pairs(train))], augmentations], ignore_index=True)
     manifest = {
         "dataset": params["dataset"],
         "defense": params["defense"],

@@ -181,17 +181,10 @@ def _check_dataset_names(config: dict, schema: dict) -> None:
 
 
 def _check_datasets(config: dict) -> None:
-    """Every dataset a model is trained on has a training file, every out-of-distribution test set its classes, and
-    sentence pairs are trained on by defenses that take pairs."""
+    """Every dataset a model is trained on has a training file, and every out-of-distribution test set its classes."""
     from . import datasets
 
-    rewriting = [d for d in defense_entries(config) if _registered(method_of(config, d)).makes_training_data()]
     for name, entry in config["datasets"].items():
-        if rewriting and datasets.configured(config, name).pairs:
-            raise ConfigError(
-                f"config key 'defenses': {rewriting} make training texts (augmentations, adversarial examples) "
-                f"from single sentences, and 'datasets.{name}' has sentence pairs; train them on another dataset"
-            )
         if "source" in entry and "train" not in entry["source"]["files"]:
             raise ConfigError(
                 f"config key 'datasets.{name}.source.files': a dataset models train on needs a `train` file"

@@ -25,6 +25,14 @@ def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None
     ]
 
 
+def encode_texts(tokenizer, texts: list, max_length: int) -> list[list[int]]:
+    """Token ids of texts, or of (text, pair) tuples."""
+    if texts and isinstance(texts[0], tuple):
+        firsts, seconds = zip(*texts)
+        return encode(tokenizer, firsts, max_length, seconds)
+    return encode(tokenizer, texts, max_length)
+
+
 def encode_examples(tokenizer, examples: pd.DataFrame, max_length: int) -> list[list[int]]:
     """Token ids of a dataset's examples: its texts, or its sentence pairs."""
     pairs = examples[datasets.TEXT_PAIR] if datasets.has_pairs(examples) else None

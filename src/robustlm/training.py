@@ -32,8 +32,8 @@ from .evaluation import (
     autocast,
     collate,
     device_name,
-    encode,
     encode_examples,
+    encode_texts,
     is_token_level,
     resolve_device,
     to_device,
@@ -153,6 +153,7 @@ class TrainingData:
     validation_labels: list
     load_model: Callable[[str], torch.nn.Module]
     train_texts: list[str] | None = None  # for defenses that perturb the raw text
+    train_text_pairs: list[str] | None = None  # a sentence-pair task's hypotheses (`train_texts`: its premises)
     augmentation: dict | None = None  # the manifest of the augmented training set, if any
 
 
@@ -188,6 +189,7 @@ def fine_tune(
         validation.label.tolist(),
         functools.partial(load_classifier, labels=params["labels"]),
         train_texts=train.text.tolist(),
+        train_text_pairs=train[datasets.TEXT_PAIR].tolist() if datasets.has_pairs(train) else None,
         augmentation=augmentation,
     )
     return train_model(params, data, model_path, tokenizer, output_dir, checkpoint_dir, metrics_path, device, mirror)
@@ -296,6 +298,7 @@ def train_model(
             tokenizer=tokenizer,
             mirror=mirror,
             train_texts=data.train_texts,
+            train_text_pairs=data.train_text_pairs,
             train_labels=train_labels,
             max_length=settings["max_length"],
             device=device,
@@ -346,7 +349,9 @@ def train_model(
         epoch_start, losses = time.perf_counter(), []
         extra_texts, extra_labels = defense.extra_training_examples(epoch, model)
         state.generation_seconds += time.perf_counter() - epoch_start
-        epoch_ids = train_ids + encode(tokenizer, extra_texts, settings["max_length"]) if extra_texts else train_ids
+        epoch_ids = (
+            train_ids + encode_texts(tokenizer, extra_texts, settings["max_length"]) if extra_texts else train_ids
+        )
         epoch_labels = train_labels + list(extra_labels)
         adversarial = np.arange(len(epoch_ids)) >= len(train_ids)
         lengths = [len(ids) for ids in epoch_ids]

@@ -198,18 +198,27 @@ class BackTranslation(DataAugmentation):
             return Marian(self.forward_model, self.backward_model, self.temperature, context)
         raise TranslationError(f"unknown back-translation backend '{self.backend}' (apertium or marian)")
 
-    def augment(self, texts, example_ids, context):
+    def augment(self, texts, example_ids, context, text_pairs=None):
+        """Each text's round trips; of a sentence pair, both texts round-trip, each from its own random stream."""
         translator = self.loaded(context, self.translator)
         samples = 1 if self.backend == "apertium" else self.samples_per_example  # Apertium is deterministic
-        augmented: list[list[str]] = [[] for _ in texts]
+        sides = [(texts, example_ids)]
+        if text_pairs is not None:
+            sides = [
+                (texts, [f"{i}/premise" for i in example_ids]),
+                (text_pairs, [f"{i}/hypothesis" for i in example_ids]),
+            ]
+        originals = list(zip(*(side for side, _ in sides)))
+        augmented: list[list] = [[] for _ in texts]
         for draw in range(samples):
-            round_trips = translator.round_trip(
-                texts, example_ids, AugmentationContext(**{**vars(context), "seed": context.seed + draw})
-            )
-            for paraphrases, text, paraphrase in zip(augmented, texts, round_trips):
+            drawn = AugmentationContext(**{**vars(context), "seed": context.seed + draw})
+            round_trips = zip(*(translator.round_trip(side, ids, drawn) for side, ids in sides))
+            for paraphrases, original, paraphrase in zip(augmented, originals, round_trips):
                 # a paraphrase differing only in case is the same input to an uncased model
-                if paraphrase and paraphrase.lower() != one_line(text).lower() and paraphrase not in paraphrases:
-                    paraphrases.append(paraphrase)
+                unchanged = [new.lower() == one_line(old).lower() for old, new in zip(original, paraphrase)]
+                kept = paraphrase if text_pairs is not None else paraphrase[0]
+                if all(paraphrase) and not all(unchanged) and kept not in paraphrases:
+                    paraphrases.append(kept)
         return augmented
 
     def describe_augmentation(self, context: AugmentationContext) -> dict:

@@ -33,6 +33,7 @@ class TrainingContext:
     tokenizer: object
     mirror: Path | None
     train_texts: list[str] | None = None
+    train_text_pairs: list[str] | None = None  # the hypotheses of a sentence-pair task (`train_texts`: premises)
     train_labels: list | None = None
     max_length: int = 512
     device: torch.device = torch.device("cpu")
@@ -106,17 +107,25 @@ class Defense(ABC):
         loss.backward()
         return loss.detach()
 
-    def augment(self, texts: list[str], example_ids: list[str], context: AugmentationContext) -> list[list[str]]:
-        """New training texts made from each of `texts` (same label), for defenses that `augments_data`."""
+    def augment(
+        self,
+        texts: list[str],
+        example_ids: list[str],
+        context: AugmentationContext,
+        text_pairs: list[str] | None = None,
+    ) -> list[list]:
+        """New training texts made from each of `texts` (same label), for defenses that `augments_data`; of sentence
+        pairs (`texts` the premises, `text_pairs` the hypotheses), new (premise, hypothesis) pairs."""
         raise NotImplementedError(f"defense '{self.name}' does not augment data")
 
     def planned_extra_examples(self, epoch: int, train_size: int) -> int:
         """How many examples `extra_training_examples` aims to add in `epoch` (sizes the LR schedule)."""
         return 0
 
-    def extra_training_examples(self, epoch: int, model: torch.nn.Module) -> tuple[list[str], list]:
-        """Texts and labels trained on in `epoch` besides the training set, batched with it; the loop marks them
-        `batch["adversarial"]` (input-space adversarial training generates them against the current model)."""
+    def extra_training_examples(self, epoch: int, model: torch.nn.Module) -> tuple[list, list]:
+        """Texts (or (premise, hypothesis) pairs) and labels trained on in `epoch` besides the training set, batched
+        with it; the loop marks them `batch["adversarial"]` (input-space adversarial training generates them against
+        the current model)."""
         return [], []
 
     def selectable(self, epoch: int) -> bool:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks import USE_STUDENT
+from ..datasets.base import TEXT_PAIR
 from ..jsonl_checkpoint import fingerprint
 from ..sources import COUNTERFITTED_NEIGHBORS, PublishedFile
 from .base import Defense, TrainingContext, model_inputs
@@ -90,10 +91,12 @@ class InputSpaceAdversarialTraining(Defense):
 
         started = time.perf_counter()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(self.context.train_texts))
+        premises = self.context.train_text_pairs is not None  # a pair's hypothesis is attacked, its premise kept
         candidates = pd.DataFrame(
             {
                 "id": [f"train/{i}" for i in order],
                 "text": [self.context.train_texts[i] for i in order],
+                **({TEXT_PAIR: [self.context.train_text_pairs[i] for i in order]} if premises else {}),
                 "label": [int(self.context.train_labels[i]) for i in order],
             }
         )
@@ -130,7 +133,13 @@ class InputSpaceAdversarialTraining(Defense):
                 "seconds": time.perf_counter() - started,
             }
         )
-        return [record["perturbed_text"] for record in successful], [record["label"] for record in successful]
+        texts = [
+            (self.context.train_texts[int(r["id"].removeprefix("train/"))], r["perturbed_text"])
+            if premises
+            else r["perturbed_text"]
+            for r in successful
+        ]
+        return texts, [record["label"] for record in successful]
 
     def attack_settings(self) -> dict:
         settings = {

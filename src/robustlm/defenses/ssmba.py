@@ -4,6 +4,8 @@ As the reference implementation (nng555/ssmba): round(noise_probability * length
 rounded) are selected; of those, a share is replaced by random tokens, a share left unchanged and the rest
 masked; every selected position is then resampled from the MLM's distribution (top-k, or the full vocabulary
 without special tokens). A draw identical to the input is discarded and retried up to `max_tries` times.
+A sentence pair is corrupted and reconstructed as one input ([CLS] premise [SEP] hypothesis [SEP], both texts
+noised, each reconstructed with the other as context), as the reference encodes its additional sentences.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ def corrupt(
         elif draw < random_token_probability:
             noised[position] = int(rng.integers(len(tokenizer)))
     return noised, positions
+
+
+def decoded(tokenizer, ids: list[int], pair: bool) -> str | tuple[str, str]:
+    """The text of `ids`, or of a pair the two texts either side of its first [SEP] (reconstruction never samples
+    special tokens, so the separator stays where it was)."""
+    if not pair:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    separator = ids.index(tokenizer.sep_token_id)
+    return tuple(tokenizer.decode(part, skip_special_tokens=True) for part in (ids[:separator], ids[separator + 1 :]))
 
 
 class Ssmba(DataAugmentation):
@@ -84,11 +95,11 @@ class Ssmba(DataAugmentation):
         forbidden[[i for i in tokenizer.all_special_ids if i < mlm.config.vocab_size]] = True
         return tokenizer, mlm, forbidden
 
-    def augment(self, texts, example_ids, context: AugmentationContext):
+    def augment(self, texts, example_ids, context: AugmentationContext, text_pairs=None):
         from ..evaluation import encode  # the defenses package is imported by evaluation
 
         tokenizer, mlm, forbidden = self.loaded(context, self.load_masked_lm)
-        originals = encode(tokenizer, texts, context.max_length)
+        originals = encode(tokenizer, texts, context.max_length, text_pairs)
         rngs = [example_rng(context.seed, example_id) for example_id in example_ids]
         augmented: list[list[str]] = [[] for _ in texts]
         tries = [0] * len(texts)
@@ -111,7 +122,7 @@ class Ssmba(DataAugmentation):
                     chunk, self.reconstruct(mlm, tokenizer, noised, [rngs[i] for i in chunk], forbidden, context.device)
                 ):
                     tries[i] += 1
-                    text = tokenizer.decode(sample, skip_special_tokens=True)
+                    text = decoded(tokenizer, sample, text_pairs is not None)
                     if sample != originals[i] and text not in augmented[i]:
                         augmented[i].append(text)
             pending = [i for i in pending if len(augmented[i]) < self.samples_per_example and tries[i] < self.max_tries]
