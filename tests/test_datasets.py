@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from conftest import copy_mirror_subset
+from conftest import SCHEMA, copy_mirror_subset
 from robustlm import datasets
 from robustlm.datasets.base import normalized
 from robustlm.sources import DataSourceError, PublishedFile, sha256_of
@@ -179,7 +179,7 @@ def test_a_source_that_is_not_utf8_is_an_error_naming_the_file_and_line(name, tm
 
 def test_a_sample_line_without_a_label_is_an_error_naming_the_line(tmp_path, monkeypatch):
     (path,) = synthetic_mirror(tmp_path, monkeypatch, "yelp", b"1 great food\n\n0 cold and bland\n")
-    with pytest.raises(DataSourceError, match=re.escape(f"{path}:2 does not start with a 0/1 label")):
+    with pytest.raises(DataSourceError, match=re.escape(f"{path}:2 does not start with a 0-1 label")):
         datasets.prepare(datasets.get("yelp"), tmp_path, seed=0)
 
 
@@ -279,3 +279,46 @@ def test_a_file_only_a_mirror_holds_is_an_error_naming_it_without_one(tmp_path, 
         DataSourceError, match=r"SNLI's training set \(datasets/snli_sample/train.json\) has no published"
     ):
         datasets.prepare(datasets.get("snli"), None, seed=0)
+
+
+def test_ag_news_trains_on_the_hub_release_and_tests_on_textfoolers_sample_held_out(mirror, tmp_path):
+    """Four classes; the training set is the hub's (here a small stand-in in a mirror's hub layout), the test set
+    TextFooler's sample, whose articles (in another case and tokenization) are dropped from training."""
+    import pandas as pd
+
+    from robustlm.config import validate_config
+    from robustlm.datasets.ag_news import AG_NEWS_TRAIN
+    from robustlm.requirements import missing
+
+    sample = "datasets/textfooler/ag"
+    built = copy_mirror_subset(mirror, tmp_path / "mirror", [sample])
+    test_texts = [line.partition(" ")[2] for line in (mirror / sample).read_text().splitlines()[:3]]
+    published = [text.upper().replace(" , ", ", ").replace(" - ", "-") for text in test_texts]
+    train = pd.DataFrame(
+        {"text": published + [f"article {n} about topic {n % 4}" for n in range(37)], "label": [1, 3, 0, *range(37)]}
+    )
+    train["label"] %= 4
+    (built / AG_NEWS_TRAIN.relative_path).parent.mkdir(parents=True)
+    train.to_parquet(built / AG_NEWS_TRAIN.relative_path)
+
+    frame, manifest = datasets.prepare(datasets.get("ag_news"), built, seed=0)
+    assert counts(frame) == {"train": 33, "validation": 4, "test": 1000}  # 40 less the 3 test articles
+    assert manifest["labels"] == ["World", "Sports", "Business", "Sci/Tech"]
+    assert frame[frame.split == "test"].label.nunique() == 4
+    assert not set(frame[frame.split != "test"].text.map(normalized)) & set(
+        frame[frame.split == "test"].text.map(normalized)
+    )
+    assert manifest["source"]["hub_files"]["train"]["sha256"] == sha256_of(built / AG_NEWS_TRAIN.relative_path)
+
+    config = {
+        "model": "models/minilm-l6-h384-uncased-mlm",
+        "datasets": {"ag_news": {}},
+        "ood_datasets": {},
+        "defenses": {"baseline": {}},
+        "seeds": [1],
+        "training": {"max_length": 32, "batch_size": 16, "epochs": 1, "learning_rate": 1e-4},
+        "evaluation": {"batch_size": 32},
+    }
+    assert missing(validate_config(config, SCHEMA), mirror) == [
+        f"{AG_NEWS_TRAIN.relative_path}: AG News's training set (hub dataset fancyzhx/ag_news), not in the mirror"
+    ]

@@ -431,21 +431,24 @@ def test_a_hub_dataset_downloads_without_a_mirror_and_the_builder_puts_it_in_one
         )
     # 27 train examples (a tenth carved out for validation), 9 test, 3 of each class
     assert "('test', 2): 3" in online["counts"] and "('validation', 0)" in online["counts"]
-    assert online["source"]["kind"] == "hub dataset" and online["source"]["read_from"] == "hub"
+    assert online["source"]["kind"] == "hub dataset" and online["source"]["files"]["test"]["read_from"] == "hub"
     assert online["source"]["files"]["train"]["sha256"] == sha256_of(repository / "train.parquet")
     listed = (built / CHECKSUMS).read_text()
     assert f"{sha256_of(repository / 'test.csv')}  datasets/hub/acme/triage/main/test.csv" in listed
     assert missing(load_config(configfile, SCHEMA), built) == []
 
     offline = prepared(built, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-empty"))
-    assert offline["counts"] == online["counts"] and offline["source"]["read_from"] == "mirror"
-    assert offline["source"]["files"] == online["source"]["files"]
+    assert offline["counts"] == online["counts"] and offline["source"]["files"]["test"]["read_from"] == "mirror"
+    assert [file["sha256"] for file in offline["source"]["files"].values()] == [
+        file["sha256"] for file in online["source"]["files"].values()
+    ]
     (built / "datasets/hub/acme/triage/main/test.csv").unlink()
     assert missing(load_config(configfile, SCHEMA), built) == [
-        "datasets/hub/acme/triage/main/test.csv: a file of dataset 'triage' (hub dataset acme/triage), not in the "
-        "mirror"
+        "datasets/hub/acme/triage/main/test.csv: the test file of dataset 'triage' (hub dataset acme/triage), not "
+        "in the mirror"
     ]
     check = f"from robustlm.requirements import missing; print(missing({load_config(configfile, SCHEMA)!r}, None))"
-    assert "test.csv of hub dataset acme/triage, not in the Hugging Face cache, and the hub is switched off" in (
-        run_python(check, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-empty"))
+    assert (
+        "the test file of dataset 'triage': test.csv of hub dataset acme/triage, not in the Hugging Face cache, and the hub is switched off"
+        in (run_python(check, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-empty")))
     )

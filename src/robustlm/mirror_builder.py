@@ -10,7 +10,6 @@ from pathlib import Path
 
 from . import datasets
 from .config import ConfigError, load_config
-from .datasets.table import HUB_MIRROR_DIR
 from .models import WEIGHT_FILES
 from .requirements import needs
 from .sources import DataSourceError, download, fetch_nltk_packages, sha256_of
@@ -72,31 +71,13 @@ def fetch_files(config: dict, mirror: Path) -> list[str]:
 
 
 def fetch_hub_datasets(config: dict, mirror: Path) -> list[str]:
-    """The files of the config's hub datasets (a `source` with `hub`) into the mirror's datasets/hub/."""
-    done = []
-    for name in [*config["datasets"], *config.get("ood_datasets", {})]:
-        dataset = datasets.configured(config, name)
-        if not (isinstance(dataset, datasets.TableDataset) and dataset.hub):
-            continue
-        for file in dataset.files.values():
-            relative = dataset.hub_file_in_mirror(file)
-            if (mirror / relative).is_file():
-                done.append(f"{relative}: present")
-                continue
-            from huggingface_hub import hf_hub_download
-
-            revision_dir = mirror / HUB_MIRROR_DIR / dataset.hub / dataset.revision
-            try:
-                hf_hub_download(
-                    dataset.hub, file, repo_type="dataset", revision=dataset.revision, local_dir=revision_dir
-                )
-            except Exception as exc:  # the hub client raises its own HTTP and not-found errors
-                raise DataSourceError(
-                    f"dataset '{name}': cannot fetch {file} of hub dataset {dataset.hub} at {dataset.revision} "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-            done.append(f"{relative}: fetched from hub dataset {dataset.hub}")
-    return done
+    """The files the config's datasets read from the hub, into the mirror's datasets/hub/."""
+    return [
+        f"{file.relative_path}: "
+        + (f"fetched from hub dataset {file.repository}" if file.fetch_into(mirror) else "present")
+        for name in [*config["datasets"], *config.get("ood_datasets", {})]
+        for file in datasets.configured(config, name).hub_files()
+    ]
 
 
 def write_checksums(mirror: Path) -> int:

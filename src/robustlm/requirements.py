@@ -94,17 +94,17 @@ def missing(config: dict, mirror: Path | None) -> list[str]:
     for name in [*config["datasets"], *config.get("ood_datasets", {})]:
         dataset = datasets.configured(config, name)
         problems += dataset.unavailable()
-        if not (isinstance(dataset, datasets.TableDataset) and dataset.hub):
-            continue
-        if mirror is not None:
-            problems += dataset.unavailable_in(mirror)
-        elif (uncached := [file for file in dataset.files.values() if not hub_dataset_file_cached(dataset, file)]) and (
-            unreachable := hub_unreachable()
-        ):
-            problems.append(
-                f"dataset '{name}': {', '.join(uncached)} of hub dataset {dataset.hub}, not in the Hugging Face "
-                f"cache, and {unreachable}"
-            )
+        for file in dataset.hub_files():
+            if mirror is not None:
+                if not (mirror / file.relative_path).is_file():
+                    problems.append(
+                        f"{file.relative_path}: {file.what} (hub dataset {file.repository}), not in the mirror"
+                    )
+            elif not file.cached() and (unreachable := hub_unreachable()):
+                problems.append(
+                    f"{file.what}: {file.path} of hub dataset {file.repository}, not in the Hugging Face cache, and "
+                    f"{unreachable}"
+                )
     for file in wanted.files:
         if mirror is not None:
             if not file.present_in(mirror):
@@ -149,12 +149,6 @@ def hub_unreachable() -> str | None:
     if hub_offline():
         return "the hub is switched off (HF_HUB_OFFLINE)"
     return unreachable_reason(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-
-
-def hub_dataset_file_cached(dataset: datasets.TableDataset, file: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(dataset.hub, file, revision=dataset.revision, repo_type="dataset"), str)
 
 
 def hub_model_cached(name: str) -> bool:

@@ -245,6 +245,7 @@ TEXTFOOLER_SAMPLES = {
         ("snli", "83cd1793c0900b9aa87f31b95757b6b874184e4c30d4a78e9b3e5a5c1013c1ed"),
         ("mnli_matched", "248f2bf5ce2c431785aad9946032e350b0dd07a9b67efc161c3a5041b6ce5360"),
         ("mnli_mismatched", "f418302efa473eb78a7794c0838a042358c545dc97a3c15d54339ccaae61fdae"),
+        ("ag", "b3e1164c4abf303651f84da8c66905c937e3a7758fe8672ad8a9f1288c334c53"),
     )
 }
 # Samples of SNLI's and MNLI's training sets and GLUE's SST-2 in the shared mirror's own layout, whose publisher

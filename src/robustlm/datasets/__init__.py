@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .ag_news import AgNews
 from .base import COLUMNS, TEXT_PAIR, Dataset, DataSourceError, has_pairs
 from .imdb import Imdb
 from .mr import MovieReviews
@@ -17,14 +18,13 @@ from .table import TableDataset
 from .yelp import YelpPolarity
 
 DATASETS: dict[str, type[Dataset]] = {
-    cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity, Sst2, Snli, Mnli, MnliMismatched)
+    cls.name: cls for cls in (Imdb, MovieReviews, YelpPolarity, Sst2, Snli, Mnli, MnliMismatched, AgNews)
 }
 
 __all__ = [
     "DATASETS",
     "TEXT_PAIR",
     "DataSourceError",
-    "TableDataset",
     "configured",
     "get",
     "has_pairs",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..sources import DataSourceError, PublishedFile, provenance
+from .hub import HubDatasetFile
 
 COLUMNS = ["id", "text", "label", "split"]
 #: the second text of a sentence-pair task (NLI's hypothesis; `text` is the premise), a column only pair datasets have
@@ -37,13 +38,17 @@ def decode_utf8(raw: bytes, source: str) -> str:
         raise DataSourceError(f"{source} is not UTF-8 at line {line} ({exc.reason})") from exc
 
 
-def read_textfooler_sample(path: Path, id_prefix: str, split: str) -> pd.DataFrame:
-    """TextFooler's test samples: one `<label> <text>` per line, labels 0 = negative, 1 = positive."""
+def read_textfooler_sample(path: Path, id_prefix: str, split: str, classes: int = 2) -> pd.DataFrame:
+    """TextFooler's test samples: one `<label> <text>` per line, labels 0 to `classes` - 1 (sentiment: 0 = negative,
+    1 = positive)."""
+    valid = {str(label) for label in range(classes)}
     rows = []
     for line_number, line in enumerate(decode_utf8(path.read_bytes(), str(path)).splitlines()):
         label, _, text = line.partition(" ")
-        if label not in ("0", "1"):
-            raise DataSourceError(f"{path}:{line_number + 1} does not start with a 0/1 label: {line[:60]!r}")
+        if label not in valid:
+            raise DataSourceError(
+                f"{path}:{line_number + 1} does not start with a 0-{classes - 1} label: {line[:60]!r}"
+            )
         rows.append((f"{id_prefix}/{line_number}", text.strip(), int(label), split))
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -87,6 +92,10 @@ class Dataset(ABC):
 
     def local_files(self) -> list[Path]:
         """The files it reads that are no published files (a dataset of the user's own)."""
+        return []
+
+    def hub_files(self) -> list[HubDatasetFile]:
+        """The files it reads from dataset repositories on the Hugging Face hub (published without checksums)."""
         return []
 
     def unavailable(self) -> list[str]:

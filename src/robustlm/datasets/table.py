@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..sources import DataSourceError
 from .base import COLUMNS, TEXT_PAIR, Dataset, carve_validation
+from .hub import HubDatasetFile
 
 READERS = {
     ".csv": pd.read_csv,
@@ -24,8 +25,6 @@ READERS = {
 
 
 SPLITS = ("train", "validation", "test")
-#: where a mirror keeps a hub dataset's files: <mirror>/datasets/hub/<owner>/<name>/<revision>/<path in the repository>
-HUB_MIRROR_DIR = "datasets/hub"
 
 
 class TableDataset(Dataset):
@@ -35,6 +34,11 @@ class TableDataset(Dataset):
         self.name, self.source = name, source
         self.hub, self.revision = source.get("hub"), source.get("revision", "main")
         self.files = {split: source["files"][split] for split in SPLITS if split in source["files"]}
+        self.hub_by_split = {
+            split: HubDatasetFile(self.hub, file, self.revision, f"the {split} file of dataset '{name}'")
+            for split, file in self.files.items()
+            if self.hub
+        }
         # without a validation file, validation is carved out of train
         self.splits = tuple(
             split for split in SPLITS if split in self.files or split == "validation" and "train" in self.files
@@ -52,54 +56,26 @@ class TableDataset(Dataset):
     def local_files(self) -> list[Path]:
         return [] if self.hub else [Path(file) for file in self.files.values()]
 
-    def hub_file_in_mirror(self, file: str) -> str:
-        """A hub file's path in the mirror layout."""
-        return f"{HUB_MIRROR_DIR}/{self.hub}/{self.revision}/{file}"
-
-    def unavailable_in(self, mirror: Path) -> list[str]:
-        """The hub files a mirror lacks."""
-        return [
-            f"{self.hub_file_in_mirror(file)}: a file of dataset '{self.name}' (hub dataset {self.hub}), not in the "
-            "mirror"
-            for file in self.files.values()
-            if not (mirror / self.hub_file_in_mirror(file)).is_file()
-        ]
+    def hub_files(self) -> list[HubDatasetFile]:
+        return list(self.hub_by_split.values())
 
     def provenance(self, mirror: Path | None) -> dict:
-        files = {
-            split: {"path": file, "sha256": hashlib.sha256(self._locate(file, mirror).read_bytes()).hexdigest()}
-            for split, file in self.files.items()
-        }
-        where = {"kind": "local files"}
         if self.hub:
+            files = {split: file.provenance(mirror) for split, file in self.hub_by_split.items()}
             where = {"kind": "hub dataset", "repository": self.hub, "revision": self.revision}
-            where["read_from"] = "mirror" if mirror is not None else "hub"
+        else:
+            files = {
+                split: {"path": file, "sha256": hashlib.sha256(Path(file).read_bytes()).hexdigest()}
+                for split, file in self.files.items()
+            }
+            where = {"kind": "local files"}
         return {**where, "files": files, "text_columns": self.text_columns, "label_column": self.label_column}
 
-    def _locate(self, file: str, mirror: Path | None) -> Path:
-        """A split's file: local, or a hub dataset's from the mirror, else from the hub (into its cache)."""
-        if not self.hub:
-            return Path(file)
-        if mirror is not None:
-            path = Path(mirror) / self.hub_file_in_mirror(file)
-            if not path.is_file():
-                raise DataSourceError(
-                    f"dataset '{self.name}': {path} is missing (file {file} of hub dataset {self.hub} at "
-                    f"{self.revision}); `robustlm-mirror build DIR --configfile <config>` fetches it"
-                )
-            return path
-        from huggingface_hub import hf_hub_download
-
-        try:
-            return Path(hf_hub_download(self.hub, file, repo_type="dataset", revision=self.revision))
-        except Exception as exc:  # the hub client raises its own HTTP, offline and not-found errors
-            raise DataSourceError(
-                f"dataset '{self.name}': cannot download {file} of hub dataset {self.hub} at {self.revision} "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+    def _locate(self, split: str, mirror: Path | None) -> Path:
+        return self.hub_by_split[split].locate(mirror) if self.hub else Path(self.files[split])
 
     def load(self, mirror: Path | None, seed: int) -> pd.DataFrame:
-        frames = {split: self._read(split, self._locate(file, mirror)) for split, file in self.files.items()}
+        frames = {split: self._read(split, self._locate(split, mirror)) for split in self.files}
         if "train" in frames and "validation" not in frames:
             frames["train"] = carve_validation(frames["train"], self.validation_fraction, seed)
         return pd.concat(frames.values(), ignore_index=True)
