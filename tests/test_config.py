@@ -181,6 +181,56 @@ def test_a_variant_and_a_sweep_train_their_own_models_with_their_own_settings(de
     build_defense("pgd_at", variant["defense_params"])
 
 
+def test_per_dataset_settings_change_that_datasets_models_only_and_a_sweep_value_wins_over_them(default_config):
+    """RIFT tunes beta and alpha per dataset: `per_dataset` overrides an entry for one dataset's models; a sweep of a
+    setting so overridden trains every point as its own model, at the swept value on every dataset."""
+    default_config["datasets"]["snli"] = {"train_size": 48}
+    default_config["ood_datasets"] = {}
+    default_config["defenses"] = {
+        "rift": {
+            "beta": 10.0,
+            "steps": 1,
+            "step_size": 1.0,
+            "alpha": 0.1,
+            "per_dataset": {"snli": {"beta": 5.0, "alpha": 0.7, "training": {"epochs": 2}}},
+        }
+    }
+    default_config.pop("lca")
+    default_config["sweeps"] = {"rift": {"alpha": [0.1, 0.7]}}
+    unchanged = copy.deepcopy(default_config)
+    unchanged["defenses"]["rift"].pop("per_dataset")
+    config = validate_config(default_config, SCHEMA)
+    on_imdb, on_snli = (train_params(config, dataset, "rift", 1) for dataset in ("mr", "snli"))
+    assert on_imdb == train_params(validate_config(unchanged, SCHEMA), "mr", "rift", 1)  # nothing reruns for MR
+    assert (on_snli["defense_params"]["beta"], on_snli["defense_params"]["alpha"]) == (5.0, 0.7)
+    assert on_snli["training"]["epochs"] == 2 and on_imdb["training"]["epochs"] == 1
+    assert "per_dataset" not in on_snli["defense_params"]
+    points = [point["defense"] for point in sweep_points(config)]
+    assert points == ["rift@alpha=0.1", "rift@alpha=0.7"]  # neither is `rift`, whose alpha differs by dataset
+    swept = train_params(config, "snli", "rift@alpha=0.1", 1)
+    assert (swept["defense_params"]["alpha"], swept["defense_params"]["beta"]) == (0.1, 5.0)
+
+
+@pytest.mark.parametrize(
+    "per_dataset, message",
+    [
+        ({"imdb": {"beta": 5.0}}, r"'defenses.rift.per_dataset.imdb': not one of the datasets models train on"),
+        ({"mr": {"beta": -1.0}}, r"defenses.rift.per_dataset.mr.beta"),
+        ({"mr": {"no_such_setting": 1}}, r"defenses.rift.per_dataset.mr"),
+    ],
+)
+def test_a_per_dataset_setting_is_checked_as_its_entrys_are(default_config, per_dataset, message):
+    default_config["defenses"]["rift"] = {
+        "beta": 10.0,
+        "steps": 1,
+        "step_size": 1.0,
+        "alpha": 0.1,
+        "per_dataset": per_dataset,
+    }
+    with pytest.raises(ConfigError, match=message):
+        validate_config(default_config, SCHEMA)
+
+
 def test_snakemake_stops_before_any_job_with_a_clean_message(tmp_path, default_config):
     default_config["defenses"]["pgd"] = {}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(default_config))

@@ -3,11 +3,15 @@ import re
 import tarfile
 import zipfile
 
+import pandas as pd
 import pytest
 
 from conftest import SCHEMA, copy_mirror_subset
 from robustlm import datasets
+from robustlm.config import validate_config
+from robustlm.datasets.ag_news import AG_NEWS_TRAIN
 from robustlm.datasets.base import normalized
+from robustlm.requirements import missing
 from robustlm.sources import DataSourceError, PublishedFile, sha256_of
 
 
@@ -284,12 +288,6 @@ def test_a_file_only_a_mirror_holds_is_an_error_naming_it_without_one(tmp_path, 
 def test_ag_news_trains_on_the_hub_release_and_tests_on_textfoolers_sample_held_out(mirror, tmp_path):
     """Four classes; the training set is the hub's (here a small stand-in in a mirror's hub layout), the test set
     TextFooler's sample, whose articles (in another case and tokenization) are dropped from training."""
-    import pandas as pd
-
-    from robustlm.config import validate_config
-    from robustlm.datasets.ag_news import AG_NEWS_TRAIN
-    from robustlm.requirements import missing
-
     sample = "datasets/textfooler/ag"
     built = copy_mirror_subset(mirror, tmp_path / "mirror", [sample])
     test_texts = [line.partition(" ")[2] for line in (mirror / sample).read_text().splitlines()[:3]]

@@ -7,12 +7,20 @@ import pytest
 from robustlm import defense_papers
 
 ASCC = {"beta": 10.0, "steps": 3}
+RIFT_ON_SNLI = {"beta": 5.0, "alpha": 0.7}  # the settings RIFT chose for SNLI, as rift.yaml's `per_dataset`
+
+
+def model(method: str, settings: dict, snli: dict | None = None) -> dict:
+    """A model's entry as the workflow hands it over: its settings on each dataset."""
+    return {"method": method, "settings": {"imdb": settings, "snli": {**settings, **(snli or {})}}}
+
+
 MODELS = {
-    "baseline": {"method": "baseline", "settings": {}},
-    "adv_base": {"method": "adv_base", "settings": ASCC},
-    "rift": {"method": "rift", "settings": {**ASCC, "alpha": 0.1, "conditional": True}},
-    "rift_mi": {"method": "rift", "settings": {**ASCC, "alpha": 0.1, "conditional": False}},
-    "rift@alpha=0.7": {"method": "rift", "settings": {**ASCC, "alpha": 0.7, "conditional": True}},
+    "baseline": model("baseline", {}),
+    "adv_base": model("adv_base", ASCC),  # beta 10 on SNLI as well
+    "rift": model("rift", {**ASCC, "alpha": 0.1, "conditional": True}, RIFT_ON_SNLI),
+    "rift_mi": model("rift", {**ASCC, "alpha": 0.1, "conditional": False}, RIFT_ON_SNLI),
+    "rift@alpha=0.7": model("rift", {**ASCC, "alpha": 0.7, "conditional": True}, {"beta": 5.0}),
 }
 
 
@@ -67,7 +75,8 @@ def test_rifts_robust_accuracy_table_has_the_papers_numbers_and_rifts_per_datase
     assert row.loc[("imdb", "baseline", "PWWS"), "paper_robust_accuracy"] == 40.7
     assert pd.isna(row.loc[("imdb", "rift_mi", "PWWS"), "paper_robust_accuracy"])  # a variant is not RIFT's row
     assert row.loc[("imdb", "rift", "Genetic"), "deviations"] == "model MiniLM"  # RIFT's IMDB settings
-    assert row.loc[("snli", "rift", "Genetic"), "deviations"].startswith("beta 10 (RIFT on snli: 5); alpha 0.1 (RIFT")
+    assert row.loc[("snli", "rift", "Genetic"), "deviations"] == "model MiniLM"  # and its SNLI ones, per dataset
+    assert row.loc[("snli", "adv_base", "Genetic"), "deviations"] == "beta 10 (RIFT on snli: 5); model MiniLM"
     assert row.loc[("snli", "baseline", "Genetic"), "deviations"] == "model MiniLM"  # no beta to compare
     assert row.loc[("snli", "baseline", "PWWS"), "deviations"].startswith("PWWS substitutes WordNet synonyms")
     assert row.loc[("imdb", "rift", "PWWS"), "clean_accuracy"] == 80.0
@@ -80,16 +89,21 @@ def test_rifts_ablation_and_alpha_tables_match_the_paper_by_objective_and_alpha(
         "I(S;T)",
         76.1,
     ]
-    assert pd.isna(information.loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"])  # alpha 0.1, RIFT's is 0.7
-    alpha = defense_papers.rift_alpha(robustness, generalization, MODELS).set_index(["dataset", "alpha", "metric"])
-    assert set(alpha.index.get_level_values("alpha")) == {0.1, 0.7}  # I(S;T) models are not on the alpha axis
-    assert alpha.loc[("snli", 0.7, "clean"), "paper_accuracy"] == 80.4
-    assert alpha.loc[("imdb", 0.1, "PWWS"), "paper_accuracy"] == 70.1
-    assert pd.isna(alpha.loc[("imdb", 0.7, "Genetic"), "paper_accuracy"])  # RIFT tried 0.7 on SNLI only
+    assert information.loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"] == 77.5  # at SNLI's alpha 0.7
+    assert pd.isna(information.loc[("imdb", "rift@alpha=0.7", "Genetic"), "paper_robust_accuracy"])  # IMDB's is 0.1
+    alpha = defense_papers.rift_alpha(robustness, generalization, MODELS)
+    assert set(alpha.alpha) == {0.1, 0.7}  # I(S;T) models are not on the alpha axis
+    alpha = alpha.set_index(["dataset", "defense", "alpha", "metric"])
+    assert alpha.loc[("snli", "rift", 0.7, "clean"), "paper_accuracy"] == 80.4
+    assert alpha.loc[("snli", "rift@alpha=0.7", 0.7, "clean"), "paper_accuracy"] == 80.4
+    assert alpha.loc[("imdb", "rift", 0.1, "PWWS"), "paper_accuracy"] == 70.1
+    assert pd.isna(alpha.loc[("imdb", "rift@alpha=0.7", 0.7, "Genetic"), "paper_accuracy"])  # 0.7 tried on SNLI only
 
 
 def test_tats_tables_list_what_ran_beside_the_paper_and_name_the_tasks_not_run():
-    models = {name: {"method": name, "settings": {}} for name in ("baseline", "freelb", "smart", "tat")}
+    models = {
+        name: {"method": name, "settings": {"sst2": {}, "mnli": {}}} for name in ("baseline", "freelb", "smart", "tat")
+    }
     pairs = [("sst2", "sst2"), ("mnli", "mnli"), ("mnli", "mnli_mismatched"), ("mnli", "snli")]
     generalization = generalization_rows(pairs, [*models, "pgd_at"])
     glue = defense_papers.tat_glue(generalization, models)

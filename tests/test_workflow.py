@@ -537,8 +537,8 @@ def shrunk_benchmark(name: str, mirror, model, sizes: dict) -> dict:
 
 
 def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_model):
-    """config/rift.yaml shrunk (two of its seven alphas): IMDB and SNLI, the five methods, the I(S;T) variant, PWWS and
-    Genetic on the hypotheses, and RIFT's three tables beside the paper's numbers."""
+    """config/rift.yaml shrunk (two of its swept alphas): IMDB and SNLI with RIFT's settings for each, the five methods,
+    the I(S;T) variant, PWWS and Genetic on the hypotheses, and RIFT's three tables beside the paper's numbers."""
     data = {"train_size": 48, "validation_size": 8, "test_size": 16}
     config = shrunk_benchmark(
         "rift",
@@ -562,30 +562,36 @@ def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_mod
             "evaluation": {"batch_size": 32},
         },
     )
-    config["sweeps"]["rift"]["alpha"] = [0.1, 0.7]
+    config["sweeps"]["rift"]["alpha"] = [0.0, 0.3]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "results/tables/rift_robust_accuracy.csv")
     assert result.returncode == 0, result.stderr[-5000:]
 
     tables = tmp_path / "results/tables"
     robust = pd.read_csv(tables / "rift_robust_accuracy.csv")
-    assert len(robust) == 2 * 7 * 2  # datasets x models (five methods, the I(S;T) variant, alpha 0.7) x attacks
+    assert len(robust) == 2 * 8 * 2  # datasets x models (five methods, the I(S;T) variant, two alphas) x attacks
     own = robust[robust.defense.isin(["baseline", "adv_base", "adv_ptwd", "adv_mixout", "rift"])]
     assert own.paper_robust_accuracy.notna().all() and robust.robust_accuracy.between(0, 100).all()
     assert (
         own.set_index(["dataset", "defense", "attack"]).loc[("snli", "rift", "Genetic"), "paper_robust_accuracy"]
         == 77.5
     )
-    snli_rift = robust[(robust.dataset == "snli") & (robust.defense == "rift")].deviations
-    assert snli_rift.str.contains("beta 10 \\(RIFT on snli: 5\\)").all()  # RIFT's SNLI settings differ from IMDB's
+    assert not robust.deviations.str.contains("RIFT on").any()  # every model at RIFT's settings for its dataset
+    snli_ptwd = json.loads((tmp_path / "results/runs/snli/adv_ptwd/seed1/train_metrics.json").read_text())
+    assert {key: snli_ptwd["defense_params"][key] for key in ("beta", "pretrained_weight_decay")} == {
+        "beta": 5.0,
+        "pretrained_weight_decay": 0.005,
+    }
 
     information = pd.read_csv(tables / "rift_mutual_information.csv")
     assert set(information.maximizing) == {"I(S;T|Y)", "I(S;T)"}
     at_paper_alpha = information[(information.dataset == "imdb") & (information.alpha == 0.1)]
     assert at_paper_alpha.paper_robust_accuracy.notna().all() and len(at_paper_alpha) == 4
     alpha = pd.read_csv(tables / "rift_alpha.csv")
-    assert set(alpha.alpha) == {0.1, 0.7} and set(alpha.metric) == {"clean", "PWWS", "Genetic"}
-    assert alpha.set_index(["dataset", "alpha", "metric"]).loc[("snli", 0.7, "clean"), "paper_accuracy"] == 80.4
+    assert set(alpha.alpha) == {0.0, 0.1, 0.3, 0.7} and set(alpha.metric) == {"clean", "PWWS", "Genetic"}
+    by_alpha = alpha.set_index(["dataset", "alpha", "metric"])
+    assert by_alpha.loc[("snli", 0.7, "clean"), "paper_accuracy"] == 80.4  # `rift` itself, at SNLI's alpha
+    assert by_alpha.loc[("imdb", 0.0, "Genetic"), "paper_accuracy"] == 74.8
 
     # Genetic ran RIFT's search, and the NLI attacks perturbed hypotheses only
     summary = json.loads((tmp_path / "results/runs/snli/rift/seed1/attacks/genetic/attack_summary.json").read_text())
@@ -593,6 +599,16 @@ def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_mod
     sample = pd.read_parquet(tmp_path / "results/attacks/snli/sample.parquet")
     attacked = pd.read_csv(tmp_path / "results/runs/snli/adv_base/seed1/attacks/pwws/adversarial_examples.csv")
     assert (attacked.merge(sample, on=["id", "label"]).pipe(lambda t: t.original_text == t.text_pair)).all()
+
+    # a variant is its own rerun unit: changing its setting plans its models' jobs and the tables that read them
+    edit_config(tmp_path, lambda c: c["defenses"]["rift_mi"].update(temperature=0.3))
+    result = snakemake(tmp_path, "--dry-run", "results/tables/rift_robust_accuracy.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {(rule, wildcards) for rule, wildcards, _, _ in jobs_in(result.stdout)}
+    runs = {f"dataset={dataset}, defense=rift_mi, seed=1" for dataset in ("imdb", "snli")}
+    assert {wildcards for rule, wildcards in planned if rule == "train"} == runs
+    assert all(wildcards.startswith(tuple(runs)) for _, wildcards in planned if wildcards)
+    assert {rule for rule, wildcards in planned if not wildcards} == {"robustness_tables", "rift_tables"}
 
 
 def test_tats_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_model):

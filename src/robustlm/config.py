@@ -7,7 +7,10 @@ Snakemake's params-based rerun trigger reruns exactly the jobs whose settings ch
 A model is trained for each entry of `defenses`: a registered defense under its own name, or a variant, any other
 name whose `defense:` names the registered one (`rift_mi: {defense: rift, conditional: false}`). `sweeps` adds one
 variant per value of one setting (`sweeps: {pgd_at: {epsilon: [0.001, 0.01]}}` trains `pgd_at@epsilon=0.001` and
-`pgd_at@epsilon=0.01`); the value the swept entry has itself is that entry's own model.
+`pgd_at@epsilon=0.01`); the value the swept entry has itself is that entry's own model. An entry's `per_dataset`
+overrides its settings for the models of one dataset (`rift: {beta: 10, per_dataset: {snli: {beta: 5}}}`), as papers
+tune a defense per dataset; a sweep's value wins over them, and a sweep of a setting overridden per dataset trains
+every point as a model of its own (none is the entry's, which differs between datasets).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import yaml
 #: a variant's name (it names run directories and table rows); sweep points are named <entry>@<setting>=<value>
 VARIANT_NAME = r"[a-z][a-z0-9_]*"
 VARIANT_SEPARATOR = "@"
+#: an entry's settings for the models of one dataset: {dataset: {setting: value}}
+PER_DATASET = "per_dataset"
 
 
 class ConfigError(ValueError):
@@ -130,7 +135,13 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         if isinstance(defenses, dict)
         else {}
     )
-    # the registered defenses and the rest of the config against the schema; each variant against its defense's entry
+    # the registered defenses and the rest of the config against the schema; each variant against its defense's
+    # entry; then each entry's per-dataset overrides, merged into it
+    overrides = {
+        name: settings.pop(PER_DATASET)
+        for name, settings in (defenses.items() if isinstance(defenses, dict) else ())
+        if isinstance(settings, dict) and PER_DATASET in settings
+    }
     if variants:
         config["defenses"] = {name: settings for name, settings in defenses.items() if name not in variants}
     try:
@@ -140,6 +151,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
             config["defenses"] = defenses
     for name, settings in variants.items():
         _validate_variant(name, settings, schema)
+    for name, by_dataset in overrides.items():
+        _validate_per_dataset(config, name, by_dataset, schema)
+        defenses[name][PER_DATASET] = by_dataset
     _validate_sweeps(config, schema)
     _check_datasets(config)
     entries = defense_entries(config)
@@ -155,13 +169,15 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise ConfigError(
             f"config key 'lca.defenses': {sequence_only} have no token-level objective (the analysis tags every word)"
         )
-    for name, settings in entries.items():
-        epochs = training_settings(config, name)["epochs"]
-        if settings.get("clean_epochs", 0) >= epochs:
-            raise ConfigError(
-                f"config key 'defenses.{name}.clean_epochs': {settings['clean_epochs']} clean epochs leave no "
-                f"adversarial epoch of the {epochs} trained; raise 'defenses.{name}.training.epochs'"
-            )
+    for name in entries:
+        for dataset in config["datasets"]:
+            epochs = training_settings(config, name, dataset)["epochs"]
+            clean_epochs = defense_params(config, name, dataset).get("clean_epochs", 0)
+            if clean_epochs >= epochs:
+                raise ConfigError(
+                    f"config key 'defenses.{name}.clean_epochs': {clean_epochs} clean epochs leave no adversarial "
+                    f"epoch of the {epochs} trained on {dataset}; raise 'defenses.{name}.training.epochs'"
+                )
     return config
 
 
@@ -225,6 +241,24 @@ def _validate_variant(name: str, settings: dict, schema: dict) -> None:
     settings.update(body)  # with its defaults
 
 
+def _validate_per_dataset(config: dict, name: str, by_dataset: Any, schema: dict) -> None:
+    where = f"defenses.{name}.{PER_DATASET}"
+    if not isinstance(by_dataset, dict) or not all(isinstance(o, dict) for o in by_dataset.values()):
+        raise ConfigError(f"config key '{where}': a mapping of dataset names to settings")
+    entry = config["defenses"][name]
+    method = entry.get("defense", name)
+    for dataset, override in by_dataset.items():
+        if dataset not in config["datasets"]:
+            raise ConfigError(
+                f"config key '{where}.{dataset}': not one of the datasets models train on ({', '.join(config['datasets'])})"
+            )
+        body = {key: value for key, value in entry.items() if key != "defense"}
+        body = {**body, **override, "training": {**body.get("training", {}), **override.get("training", {})}}
+        if not body["training"]:
+            body.pop("training")
+        _validate(body, _defense_schema(schema, method), schema, ("defenses", name, PER_DATASET, dataset))
+
+
 def _validate_sweeps(config: dict, schema: dict) -> None:
     for name, sweep in config.get("sweeps", {}).items():
         if name not in config["defenses"]:
@@ -241,7 +275,7 @@ def _validate_sweeps(config: dict, schema: dict) -> None:
                     "(letters, digits and . + - _ only)"
                 )
             settings = {**config["defenses"][name], setting: value}
-            body = {key: v for key, v in settings.items() if key != "defense"}
+            body = {key: v for key, v in settings.items() if key not in ("defense", PER_DATASET)}
             try:
                 _validate(body, _defense_schema(schema, method), schema, ("defenses", name))
             except ConfigError as error:
@@ -257,8 +291,10 @@ def sweep_points(config: dict) -> list[dict]:
     for name, sweep in config.get("sweeps", {}).items():
         ((setting, values),) = sweep.items()
         own = config["defenses"][name].get(setting)
+        per_dataset = config["defenses"][name].get(PER_DATASET, {}).values()
+        varies = any(setting in override for override in per_dataset)  # the entry's own value differs by dataset
         for value in values:
-            key = name if value == own else f"{name}{VARIANT_SEPARATOR}{setting}={value}"
+            key = name if value == own and not varies else f"{name}{VARIANT_SEPARATOR}{setting}={value}"
             points.append(
                 {
                     "swept": name,
@@ -277,7 +313,13 @@ def defense_entries(config: dict) -> dict[str, dict]:
     for point in sweep_points(config):
         if point["defense"] not in entries:
             swept = config["defenses"][point["swept"]]
-            entries[point["defense"]] = {**swept, point["setting"]: point["value"], "defense": point["method"]}
+            entry = {**swept, point["setting"]: point["value"], "defense": point["method"]}
+            if PER_DATASET in swept:  # the swept value wins over the per-dataset ones
+                entry[PER_DATASET] = {
+                    dataset: {key: value for key, value in override.items() if key != point["setting"]}
+                    for dataset, override in swept[PER_DATASET].items()
+                }
+            entries[point["defense"]] = entry
     return entries
 
 
@@ -324,14 +366,20 @@ def canonical(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def training_settings(config: dict, defense: str) -> dict:
-    """`training`, with what the defense's own `training` block overrides."""
-    return {**config["training"], **defense_entries(config)[defense].get("training", {})}
+def _override(config: dict, defense: str, dataset: str | None) -> dict:
+    return defense_entries(config)[defense].get(PER_DATASET, {}).get(dataset, {})
 
 
-def defense_params(config: dict, defense: str) -> dict:
-    """The defense's hyperparameters (its constructor's arguments)."""
-    return {key: value for key, value in defense_entries(config)[defense].items() if key not in ("training", "defense")}
+def training_settings(config: dict, defense: str, dataset: str | None = None) -> dict:
+    """`training`, with what the defense's own `training` block overrides (and its block for `dataset`)."""
+    own = defense_entries(config)[defense].get("training", {})
+    return {**config["training"], **own, **_override(config, defense, dataset).get("training", {})}
+
+
+def defense_params(config: dict, defense: str, dataset: str | None = None) -> dict:
+    """The defense's hyperparameters (its constructor's arguments), for the models of `dataset` if given."""
+    settings = {**defense_entries(config)[defense], **_override(config, defense, dataset)}
+    return {key: value for key, value in settings.items() if key not in ("training", "defense", PER_DATASET)}
 
 
 def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
@@ -345,9 +393,9 @@ def train_params(config: dict, dataset: str, defense: str, seed: int) -> dict:
         "labels": list(dataset_labels(config, dataset)),
         "defense": defense,
         "method": method_of(config, defense),
-        "defense_params": defense_params(config, defense),
+        "defense_params": defense_params(config, defense, dataset),
         "seed": int(seed),
-        "training": training_settings(config, defense),
+        "training": training_settings(config, defense, dataset),
     }
 
 
@@ -360,7 +408,9 @@ def dataset_labels(config: dict, dataset: str) -> tuple[str, ...]:
 
 def augment_params(config: dict, dataset: str, defense: str) -> dict:
     """What an augmentation shard depends on: the training subsample, the method and how texts are cut."""
-    settings = {key: value for key, value in defense_params(config, defense).items() if key != "augmented_fraction"}
+    settings = {
+        key: value for key, value in defense_params(config, defense, dataset).items() if key != "augmented_fraction"
+    }
     return {
         "dataset": dataset,
         "data_seed": config["data_seed"],

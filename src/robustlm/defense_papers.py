@@ -93,7 +93,7 @@ def _of_methods(rows: pd.DataFrame, models: dict[str, dict], methods: tuple[str,
 
 def _robust(robustness: pd.DataFrame, models: dict[str, dict], methods: tuple[str, ...]) -> pd.DataFrame:
     rows = _of_methods(robustness[robustness.attack != "average"], models, methods)
-    return rows.assign(settings=rows.defense.map(lambda d: models[d]["settings"]))
+    return rows.assign(settings=[models[d]["settings"][dataset] for d, dataset in zip(rows.defense, rows.dataset)])
 
 
 def rift_robust_accuracy(

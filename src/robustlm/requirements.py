@@ -57,10 +57,11 @@ def needs(config: dict, mirror: bool) -> Needs:
     recipes = config.get("attacks", {}).get("recipes", [])
     attacks = {(attack, config["attacks"]["sentence_encoder"]) for attack in recipes}  # with its sentence encoder
     for name in defense_entries(config):
-        defense = build_defense(method_of(config, name), defense_params(config, name))
-        models.update(defense.needed_models())
-        files.update({file.relative_path: file for file in defense.needed_files(mirror)})
-        attacks.update((attack, defense.params["sentence_encoder"]) for attack in defense.needed_attacks())
+        for dataset in config["datasets"]:  # a per-dataset setting may name another resource
+            defense = build_defense(method_of(config, name), defense_params(config, name, dataset))
+            models.update(defense.needed_models())
+            files.update({file.relative_path: file for file in defense.needed_files(mirror)})
+            attacks.update((attack, defense.params["sentence_encoder"]) for attack in defense.needed_attacks())
     if recipes:
         models.add(attack_params(config, recipes[0])["masked_lm"])
         if mirror:  # a mirror's attacks stand the neighbour lists in for counter-fitted vectors (attacks/offline.py)
@@ -86,8 +87,8 @@ def is_model_directory(name: str, mirror: Path | None) -> bool:
 
 def missing(config: dict, mirror: Path | None) -> list[str]:
     """What a run of `config` cannot get or run, one line each: a dataset's local file that is not there, a file absent
-    from the mirror (or, without one, neither cached nor downloadable), a model neither in the mirror nor in the Hugging
-    Face cache nor reachable on the hub, the nltk packages and TextAttack resources its attacks read (without a mirror:
+    from the mirror (or, without one, neither cached nor downloadable), a hub dataset's file or a model neither in the
+    mirror nor in the Hugging Face cache nor reachable on the hub, the nltk packages and TextAttack resources its attacks read (without a mirror:
     cached, or their server reachable)."""
     wanted = needs(config, mirror is not None)
     problems = []

@@ -138,9 +138,13 @@ def benchmarks():
 
 
 def defense_paper_models(methods) -> dict:
-    """The run's models of RIFT's or TAT's comparison (`methods`), with their settings, for their papers' tables."""
+    """The run's models of RIFT's or TAT's comparison (`methods`), with their settings on each dataset, for their
+    papers' tables."""
     return {
-        name: {"method": method_of(config, name), "settings": defense_params(config, name)}
+        name: {
+            "method": method_of(config, name),
+            "settings": {dataset: defense_params(config, name, dataset) for dataset in DATASETS},
+        }
         for name in DEFENSES
         if method_of(config, name) in methods
     }
