@@ -2,6 +2,7 @@
 join the training set of each adversarial epoch, weighted by alpha, resumably."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,49 +25,39 @@ def mr_train(mirror):
     return train.text.tolist()[:32], train.label.tolist()[:32], train
 
 
-@pytest.fixture(scope="module")
-def sentiment_model(tiny_model, mr_train, tmp_path_factory):
-    """The tiny model fitted to MR for a few dozen steps: its predictions depend on words, so word swaps flip some
-    (a random model's barely move)."""
-    train = mr_train[2]
+def fitted(tiny_model, ids: list[list[int]], labels: np.ndarray, directory: Path) -> Path:
+    """The tiny model fitted to (`ids`, `labels`) for a few dozen steps: its predictions then depend on words, so word
+    swaps flip some (a random model's barely move)."""
     tokenizer = load_tokenizer(str(tiny_model))
     model = load_classifier(str(tiny_model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
-    ids = encode(tokenizer, train.text, 32)
     for step in range(64):
         rows = np.random.default_rng(step).choice(len(ids), 16, replace=False)
-        batch = collate(tokenizer, [ids[i] for i in rows], train.label.to_numpy()[rows])
+        batch = collate(tokenizer, [ids[i] for i in rows], labels[rows])
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    path = tmp_path_factory.mktemp("sentiment-model")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def sentiment_model(tiny_model, mr_train, tmp_path_factory):
+    train = mr_train[2]
+    ids = encode(load_tokenizer(str(tiny_model)), train.text, 32)
+    return fitted(tiny_model, ids, train.label.to_numpy(), tmp_path_factory.mktemp("sentiment-model"))
 
 
 @pytest.fixture(scope="module")
 def pair_model(tiny_model, mr_train, tmp_path_factory):
     """A sentence-pair classifier whose label lies in the hypothesis: premises name the review, hypotheses are MR's
-    texts, fitted as `sentiment_model` is."""
+    texts."""
     train = mr_train[2]
     premises = [f"review number {i} of the film ." for i in range(len(train))]
-    tokenizer = load_tokenizer(str(tiny_model))
-    model = load_classifier(str(tiny_model))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    ids = encode(tokenizer, premises, 48, train.text)
-    for step in range(64):
-        rows = np.random.default_rng(step).choice(len(ids), 16, replace=False)
-        batch = collate(tokenizer, [ids[i] for i in rows], train.label.to_numpy()[rows])
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    path = tmp_path_factory.mktemp("pair-model")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, premises
+    ids = encode(load_tokenizer(str(tiny_model)), premises, 48, train.text)
+    return fitted(tiny_model, ids, train.label.to_numpy(), tmp_path_factory.mktemp("pair-model")), premises
 
 
 def prepared(name, tiny_model, mirror, texts, labels, work_dir, params=PARAMS, text_pairs=None):
