@@ -317,7 +317,7 @@ def test_killed_shard_resumes_without_reaugmenting_and_matches_an_uninterrupted_
 
     augmented, original = [], Ssmba.augment
     monkeypatch.setattr(
-        Ssmba, "augment", lambda self, texts, ids, context: augmented.extend(ids) or original(self, texts, ids, context)
+        Ssmba, "augment", lambda self, texts, ids, *rest: augmented.extend(ids) or original(self, texts, ids, *rest)
     )
     resumed, report = augment_shard(SSMBA_SHARD, mr_data, 0, 1, mirror, torch.device("cpu"), checkpoint)
     examples = report["source_ids"]
