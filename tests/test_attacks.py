@@ -15,7 +15,7 @@ import torch
 from conftest import MINILM, REPO
 from robustlm import datasets, resources
 from robustlm.attacks import ATTACKS, AttackError, prepare_textattack
-from robustlm.attacks.runner import gather, load_attack, run_shard
+from robustlm.attacks.runner import gather, load_attack, population_search, run_shard
 from robustlm.jsonl_checkpoint import read_checkpoint
 from robustlm.robustness import load_attacks, paired_asr_table, robustness_table, substitutions_table
 from robustlm.training import fine_tune
@@ -308,6 +308,7 @@ def test_shards_gathered_equal_an_unsharded_run(sentiment_model, attack_sample, 
         return [
             {
                 "substitutions": substitutions,
+                "search": population_search(built),
                 "examples": run_shard(built, attack_sample, i, count, 0, tmp_path / f"{count}-{i}.jsonl", key="k"),
             }
             for i in range(count)
@@ -321,6 +322,30 @@ def test_shards_gathered_equal_an_unsharded_run(sentiment_model, attack_sample, 
         k: v for k, v in split_summary.items() if k != "attack_seconds"
     }
     assert list(split.id) == list(attack_sample.id)
+
+
+@pytest.mark.parametrize("name", ["genetic", "pso"])
+def test_population_searches_report_the_generations_they_ran(name, sentiment_model, attack_sample, mirror, tmp_path):
+    """A search that fails within its query budget has run all its generations: with 1 and then 3 allowed, each such
+    example reports 1, then 3; and the summary counts the searches the budget cut short."""
+    reports = {}
+    for max_iters in (1, 3):
+        built, substitutions = attack(name, sentiment_model, mirror, search={"pop_size": 4, "max_iters": max_iters})
+        rows = run_shard(built, attack_sample, 0, 1, 0, tmp_path / f"{max_iters}.jsonl", key="k")
+        shard = {"substitutions": substitutions, "search": population_search(built), "examples": rows}
+        examples, summary = gather([shard], attack_sample)
+        within_budget = examples[(examples.result == "failed") & (examples.queries < PARAMS["query_budget"])]
+        assert (within_budget.search_generations == max_iters).all()
+        assert examples.search_generations.between(0, max_iters).all()
+        assert summary["search"]["max_iters"] == max_iters and summary["search"]["pop_size"] == 4
+        assert summary["search"]["reached_max_iters"] == (examples.search_generations == max_iters).sum()
+        assert summary["search"]["failed_at_query_budget"] == summary["failed"] - len(within_budget)
+        reports[max_iters] = examples
+    assert (reports[3].search_generations > 1).any()  # more generations allowed, more run
+    greedy, _ = attack("pwws", sentiment_model, mirror)
+    assert population_search(greedy) is None
+    (row,) = run_shard(greedy, attack_sample.head(1), 0, 1, 0, tmp_path / "pwws.jsonl", key="k")
+    assert row["search_generations"] is None
 
 
 @pytest.mark.parametrize("name", ["pwws", "textfooler"])  # PWWS's recipe does not keep the premise by itself
@@ -349,9 +374,10 @@ def test_gather_refuses_missing_or_duplicated_examples(attack_sample):
         for i in attack_sample.id
     ]
     with pytest.raises(AttackError, match="missing"):
-        gather([{"substitutions": [], "examples": rows[1:]}], attack_sample)
+        gather([{"substitutions": [], "search": None, "examples": rows[1:]}], attack_sample)
     with pytest.raises(AttackError, match="duplicated"):
-        gather([{"substitutions": [], "examples": rows}, {"substitutions": [], "examples": rows[:1]}], attack_sample)
+        shard = {"substitutions": [], "search": None, "examples": rows}
+        gather([shard, {**shard, "examples": rows[:1]}], attack_sample)
 
 
 def test_killed_shard_resumes_without_redoing_finished_examples(sentiment_model, attack_sample, mirror, tmp_path):
@@ -404,6 +430,7 @@ def write_attack(root: Path, defense: str, attack: str, results: dict[str, str],
         "attack_seconds": 6.0,
         "device": "cpu",
         "substitutions": list(substitutions),
+        "search": None,
     }
     (run / "attacks" / attack / "attack_summary.json").write_text(json.dumps(summary))
     return run / "attacks" / attack / "attack_summary.json"

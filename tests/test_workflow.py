@@ -596,6 +596,7 @@ def test_rifts_benchmark_runs_end_to_end_at_tiny_size(tmp_path, mirror, tiny_mod
     # Genetic ran RIFT's search, and the NLI attacks perturbed hypotheses only
     summary = json.loads((tmp_path / "results/runs/snli/rift/seed1/attacks/genetic/attack_summary.json").read_text())
     assert summary["settings"]["search"] == {"pop_size": 4, "max_iters": 2}
+    assert summary["search"]["max_iters"] == 2 and summary["search"]["method"] == "AlzantotGeneticAlgorithm"
     sample = pd.read_parquet(tmp_path / "results/attacks/snli/sample.parquet")
     attacked = pd.read_csv(tmp_path / "results/runs/snli/adv_base/seed1/attacks/pwws/adversarial_examples.csv")
     assert (attacked.merge(sample, on=["id", "label"]).pipe(lambda t: t.original_text == t.text_pair)).all()

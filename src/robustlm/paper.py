@@ -332,10 +332,15 @@ def augmentation_deviations(augmentation: dict) -> list[str]:
     return notes
 
 
-def attack_deviations(substitutions: list[dict], scored_examples: int) -> list[str]:
+def attack_deviations(substitutions: list[dict], scored_examples: int, search: dict | None) -> list[str]:
     notes = [substitution["replacement"] for substitution in substitutions]
     if scored_examples != PAPER_ATTACK_EXAMPLES:
         notes.append(f"{scored_examples} attacked examples (paper: {PAPER_ATTACK_EXAMPLES})")
+    if search and search["failed_at_query_budget"]:  # cut short, the search is weaker than its max_iters says
+        notes.append(
+            f"the query budget ({search['query_budget']}) ended failed searches before their "
+            f"{search['max_iters']} generations (how many: the attack summary's search)"
+        )
     return notes
 
 

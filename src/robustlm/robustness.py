@@ -78,7 +78,8 @@ def load_attacks(summaries: list[Path], ood_test_set: str | None) -> pd.DataFram
                 "substitutions": summary["substitutions"],
                 "outcomes": dict(zip(kept.id, kept.result == "successful")),
                 "deviations": join_notes(
-                    *paper.training_deviations(train), *paper.attack_deviations(summary["substitutions"], len(kept))
+                    *paper.training_deviations(train),
+                    *paper.attack_deviations(summary["substitutions"], len(kept), summary["search"]),
                 ),
                 "jobs": [*training_jobs(train), *(("attack", record) for record in summary.get("provenance", [None]))],
             }

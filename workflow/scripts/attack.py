@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from robustlm.attacks.runner import load_attack, model_fingerprint, run_shard
+from robustlm.attacks.runner import load_attack, model_fingerprint, population_search, run_shard
 from robustlm.config import mirror_dir
 from robustlm.evaluation import device_name, resolve_device
 from robustlm.jsonl_checkpoint import fingerprint
@@ -34,6 +34,7 @@ with to_file(snakemake.log[0]):
         json.dumps(
             {
                 "substitutions": substitutions,
+                "search": population_search(attack),
                 "examples": examples,
                 "job_seconds": time.perf_counter() - started,
                 "device": device_name(device),

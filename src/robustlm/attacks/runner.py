@@ -57,6 +57,7 @@ def build_attack_on(name: str, params: dict, model, tokenizer, mirror: Path | No
     keep_premises(attack)
     for setting, value in params.get("search", {}).items():  # pop_size, max_iters of a population search
         setattr(attack.search_method, setting, value)
+    count_generations(attack.search_method)
     attack.goal_function.query_budget = params["query_budget"]
     attack.goal_function.batch_size = params["query_batch_size"]
     return attack, substitutions + precision_substitutions(name, params["precision"], device)
@@ -69,6 +70,56 @@ def keep_premises(attack) -> None:
 
     if not any(isinstance(c, InputColumnModification) for c in attack.pre_transformation_constraints):
         attack.pre_transformation_constraints.append(InputColumnModification(list(PAIR_NAMES), {PAIR_NAMES[0]}))
+
+
+def count_generations(search) -> None:
+    """Make a population search (Genetic, PSO) count the generations it runs on each example, in
+    `search.generations_run`: TextAttack does not report them, and whether a search reaches its `max_iters` or
+    stops at a success or the query budget first says whether that setting acts (RIFT runs 40, not 20)."""
+    from textattack.search_methods import GeneticAlgorithm, ParticleSwarmOptimization
+
+    if not isinstance(search, (GeneticAlgorithm, ParticleSwarmOptimization)):
+        return
+    perform_search, crossovers = search.perform_search, 0
+    search.generations_run = 0
+
+    def counted_search(initial_result):
+        nonlocal crossovers
+        search.generations_run = crossovers = 0
+        return perform_search(initial_result)
+
+    search.perform_search = counted_search
+    if isinstance(search, ParticleSwarmOptimization):  # which computes its inertia once per iteration i
+        compute_omega = search._compute_omega
+
+        def counted_omega(iteration, population):
+            search.generations_run = iteration + 1
+            return compute_omega(iteration, population)
+
+        search._compute_omega = counted_omega
+    else:  # which breeds each generation's pop_size - 1 children by crossover, stopping only when the search ends
+        crossover = search._crossover
+
+        def counted_crossover(*args):
+            nonlocal crossovers
+            crossovers += 1
+            search.generations_run = -(-crossovers // (search.pop_size - 1))
+            return crossover(*args)
+
+        search._crossover = counted_crossover
+
+
+def population_search(attack) -> dict | None:
+    """A population search's settings as the attack runs them (None for a greedy search)."""
+    search = attack.search_method
+    if not hasattr(search, "generations_run"):
+        return None
+    return {
+        "method": type(search).__name__,
+        "pop_size": search.pop_size,
+        "max_iters": search.max_iters,
+        "query_budget": attack.goal_function.query_budget,
+    }
 
 
 def attack_input(example) -> str | OrderedDict:
@@ -105,8 +156,9 @@ def seed_example(seed: int, example_id: str) -> None:
     torch.manual_seed(value)
 
 
-def describe(result, example, seconds: float) -> dict:
-    """One attacked example, in the columns of the adversarial-examples table."""
+def describe(result, example, seconds: float, generations: int | None) -> dict:
+    """One attacked example, in the columns of the adversarial-examples table (`generations`: those a population
+    search ran on it)."""
     original, perturbed = result.original_result, result.perturbed_result
     changed = sorted(original.attacked_text.all_words_diff(perturbed.attacked_text))
     outcome = type(result).__name__.removesuffix("AttackResult").lower()
@@ -129,6 +181,7 @@ def describe(result, example, seconds: float) -> dict:
         "queries": int(perturbed.num_queries),
         "changed_word_indices": changed,
         "perturbed_word_percent": 100.0 * len(changed) / max(1, attacked_words),
+        "search_generations": None if outcome == "skipped" else generations,  # a skipped example is not searched
         "seconds": seconds,
     }
 
@@ -170,7 +223,8 @@ def attack_examples(
                 seed_example(seed, example.id)
                 started = time.perf_counter()
                 result = attack.attack(attack_input(example), int(example.label))
-                finish(describe(result, example, time.perf_counter() - started))
+                generations = getattr(attack.search_method, "generations_run", None)
+                finish(describe(result, example, time.perf_counter() - started, generations))
             successes += done[example.id]["result"] == "successful"
             failures += done[example.id]["result"] == "failed"
             wanted = f" of {enough_successes} wanted" if enough_successes is not None else ""
@@ -185,7 +239,9 @@ def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict
     returns the adversarial examples and the attack summary."""
     rows = pd.DataFrame([row for shard in shards for row in shard["examples"]])
     if rows.empty:
-        rows = pd.DataFrame(columns=["id", "result", "queries", "perturbed_word_percent", "seconds"])
+        rows = pd.DataFrame(
+            columns=["id", "result", "queries", "perturbed_word_percent", "search_generations", "seconds"]
+        )
     gaps = coverage_gaps(rows.id, sample.id, "sample")
     if gaps:
         raise AttackError(f"shards do not cover the attack sample exactly once: {gaps}")
@@ -211,5 +267,23 @@ def gather(shards: list[dict], sample: pd.DataFrame) -> tuple[pd.DataFrame, dict
         ),
         "attack_seconds": float(rows.seconds.sum()),
         "substitutions": substitutions,
+        "search": search_diagnostic(shards[0]["search"], attacked),
     }
     return rows, summary
+
+
+def search_diagnostic(search: dict | None, attacked: pd.DataFrame) -> dict | None:
+    """How far a population search went on the attacked examples: the generations it ran, how many searches reached
+    `max_iters`, and how many failed ones the query budget ended first (a `max_iters` that no search reaches does
+    not act). None for a greedy search."""
+    if search is None:
+        return None
+    generations, failed = attacked.search_generations, attacked.result == "failed"
+    return {
+        **search,
+        "generations_median": float(generations.median()) if len(attacked) else None,
+        "generations_max": int(generations.max()) if len(attacked) else None,
+        "reached_max_iters": int((generations >= search["max_iters"]).sum()),
+        "failed": int(failed.sum()),
+        "failed_at_query_budget": int((failed & (attacked.queries >= search["query_budget"])).sum()),
+    }
