@@ -35,6 +35,20 @@ def test_mcnemar_counts_only_the_examples_the_two_disagree_on():
     assert mcnemar([True, False], [True, False]).p_value == 1.0
 
 
+def test_mcnemars_interval_is_clopper_pearsons_on_the_discordant_pairs_and_agrees_with_its_p_value():
+    test = mcnemar([True] * 10 + [True] + [False] * 5, [True] * 10 + [False] + [True] * 5)
+    share = stats.binomtest(1, 6).proportion_ci(confidence_level=0.95, method="exact")  # 1 of 6 discordant pairs
+    assert (test.low, test.high) == pytest.approx(((2 * share.low - 1) * 6 / 16, (2 * share.high - 1) * 6 / 16))
+    # 114 examples, 3 and 10 discordant (a cell of the replication): a Wald interval, -6.1 [-12.2, -0.0], excluded no
+    # difference at p = 0.092
+    for only_first in range(15):
+        for only_second in range(15):
+            first = [True] * only_first + [False] * only_second + [True] * (114 - only_first - only_second)
+            second = [False] * only_first + [True] * only_second + [True] * (114 - only_first - only_second)
+            test = mcnemar(first, second)
+            assert (test.low > 0 or test.high < 0) == (test.p_value < 0.05), (only_first, only_second)
+
+
 def test_the_paired_bootstrap_agrees_with_scipys():
     rng = np.random.default_rng(1)
     first = rng.random(200) < 0.6

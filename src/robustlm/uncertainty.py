@@ -6,8 +6,8 @@ whether two defenses measured on the same examples differ.
   while training noise does: the mean's variance is the between-seed variance / k plus the mean binomial variance
   p(1 - p)/n, and the interval is the mean ± t(k - 1) times its square root.
 - Two defenses on the same examples: accuracy by McNemar's exact test (the examples one gets right and the other
-  wrong), attack success rate by a paired bootstrap over the examples both were attacked on. Examples that are not
-  independent (the words of one sentence, for the neuron probes) are resampled by cluster: a paired cluster
+  wrong) and the interval that inverts it, attack success rate by a paired bootstrap over the examples both were
+  attacked on. Examples that are not independent (the words of one sentence, for the neuron probes) are resampled by cluster: a paired cluster
   bootstrap, whose interval widens with the correlation within a cluster that McNemar's test would ignore.
 """
 
@@ -84,17 +84,21 @@ class PairedTest:
 
 
 def mcnemar(first_correct: Sequence[bool], second_correct: Sequence[bool], level: float = LEVEL) -> PairedTest:
-    """McNemar's exact test of two classifiers' accuracy on the same examples, with the paired difference's
-    Wald interval (the discordant pairs carry all of it)."""
+    """McNemar's exact test of two classifiers' accuracy on the same examples, with the interval that inverts it:
+    Clopper-Pearson's for the share of the discordant examples the first gets right, as a difference
+    ((2 x share - 1) x discordant / n). It excludes no difference exactly when p < 1 - level, so a claim judged on
+    the interval agrees with the test; a Wald interval did not on a few discordant pairs (docs/replication)."""
     a, b = np.asarray(first_correct, dtype=bool), np.asarray(second_correct, dtype=bool)
     n = len(a)
     only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
     discordant = only_first + only_second
-    p_value = stats.binomtest(only_first, discordant, 0.5).pvalue if discordant else 1.0
+    if not discordant:
+        return PairedTest(0.0, 0.0, 0.0, 1.0, n, "McNemar exact")
+    exact = stats.binomtest(only_first, discordant, 0.5)
+    share = exact.proportion_ci(confidence_level=level, method="exact")
+    low, high = ((2 * bound - 1) * discordant / n for bound in (share.low, share.high))
     difference = (only_first - only_second) / n
-    z = stats.norm.ppf(0.5 + level / 2)
-    spread = z * np.sqrt(max(discordant / n - difference**2, 0.0) / n)
-    return PairedTest(difference, difference - spread, difference + spread, float(p_value), n, "McNemar exact")
+    return PairedTest(difference, low, high, float(exact.pvalue), n, "McNemar exact")
 
 
 def paired_bootstrap(
