@@ -7,8 +7,9 @@ whether two defenses measured on the same examples differ.
   p(1 - p)/n, and the interval is the mean ± t(k - 1) times its square root.
 - Two defenses on the same examples: accuracy by McNemar's exact test (the examples one gets right and the other
   wrong) and the interval that inverts it, attack success rate by a paired bootstrap over the examples both were
-  attacked on. Examples that are not independent (the words of one sentence, for the neuron probes) are resampled by cluster: a paired cluster
-  bootstrap, whose interval widens with the correlation within a cluster that McNemar's test would ignore.
+  attacked on. Examples that are not independent (the words of one sentence, for the neuron probes) are resampled
+  by cluster: a paired cluster bootstrap, whose interval widens with the correlation within a cluster that
+  McNemar's test would ignore.
 """
 
 from __future__ import annotations
