@@ -96,8 +96,9 @@ def copy_mirror_subset(mirror: Path, target: Path, relative_paths: list[str]) ->
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster (slurm_cluster.py), shared by the tests that submit through profiles/slurm."""
-    from slurm_cluster import SingleNodeCluster, unavailable_reason
+    from slurm_cluster import SingleNodeCluster, remove_link_left_by_a_killed_run, unavailable_reason
 
+    remove_link_left_by_a_killed_run()
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"no SLURM cluster: {reason}")

@@ -34,6 +34,26 @@ PARTITIONS = ("cpu", "gpu")  # the partitions profiles/slurm asks for: one node 
 STATUS_POLLING = ("--slurm-init-seconds-before-status-checks", "3")
 
 
+def remove_link_left_by_a_killed_run() -> None:
+    """Unlink /run/slurm/conf where it leads into the spool of one of these clusters whose slurmd no longer runs:
+    a test run killed before `__exit__` leaves it, and it would otherwise make every later run skip the cluster
+    tests as if the machine had a SLURM configuration of its own."""
+    if not CONFIG_CACHE_LINK.is_symlink():
+        return
+    root = Path(os.readlink(CONFIG_CACHE_LINK)).parent.parent  # <root>/spool/conf-cache
+    if not (root / "gres.conf").exists() or _running(root / "slurmd.pid"):
+        return
+    CONFIG_CACHE_LINK.unlink()
+
+
+def _running(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    return True
+
+
 def unavailable_reason() -> str | None:
     """Why a cluster cannot be started here, or None."""
     missing = [name for name in COMMANDS if shutil.which(name) is None]
