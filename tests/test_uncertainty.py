@@ -43,8 +43,9 @@ def test_mcnemars_interval_is_clopper_pearsons_on_the_discordant_pairs_and_agree
     # difference at p = 0.092
     for only_first in range(15):
         for only_second in range(15):
-            first = [True] * only_first + [False] * only_second + [True] * (114 - only_first - only_second)
-            second = [False] * only_first + [True] * only_second + [True] * (114 - only_first - only_second)
+            both_right = [True] * (114 - only_first - only_second)
+            first = [True] * only_first + [False] * only_second + both_right
+            second = [False] * only_first + [True] * only_second + both_right
             test = mcnemar(first, second)
             assert (test.low > 0 or test.high < 0) == (test.p_value < 0.05), (only_first, only_second)
 
