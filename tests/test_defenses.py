@@ -318,6 +318,8 @@ def test_lds_diagnostics_tell_an_ascent_that_leaves_its_start_from_one_that_does
     assert leaving["start_cosine"] < 0.9
     staying = measured(build_defense("lds", {**EMBEDDING_PARAMS, "step": "raw", "step_size": 1e-6}), model, batch)
     assert staying["start_cosine"] > 0.99
+    # in its objective too: the steps made the leaving ascent's divergence; the staying one's was its start's
+    assert leaving["start_share"] < 0.1 and staying["start_share"] > 0.99
 
 
 def test_measuring_does_not_change_the_training_run(model_and_batch):

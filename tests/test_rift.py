@@ -45,6 +45,17 @@ def prepared(name, params, tiny_model, setup):
     return model, defense
 
 
+def fit(model, batch, steps=30):
+    """A few clean steps on the batch: the random tiny model's predictions barely depend on its input (a divergence
+    between two inputs' predictions of ~1e-9, float32's rounding), a fitted one's do."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    for _ in range(steps):
+        F.cross_entropy(model(**inputs).logits, batch["labels"]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
 def test_neighbor_table_maps_words_to_their_counterfitted_substitutes(setup):
     tokenizer, _, mirror = setup
     vocabulary = tokenizer.get_vocab()
@@ -128,17 +139,11 @@ def test_rift_teacher_stays_frozen_and_heads_learn(tiny_model, setup, conditiona
 def test_adversarial_example_raises_the_divergence(tiny_model, setup, ascent):
     _, batch, _ = setup
     model, adversary = prepared("adv_base", {**ASCC, "steps": 3, "ascent": ascent}, tiny_model, setup)
+    fit(model, batch)
     model.eval()
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
     clean = model(input_ids=batch["input_ids"], **inputs).logits
-    weight = model.get_input_embeddings().weight
-    candidates = adversary.neighbors[batch["input_ids"]]
-    torch.manual_seed(1)
-    random_point = convex_combination(
-        weight, candidates, kaiming_scores(candidates) if ascent == "rift" else torch.randn(candidates.shape)
-    )
-    torch.manual_seed(1)
-    ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
+    random_point, ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
     before = kl_divergence(clean, model(inputs_embeds=random_point, **inputs).logits)
     after = kl_divergence(clean, model(inputs_embeds=ascended, **inputs).logits)
     assert after > before
@@ -161,7 +166,7 @@ def test_rift_ascent_is_rifts_adam_on_the_combination_weights(tiny_model, setup,
     monkeypatch.setattr(ascc, "kaiming_scores", lambda c: start.clone())
     clean = model.eval()(input_ids=batch["input_ids"], **inputs).logits.detach()
     model.train()
-    ours = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, None, None)
+    start_point, ours = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, None, None)
     assert model.training
 
     model.eval()
@@ -182,6 +187,37 @@ def test_rift_ascent_is_rifts_adam_on_the_combination_weights(tiny_model, setup,
     ).sum(-2)
     model.train()
     assert torch.allclose(ours, reference, atol=1e-5)
+    assert torch.allclose(
+        start_point, (F.softmax(start.unsqueeze(-1) * mask + 500 * (mask - 1), -2) * substitutes).sum(-2)
+    )
+
+
+@pytest.mark.parametrize("name", ["adv_base", "rift", "adv_ptwd", "adv_mixout"])
+def test_ascc_diagnostics_tell_an_inner_maximisation_that_acts_from_one_that_stays_at_its_start(
+    name, tiny_model, setup
+):
+    """The x_hat of RIFT's ascent (10 Adam steps) moves away from its random convex combination and raises the
+    divergence beyond it; without steps, the report says the ascent stayed where it began."""
+    _, batch, _ = setup
+    settings = {
+        "rift": {"alpha": 0.1},
+        "adv_ptwd": {"pretrained_weight_decay": 0.01},
+        "adv_mixout": {"mixout_probability": 0.1},
+    }
+    model, defense = prepared(name, {**ASCC, "steps": 10, **settings.get(name, {})}, tiny_model, setup)
+    fit(model, batch)
+    reports = {}
+    for steps in (10, 0):
+        defense.steps, defense.measuring = steps, True
+        for _ in range(2):
+            defense.loss(model, batch)
+        reports[steps] = defense.perturbation_report()
+    acting, staying = reports[10], reports[0]
+    assert acting["norm"] == "token_l2" and acting["steps_measured"] == 2 and acting["mean_delta_norm"] > 0
+    assert acting["adversarial_loss"] > acting["start_loss"] > acting["clean_loss"] == 0
+    assert acting["start_share"] < 0.1 and acting["ascent_gain"] > 1
+    assert staying["start_share"] == pytest.approx(1) and staying["start_cosine"] == pytest.approx(1)
+    assert acting["start_cosine"] < staying["start_cosine"]
 
 
 def test_substitution_attack_swaps_words_for_their_neighbours_only(tiny_model, setup):

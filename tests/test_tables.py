@@ -9,9 +9,19 @@ from robustlm.tables import build_tables
 
 
 def write_run(
-    root, dataset, defense, seed, minutes, accuracy, generation_minutes=0.0, defense_report=None, provenance=None
+    root,
+    dataset,
+    defense,
+    seed,
+    minutes,
+    accuracy,
+    generation_minutes=0.0,
+    defense_report=None,
+    provenance=None,
+    perturbation=None,
 ):
     """A run directory; `provenance`: the train and evaluate jobs' records (None: a run from before records)."""
+    perturbation = PERTURBATION if defense.startswith("pgd_at") else perturbation
     run = root / dataset / defense / f"seed{seed}"
     run.mkdir(parents=True)
     train, evaluation = ({"provenance": record} for record in provenance) if provenance else ({}, {})
@@ -21,11 +31,14 @@ def write_run(
                 "dataset": dataset,
                 "defense": defense,
                 "method": defense.split("@")[0],
-                "defense_params": {"query_budget": 200},
+                "defense_params": {
+                    "query_budget": 200,
+                    **({"precision": "float32"} if defense.startswith("pgd_at") else {}),
+                },
                 "seed": seed,
                 "optimizer": "adamw",
                 "selection": {"by": "clean validation accuracy"},
-                "perturbation": PERTURBATION if defense.startswith("pgd_at") else None,
+                "perturbation": perturbation,
                 "model": "bert-base-uncased",
                 "epochs": 4,
                 "max_length": 512,
@@ -77,10 +90,12 @@ PERTURBATION = {
     "mean_delta_norm": 0.003,
     "clean_loss": 0.37,
     "adversarial_loss": 0.375,
+    "start_loss": 0.37,
     "random_delta_loss": 0.37001,
     "mean_abs_logit_change": 0.0097,
     "start_cosine": 0.01,
     "ascent_gain": 500.0,
+    "start_share": 0.0,
 }
 
 
@@ -149,6 +164,29 @@ def test_runtime_table_shows_what_each_perturbation_did(tables):
     markdown = tables["markdown"].read_text()
     section = markdown[markdown.index("## Perturbation diagnostics") : markdown.index("## Paper vs. ours")]
     assert "| mr           | PGD-AT  | example_l2 |" in section and "BERT" not in section
+
+
+def test_ascc_diagnostics_show_beside_pgd_ats_without_its_precision_note(tmp_path):
+    """ASCC has no `precision` option: its substitutions, words apart, train under the loop's bf16 autocast, and its
+    row shows what its inner maximisation did without PGD-AT's note on a small delta's rounding."""
+    substitutions = {**PERTURBATION, "norm": "token_l2", "epsilon": None, "precision": "bfloat16", "start_share": 0.02}
+    runs = [
+        write_run(tmp_path, "mr", "baseline", 1, 10.0, {"mr": 0.85}),
+        write_run(tmp_path, "mr", "pgd_at", 1, 30.0, {"mr": 0.86}),
+        write_run(tmp_path, "mr", "adv_base", 1, 60.0, {"mr": 0.84}, perturbation=substitutions),
+    ]
+    outputs = build(tmp_path, runs)
+    table = pd.read_csv(outputs["runtime"]).set_index("defense")
+    assert table.loc["adv_base", "perturbation_start_share"] == 0.02
+    assert table.loc["adv_base", "perturbation_norm"] == "token_l2"
+    assert (
+        "perturbation" not in table.loc["adv_base", "deviations"]
+        and "float32" not in table.loc["adv_base", "deviations"]
+    )
+    assert table.loc["pgd_at", "deviations"].startswith("defense's steps in float32")
+    markdown = outputs["markdown"].read_text()
+    section = markdown[markdown.index("## Perturbation diagnostics") : markdown.index("## Paper vs. ours")]
+    assert "| Adv-Base | token_l2 " in section and "start_share" in section
 
 
 def test_a_method_trained_otherwise_than_its_paper_says_records_it(tmp_path):

@@ -156,10 +156,12 @@ def test_an_embedding_space_run_records_what_its_perturbation_did(tiny_model, mr
         "mean_delta_norm",
         "clean_loss",
         "adversarial_loss",
+        "start_loss",
         "random_delta_loss",
         "mean_abs_logit_change",
         "start_cosine",
         "ascent_gain",
+        "start_share",
         "measurement_seconds",
     }
     assert 0 < sum(h["perturbation"]["measurement_seconds"] for h in metrics["history"]) < metrics["train_seconds"]

@@ -302,9 +302,10 @@ def training_deviations(train_metrics: dict) -> list[str]:
 
 
 def perturbation_deviations(train_metrics: dict) -> list[str]:
-    """The arithmetic an embedding-space defense's step ran in, where it is not the plain float32 of a CPU."""
+    """The arithmetic a defense with a `precision` option (a small delta's) ran its step in, where it is not the plain
+    float32 of a CPU. ASCC's substitutions, words apart, have none: they train in the loop's arithmetic."""
     perturbation = train_metrics.get("perturbation")
-    if perturbation is None:
+    if perturbation is None or "precision" not in train_metrics["defense_params"]:
         return []
     if perturbation["precision"] != "float32":
         return [

@@ -59,11 +59,12 @@ PERTURBATION_COLUMNS = (
     "epsilon",
     "mean_delta_norm",
     "ascent_gain",
+    "start_share",
     "start_cosine",
     "mean_abs_logit_change",
     "precision",
 )
-PERTURBATION_NUMBERS = ("mean_delta_norm", "ascent_gain", "start_cosine", "mean_abs_logit_change")
+PERTURBATION_NUMBERS = ("mean_delta_norm", "ascent_gain", "start_share", "start_cosine", "mean_abs_logit_change")
 
 
 def perturbation_columns(perturbation: dict | None) -> dict:
@@ -367,11 +368,13 @@ def perturbation_section(runtime: pd.DataFrame) -> list[str]:
     columns = {f"perturbation_{name}": name for name in PERTURBATION_COLUMNS}
     return [
         "## Perturbation diagnostics (embedding-space defenses, the last epoch's last steps)\n",
-        "Measured in eval mode on training batches, at delta = 0, at the ascent's delta and at a random delta of the "
-        "same size: `ascent_gain` is how many times more the ascent's delta raises the ascent's objective than the "
-        "random one (about 1: the ascent found nothing a random draw would not); `start_cosine` compares delta with "
-        "its random start (about 1: the ascent never left it); `mean_abs_logit_change` is how far delta moves the "
-        "logits.\n",
+        "Measured in eval mode on training batches, at delta = 0, at the ascent's delta, at its random start and at a "
+        "random delta of the same size: `ascent_gain` is how many times more the ascent's delta raises the ascent's objective than the "
+        "random one (about 1: the ascent found nothing a random draw would not); `start_share` is the part of that "
+        "rise already there at the ascent's random start, and `start_cosine` compares delta with that start (about "
+        "1: the ascent never left it); `mean_abs_logit_change` is how far delta moves the logits. For ASCC's convex "
+        "combinations (Adv-Base, RIFT and its baselines) delta is each word's move to the combination of its "
+        "neighbours, sized per token.\n",
         perturbing[["trained_on", "model", *columns]].rename(columns=columns).to_markdown(index=False, floatfmt=".3g"),
         "\n",
     ]

@@ -23,6 +23,10 @@ here the word embeddings are combined before them.
 - Adv-Mixout: Eq. 9 with mixout(p) on every parameter of the encoder (Lee et al. 2020; "each parameter", as the
   paper says), a fresh mask for every forward pass of a module, as RIFT's and mixout's own code draw it.
 
+The perturbation report (diagnostics.PerturbationMonitor) reads x_hat as a perturbation of the word embeddings,
+delta = x_hat - e(x), sized per token: `start_share` near 0 shows the inner steps, not the random start, made the
+divergence at x_hat.
+
 RIFT keeps the epoch with the best robust accuracy (its §3.2): `training: {selection: robust}`, with RIFT's ASCC test
 attack (`substitution_attack`) on a seeded validation subset (training.py).
 """
@@ -40,7 +44,8 @@ from torch import nn
 from ..resources import counterfitted_neighbors
 from ..sources import COUNTERFITTED_NEIGHBORS, PublishedFile
 from .base import Defense, TrainingContext, at, eval_mode, labelled_positions, model_inputs
-from .embedding import kl_divergence
+from .diagnostics import PerturbationMonitor
+from .embedding import Perturbation, kl_divergence
 
 ASCENTS = ("rift", "sign")
 #: RIFT's code divides the combination weights' summed entropy by its maximum length (300) times 128
@@ -93,26 +98,32 @@ def kaiming_scores(candidates: torch.Tensor) -> torch.Tensor:
     return torch.randn(candidates.shape, device=candidates.device) * math.sqrt(2.0 / (length * slots))
 
 
+def initial_scores(candidates: torch.Tensor, ascent: str, init_std: float = 1.0) -> torch.Tensor:
+    """The inner maximisation's random start: RIFT's Kaiming-normal one, or N(0, init_std^2) for `sign`."""
+    if ascent == "rift":
+        return kaiming_scores(candidates)
+    return torch.randn(candidates.shape, device=candidates.device) * init_std
+
+
 def ascend_scores(
     model,
     candidates: torch.Tensor,
     inputs: dict,
     positions,
     objective,
+    start: torch.Tensor,
     steps: int,
     step_size: float,
     entropy_weight: float,
     ascent: str,
-    init_std: float = 1.0,
 ) -> torch.Tensor:
-    """The combination logits z that maximise `objective(logits at x_hat)` - entropy_weight * H(w) / 38,400 (model
-    parameters untouched). `rift`: Adam in eval mode, as RIFT's code; `sign`: sign-gradient steps in the model's mode."""
+    """The combination logits z that maximise `objective(logits at x_hat)` - entropy_weight * H(w) / 38,400, from
+    `start` (model parameters untouched). `rift`: Adam in eval mode, as RIFT's code; `sign`: sign-gradient steps in
+    the model's mode."""
     weight = model.get_input_embeddings().weight.detach()
+    scores = start.clone().requires_grad_(True)
     if ascent == "rift":
-        scores = kaiming_scores(candidates).requires_grad_(True)
         optimizer = torch.optim.Adam([scores], lr=step_size, weight_decay=COMBINATION_WEIGHT_DECAY)
-    else:
-        scores = (torch.randn(candidates.shape, device=candidates.device) * init_std).requires_grad_(True)
     with eval_mode(model) if ascent == "rift" else nullcontext():
         for _ in range(steps):
             with torch.enable_grad():
@@ -156,6 +167,7 @@ def substitution_attack(
         inputs,
         None,
         lambda logits: F.cross_entropy(logits, labels, reduction="sum"),
+        kaiming_scores(candidates),
         ascent="rift",
         **TEST_ATTACK,
     )
@@ -213,6 +225,8 @@ class AdvBase(Defense):
         self.beta, self.steps, self.step_size, self.ascent = beta, steps, step_size, ascent
         self.entropy_weight, self.init_std = entropy_weight, init_std
         self.neighbors: torch.Tensor | None = None
+        # per token: each word's embedding moves to a combination of its neighbours' on its own
+        self.monitor = PerturbationMonitor("token_l2", None)
 
     @property
     def extra_passes(self) -> int:
@@ -227,41 +241,73 @@ class AdvBase(Defense):
             embeddings.weight.device
         )
 
-    def adversarial_embeddings(self, model, input_ids, inputs, clean_logits, positions) -> torch.Tensor:
+    def adversarial_embeddings(
+        self, model, input_ids, inputs, clean_logits, positions
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_hat at the inner maximisation's random start (no gradient) and after its steps."""
         candidates = substitutable(self.neighbors[input_ids], inputs)
         if self.ascent == "rift":  # RIFT ascends from the eval-mode prediction, as the whole ascent runs in eval mode
             with torch.no_grad(), eval_mode(model):
                 reference = at(model(input_ids=input_ids, **inputs).logits, positions)
         else:
             reference = clean_logits.detach()
+        start = initial_scores(candidates, self.ascent, self.init_std)
         scores = ascend_scores(
             model,
             candidates,
             inputs,
             positions,
             lambda logits: kl_divergence(reference, logits, reduction="sum"),
+            start,
             self.steps,
             self.step_size,
             self.entropy_weight,
             self.ascent,
-            self.init_std,
         )
-        return convex_combination(model.get_input_embeddings().weight, candidates, scores)
+        weight = model.get_input_embeddings().weight
+        return convex_combination(weight.detach(), candidates, start), convex_combination(weight, candidates, scores)
 
     def loss(self, model, batch):
         inputs = model_inputs(batch)
         input_ids = inputs.pop("input_ids")
         positions = labelled_positions(batch["labels"])
         clean_logits = at(model(input_ids=input_ids, **inputs).logits, positions)
-        adversarial = model(
-            inputs_embeds=self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions),
-            **inputs,
-            output_hidden_states=True,
-        )
+        start, adversarial_embeddings = self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions)
+        adversarial = model(inputs_embeds=adversarial_embeddings, **inputs, output_hidden_states=True)
+        if self.measuring:
+            self.measure(model, input_ids, inputs, positions, batch["labels"], start, adversarial_embeddings)
         robust_task = F.cross_entropy(clean_logits, at(batch["labels"], positions)) + self.beta * kl_divergence(
             clean_logits, at(adversarial.logits, positions)
         )
         return robust_task + self.regularizer(model, batch, adversarial)
+
+    def measure(self, model, input_ids, inputs, positions, labels, start, adversarial_embeddings) -> None:
+        """The monitor's diagnostics of x_hat as a perturbation of the word embeddings, delta = x_hat - e(x): its
+        start is the random convex combination the inner maximisation began from."""
+        embeddings = model.get_input_embeddings().weight.detach()[input_ids]  # as x_hat combines them
+        labels = at(labels, positions)
+        self.monitor.record(
+            model,
+            Perturbation(
+                embeddings,
+                inputs,
+                positions,
+                labels,
+                labels,
+                None,
+                start - embeddings,
+                adversarial_embeddings.detach() - embeddings,
+            ),
+            self.ascent_objective,
+        )
+
+    @staticmethod
+    def ascent_objective(perturbed_logits, clean_logits, labels):
+        """The inner maximisation's divergence, without its entropy term."""
+        return kl_divergence(clean_logits, perturbed_logits, reduction="sum")
+
+    def perturbation_report(self):
+        return self.monitor.report()
 
     def regularizer(self, model, batch, adversarial) -> torch.Tensor | float:
         """What a variant adds to Eq. 9."""
