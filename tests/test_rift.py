@@ -76,6 +76,10 @@ def test_ascc_point_is_a_convex_combination_of_the_allowed_neighbours_only():
     assert (combined >= 0).all()
     assert set(combined[0, 0].nonzero().flatten().tolist()) <= {3, 5, 7}
     assert combined[0, 1].nonzero().flatten().tolist() == [2]  # no neighbours: the word itself
+    embeddings = torch.randn(vocabulary_size, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the training loop's arithmetic on a GPU, emulated
+        combined = convex_combination(embeddings, candidates, scores)
+    assert combined.dtype == torch.float32 and torch.equal(combined[0, 1], embeddings[2])  # exactly, not rounded
 
 
 def test_info_nce_matches_the_closed_form():

@@ -81,9 +81,14 @@ def combination_weights(scores: torch.Tensor, candidates: torch.Tensor) -> torch
 
 
 def convex_combination(embedding_weight: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """sum_j softmax(scores)_j e(candidate_j) per token, over the valid (>= 0) candidates only."""
+    """sum_j softmax(scores)_j e(candidate_j) per token, over the valid (>= 0) candidates only; in the embeddings'
+    own precision under autocast too (bf16 would round every word's embedding, those without substitutes with them,
+    which the clean pass reads unrounded)."""
     weights = combination_weights(scores, candidates)
-    return torch.einsum("blk,blkd->bld", weights.to(embedding_weight.dtype), embedding_weight[candidates.clamp_min(0)])
+    with torch.autocast(embedding_weight.device.type, enabled=False):
+        return torch.einsum(
+            "blk,blkd->bld", weights.to(embedding_weight.dtype), embedding_weight[candidates.clamp_min(0)]
+        )
 
 
 def weights_entropy(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
