@@ -143,9 +143,13 @@ def cluster_run(workdir: Path, environment: dict[str, str], targets: list[str]) 
             "--slurm-no-account",
             *STATUS_POLLING,
             "--max-threads",
-            "1",
+            "1",  # the small jobs in parallel, a CPU each
+            # fewer job slots than ready jobs (MR's baseline's 7 attacks), as the grid's 210 attacks have under the
+            # profile's 50: the plugin's job arrays hung there (profiles/slurm/config.yaml)
+            "--jobs",
+            "4",
             *targets,
-        ],  # the small jobs in parallel, a CPU each
+        ],
         capture_output=True,
         text=True,
         env=environment,
