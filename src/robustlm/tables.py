@@ -369,12 +369,12 @@ def perturbation_section(runtime: pd.DataFrame) -> list[str]:
     return [
         "## Perturbation diagnostics (embedding-space defenses, the last epoch's last steps)\n",
         "Measured in eval mode on training batches, at delta = 0, at the ascent's delta, at its random start and at a "
-        "random delta of the same size: `ascent_gain` is how many times more the ascent's delta raises the ascent's objective than the "
-        "random one (about 1: the ascent found nothing a random draw would not); `start_share` is the part of that "
-        "rise already there at the ascent's random start, and `start_cosine` compares delta with that start (about "
-        "1: the ascent never left it); `mean_abs_logit_change` is how far delta moves the logits. For ASCC's convex "
-        "combinations (Adv-Base, RIFT and its baselines) delta is each word's move to the combination of its "
-        "neighbours, sized per token.\n",
+        "random delta of the same size: `ascent_gain` is how many times more the ascent's delta raises the ascent's "
+        "objective than the random one (about 1: the ascent found nothing a random draw would not); `start_share` is "
+        "the part of that rise already there at the ascent's random start, and `start_cosine` compares delta with "
+        "that start (about 1: the ascent never left it); `mean_abs_logit_change` is how far delta moves the logits. "
+        "For ASCC's convex combinations (Adv-Base, RIFT and its baselines) delta is each word's move to the "
+        "combination of its neighbours, sized per token.\n",
         perturbing[["trained_on", "model", *columns]].rename(columns=columns).to_markdown(index=False, floatfmt=".3g"),
         "\n",
     ]

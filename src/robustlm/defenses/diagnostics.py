@@ -7,9 +7,9 @@ Each measurement runs five extra forward passes without gradients, in eval mode 
 passes differ even without delta), in the arithmetic of the step itself: at delta = 0, at the ascent's delta, at its
 random start, and at a random delta r of the same size in the defense's norm and at -r. The pair estimates the
 objective at a random delta without r's first-order term, whose sign is a coin flip that would otherwise swamp the
-small second-order change a random delta makes. Random deltas come from the monitor's own generator, so measuring does not change the training
-run. Sums stay on the device until the report: the only host synchronisations are the two per measured step
-that time the measurement, which the training loop leaves out of the fine-tuning time."""
+small second-order change a random delta makes. Random deltas come from the monitor's own generator, so measuring
+does not change the training run. Sums stay on the device until the report: the only host synchronisations are the
+two per measured step that time the measurement, which the training loop leaves out of the fine-tuning time."""
 
 from __future__ import annotations
 
