@@ -147,7 +147,9 @@ def test_adversarial_example_raises_the_divergence(tiny_model, setup, ascent):
     model.eval()
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
     clean = model(input_ids=batch["input_ids"], **inputs).logits
-    random_point, ascended = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, clean, None)
+    candidates, start, scores = adversary.adversarial_scores(model, batch["input_ids"], inputs, clean, None)
+    weight = model.get_input_embeddings().weight
+    random_point, ascended = (convex_combination(weight, candidates, point) for point in (start, scores))
     before = kl_divergence(clean, model(inputs_embeds=random_point, **inputs).logits)
     after = kl_divergence(clean, model(inputs_embeds=ascended, **inputs).logits)
     assert after > before
@@ -170,7 +172,9 @@ def test_rift_ascent_is_rifts_adam_on_the_combination_weights(tiny_model, setup,
     monkeypatch.setattr(ascc, "kaiming_scores", lambda c: start.clone())
     clean = model.eval()(input_ids=batch["input_ids"], **inputs).logits.detach()
     model.train()
-    start_point, ours = adversary.adversarial_embeddings(model, batch["input_ids"], inputs, None, None)
+    _, start_scores, scores = adversary.adversarial_scores(model, batch["input_ids"], inputs, None, None)
+    weight = model.get_input_embeddings().weight
+    start_point, ours = (convex_combination(weight, candidates, point) for point in (start_scores, scores))
     assert model.training
 
     model.eval()

@@ -246,10 +246,11 @@ class AdvBase(Defense):
             embeddings.weight.device
         )
 
-    def adversarial_embeddings(
+    def adversarial_scores(
         self, model, input_ids, inputs, clean_logits, positions
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x_hat at the inner maximisation's random start (no gradient) and after its steps."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each token's candidates [B, T, K] and their combination logits at the inner maximisation's random start
+        and after its steps."""
         candidates = substitutable(self.neighbors[input_ids], inputs)
         if self.ascent == "rift":  # RIFT ascends from the eval-mode prediction, as the whole ascent runs in eval mode
             with torch.no_grad(), eval_mode(model):
@@ -262,25 +263,27 @@ class AdvBase(Defense):
             candidates,
             inputs,
             positions,
-            lambda logits: kl_divergence(reference, logits, reduction="sum"),
+            lambda logits: self.ascent_objective(logits, reference, None),
             start,
             self.steps,
             self.step_size,
             self.entropy_weight,
             self.ascent,
         )
-        weight = model.get_input_embeddings().weight
-        return convex_combination(weight.detach(), candidates, start), convex_combination(weight, candidates, scores)
+        return candidates, start, scores
 
     def loss(self, model, batch):
         inputs = model_inputs(batch)
         input_ids = inputs.pop("input_ids")
         positions = labelled_positions(batch["labels"])
         clean_logits = at(model(input_ids=input_ids, **inputs).logits, positions)
-        start, adversarial_embeddings = self.adversarial_embeddings(model, input_ids, inputs, clean_logits, positions)
+        candidates, start, scores = self.adversarial_scores(model, input_ids, inputs, clean_logits, positions)
+        weight = model.get_input_embeddings().weight
+        adversarial_embeddings = convex_combination(weight, candidates, scores)
         adversarial = model(inputs_embeds=adversarial_embeddings, **inputs, output_hidden_states=True)
-        if self.measuring:
-            self.measure(model, input_ids, inputs, positions, batch["labels"], start, adversarial_embeddings)
+        if self.measuring:  # the start's combination only here: gathering every candidate's embedding is not free
+            start_embeddings = convex_combination(weight.detach(), candidates, start)
+            self.measure(model, input_ids, inputs, positions, batch["labels"], start_embeddings, adversarial_embeddings)
         robust_task = F.cross_entropy(clean_logits, at(batch["labels"], positions)) + self.beta * kl_divergence(
             clean_logits, at(adversarial.logits, positions)
         )
@@ -308,7 +311,7 @@ class AdvBase(Defense):
 
     @staticmethod
     def ascent_objective(perturbed_logits, clean_logits, labels):
-        """The inner maximisation's divergence, without its entropy term."""
+        """The inner maximisation's divergence KL(q(.|x) || q(.|x_hat)), summed, without its entropy term."""
         return kl_divergence(clean_logits, perturbed_logits, reduction="sum")
 
     def perturbation_report(self):
